@@ -1,0 +1,86 @@
+"""Hashing of the per-node chains, behind one small interface.
+
+An event's *digest* is the hash of its canonical encoding (msgspec JSON, keys sorted, UTC
+timestamps); its *link* is hash(prev || int8(seq) || int8(position) || digest). The store
+computes digests in Python and the database computes links (SQL ``sha256``) inside the
+append function, so an append is one round trip. A national-algorithm profile (SM3) would
+implement this interface and compute links in Python instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgspec
+
+GENESIS = bytes(32)
+
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+class ChainHasher(Protocol):
+    name: str
+
+    def digest(self, canonical: bytes) -> bytes: ...
+
+    def link(self, prev: bytes, seq: int, position: int, digest: bytes) -> bytes: ...
+
+
+class Sha256Chain:
+    name = "sha256"
+
+    def digest(self, canonical: bytes) -> bytes:
+        return hashlib.sha256(canonical).digest()
+
+    def link(self, prev: bytes, seq: int, position: int, digest: bytes) -> bytes:
+        return hashlib.sha256(
+            prev + seq.to_bytes(8, "big", signed=True) + position.to_bytes(8, "big", signed=True)
+            + digest
+        ).digest()
+
+
+def _utc(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_event(
+    *,
+    root_id: UUID,
+    node_id: UUID,
+    stream_id: UUID,
+    stream_type: str,
+    version: int,
+    event_id: UUID,
+    type: str,
+    schema_version: int,
+    data: Any,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    actor: str,
+    correlation_id: UUID | None,
+    causation_id: UUID | None,
+    idempotency_key: str | None,
+) -> bytes:
+    """The bytes an event's digest covers. ``data`` is the decoded JSON value."""
+    return _encoder.encode(
+        {
+            "actor": actor,
+            "causation_id": causation_id,
+            "correlation_id": correlation_id,
+            "data": data,
+            "event_id": event_id,
+            "idempotency_key": idempotency_key,
+            "node_id": node_id,
+            "occurred_at": _utc(occurred_at),
+            "recorded_at": _utc(recorded_at),
+            "root_id": root_id,
+            "schema_version": schema_version,
+            "stream_id": stream_id,
+            "stream_type": stream_type,
+            "type": type,
+            "version": version,
+        }
+    )

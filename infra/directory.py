@@ -1,0 +1,141 @@
+"""SQL of the tenant directory (the ``nodes`` table), kept in step with Node events.
+
+Every function runs inside the caller's transaction, usually a scoped one: row-level
+security limits it to the caller's root tenant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+FIND_BY_CODE = """
+SELECT n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, n.closed, n.version
+FROM nodes n
+WHERE n.code = $1
+UNION ALL
+SELECT n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, n.closed, n.version
+FROM node_aliases a JOIN nodes n ON n.id = a.node_id
+WHERE a.code = $1
+LIMIT 1
+"""
+
+FIND_BY_ID = """
+SELECT id, root_id, code, name, kind, parent_id, path, closed, version FROM nodes WHERE id = $1
+"""
+
+
+INSERT = """
+INSERT INTO nodes (id, root_id, code, name, kind, parent_id, path, depth, version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1)
+"""
+
+RENAME = "UPDATE nodes SET name = $2, version = $3 WHERE id = $1"
+CLOSE = "UPDATE nodes SET closed = true, version = $2 WHERE id = $1"
+
+MOVE_SUBTREE = """
+UPDATE nodes
+SET path = $2 || substr(path, length($1) + 1),
+    depth = depth + $3
+WHERE path >= $1 AND path < left($1, -1) || '0'
+"""
+
+RECODE = "UPDATE nodes SET parent_id = $2, code = $3, version = $4 WHERE id = $1"
+
+ADD_ALIAS = """
+INSERT INTO node_aliases (code, node_id, root_id, retired_at) VALUES ($1, $2, $3, $4)
+"""
+
+
+@dataclass(frozen=True)
+class DirectoryNode:
+    id: UUID
+    root_id: UUID
+    code: str
+    name: str
+    kind: str
+    parent_id: UUID | None
+    path: str
+    closed: bool
+    version: int
+
+    @property
+    def depth(self) -> int:
+        return self.path.count("/") - 1
+
+    def contains(self, other: DirectoryNode) -> bool:
+        return other.path.startswith(self.path)
+
+
+def _node(row: asyncpg.Record | None) -> DirectoryNode | None:
+    return DirectoryNode(*row) if row is not None else None
+
+
+async def find_by_code(conn: asyncpg.Connection, code: str) -> DirectoryNode | None:
+    """Resolve a current or former code."""
+    return _node(await conn.fetchrow(FIND_BY_CODE, code))
+
+
+async def find_by_id(conn: asyncpg.Connection, node_id: UUID) -> DirectoryNode | None:
+    return _node(await conn.fetchrow(FIND_BY_ID, node_id))
+
+
+async def code_taken(conn: asyncpg.Connection, code: str) -> bool:
+    """Across every tenant: codes are statutory, so they are unique in the deployment."""
+    taken: bool = await conn.fetchval("SELECT civic_code_taken($1)", code)
+    return taken
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    node_id: UUID,
+    root_id: UUID,
+    code: str,
+    name: str,
+    kind: str,
+    parent: DirectoryNode | None,
+) -> DirectoryNode:
+    path = (parent.path if parent else "/") + f"{node_id}/"
+    depth = path.count("/") - 1
+    await conn.execute(
+        INSERT, node_id, root_id, code, name, kind, parent.id if parent else None, path, depth
+    )
+    return DirectoryNode(node_id, root_id, code, name, kind, parent.id if parent else None,
+                         path, False, 1)
+
+
+async def rename(conn: asyncpg.Connection, node_id: UUID, name: str, version: int) -> None:
+    await conn.execute(RENAME, node_id, name, version)
+
+
+async def close(conn: asyncpg.Connection, node_id: UUID, version: int) -> None:
+    await conn.execute(CLOSE, node_id, version)
+
+
+async def move(
+    conn: asyncpg.Connection,
+    node: DirectoryNode,
+    new_parent: DirectoryNode,
+    new_code: str,
+    version: int,
+    at: datetime,
+) -> None:
+    new_path = new_parent.path + f"{node.id}/"
+    await conn.execute(MOVE_SUBTREE, node.path, new_path, new_parent.depth + 1 - node.depth)
+    await conn.execute(RECODE, node.id, new_parent.id, new_code, version)
+    if new_code != node.code:
+        await conn.execute(ADD_ALIAS, node.code, node.id, node.root_id, at)
+
+
+async def add_party(
+    conn: asyncpg.Connection, root_id: UUID, node_id: UUID, stream_id: UUID, role: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO stream_parties (root_id, node_id, stream_id, role) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT DO NOTHING",
+        root_id, node_id, stream_id, role,
+    )

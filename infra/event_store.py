@@ -1,0 +1,217 @@
+"""The event store: append a stream's events in one round trip, load streams, read in order.
+
+See migration 0001 for the table, the append function and how positions are made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+import asyncpg
+
+from infra.chain import ChainHasher, Sha256Chain, canonical_event
+from infra.event_codec import NewEvent, decode_json
+
+_CONCURRENCY_SQLSTATE = "CV409"
+
+
+class ConcurrencyError(Exception):
+    """The stream moved on since it was loaded (expected version is stale)."""
+
+    def __init__(self, stream_id: UUID, expected: int, actual: int | None) -> None:
+        super().__init__(f"stream {stream_id} is at version {actual}, expected {expected}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True)
+class AppendContext:
+    """Who and why: the metadata every event of one command carries."""
+
+    actor: str
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    stream_id: UUID
+    version: int
+    positions: tuple[int, ...]
+    node_seqs: tuple[int, ...]
+
+    @property
+    def position(self) -> int:
+        return self.positions[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    position: int
+    root_id: UUID
+    node_id: UUID
+    node_seq: int
+    prev_hash: bytes
+    hash: bytes
+    stream_id: UUID
+    stream_type: str
+    version: int
+    event_id: UUID
+    type: str
+    schema_version: int
+    data: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str
+    correlation_id: UUID | None
+    causation_id: UUID | None
+    idempotency_key: str | None
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> StoredEvent:
+        return cls(*r)
+
+
+EVENT_COLUMNS = (
+    "position, root_id, node_id, node_seq, prev_hash, hash, stream_id, stream_type, version,"
+    " event_id, type, schema_version, data, occurred_at, recorded_at, actor, correlation_id,"
+    " causation_id, idempotency_key"
+)
+
+APPEND = """
+SELECT event_position, event_version, event_seq
+FROM civic_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+"""
+
+LOAD_STREAM = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE root_id = $1 AND stream_id = $2 AND version > $3
+ORDER BY version
+"""
+
+# Everything settled after a position, oldest first; the horizon comes back with each row
+# batch so a reader can move its cursor past positions that no transaction can still take.
+READ_SETTLED = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE position > $1 AND position < civic_horizon()
+ORDER BY position
+LIMIT $2
+"""
+
+
+@dataclass
+class TxAppender:
+    """Counts events appended in the current transaction: each gets its own position."""
+
+    conn: asyncpg.Connection
+    appended: int = 0
+    results: list[AppendResult] = field(default_factory=list)
+
+
+class EventStore:
+    def __init__(self, hasher: ChainHasher | None = None) -> None:
+        self.hasher: ChainHasher = hasher or Sha256Chain()
+
+    async def append(
+        self,
+        tx: TxAppender,
+        *,
+        root_id: UUID,
+        node_id: UUID,
+        stream_id: UUID,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        context: AppendContext,
+    ) -> AppendResult:
+        """Append ``events`` to a stream, chaining them on ``node_id``'s hash chain.
+
+        Raises ConcurrencyError when the stream is not at ``expected_version``. Events whose
+        ids are already stored are not appended again; their original result comes back.
+        """
+        if not events:
+            raise ValueError("nothing to append")
+        recorded_at = datetime.now(UTC)
+        digests = []
+        for offset, event in enumerate(events, start=1):
+            canonical = canonical_event(
+                root_id=root_id,
+                node_id=node_id,
+                stream_id=stream_id,
+                stream_type=stream_type,
+                version=expected_version + offset,
+                event_id=event.event_id,
+                type=event.type,
+                schema_version=event.schema_version,
+                data=decode_json(event.data),
+                occurred_at=event.occurred_at,
+                recorded_at=recorded_at,
+                actor=context.actor,
+                correlation_id=context.correlation_id,
+                causation_id=context.causation_id,
+                idempotency_key=context.idempotency_key,
+            )
+            digests.append(self.hasher.digest(canonical))
+        try:
+            rows = await tx.conn.fetch(
+                APPEND,
+                root_id,
+                node_id,
+                stream_id,
+                stream_type,
+                expected_version,
+                tx.appended,
+                [e.event_id for e in events],
+                [e.type for e in events],
+                [e.schema_version for e in events],
+                [e.data.decode() for e in events],
+                [e.occurred_at.astimezone(UTC) for e in events],
+                recorded_at,
+                context.actor,
+                context.correlation_id,
+                context.causation_id,
+                context.idempotency_key,
+                digests,
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == _CONCURRENCY_SQLSTATE:
+                actual = getattr(exc, "detail", None)
+                raise ConcurrencyError(
+                    stream_id, expected_version, int(actual) if actual else None
+                ) from exc
+            if isinstance(exc, asyncpg.UniqueViolationError) and "stream_version" in str(
+                exc.constraint_name
+            ):
+                raise ConcurrencyError(stream_id, expected_version, None) from exc
+            raise
+        tx.appended += len(rows)
+        result = AppendResult(
+            stream_id=stream_id,
+            version=rows[-1]["event_version"],
+            positions=tuple(r["event_position"] for r in rows),
+            node_seqs=tuple(r["event_seq"] for r in rows),
+        )
+        tx.results.append(result)
+        return result
+
+    async def load(
+        self, conn: asyncpg.Connection, root_id: UUID, stream_id: UUID, after_version: int = 0
+    ) -> list[StoredEvent]:
+        rows = await conn.fetch(LOAD_STREAM, root_id, stream_id, after_version)
+        return [StoredEvent.from_record(r) for r in rows]
+
+    async def read_settled(
+        self, conn: asyncpg.Connection, after: int, limit: int
+    ) -> list[StoredEvent]:
+        rows = await conn.fetch(READ_SETTLED, after, limit)
+        return [StoredEvent.from_record(r) for r in rows]
+
+    @staticmethod
+    async def horizon(conn: asyncpg.Connection) -> int:
+        value: int = await conn.fetchval("SELECT civic_horizon()")
+        return value

@@ -1,0 +1,68 @@
+"""Settings, read once from the environment by the entry point and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    env: str = "development"
+    data_dir: Path = Path(".data")
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    signing_key: str | None = None
+    pii_master_key: str | None = None
+    pool_min: int = 2
+    pool_max: int = 10
+    run_projector: bool = True
+    migrate_on_start: bool = True
+    log_level: str = "INFO"
+    nats_url: str | None = None
+    rate_limit_per_minute: int = 6000
+    max_body_bytes: int = 1_048_576
+    statement_timeout_ms: int = 30_000
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name)
+            return default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
+
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            host=env.get("HOST", "127.0.0.1"),
+            port=int(env.get("PORT", "8000")),
+            env=env.get("CIVIC_ENV", "development"),
+            data_dir=Path(env.get("CIVIC_DATA_DIR", ".data")),
+            jwt_secret=env.get("CIVIC_JWT_SECRET") or None,
+            jwt_public_key=env.get("CIVIC_JWT_PUBLIC_KEY") or None,
+            jwt_algorithms=tuple(
+                a.strip() for a in env.get("CIVIC_JWT_ALGORITHMS", "HS256").split(",") if a.strip()
+            ),
+            jwt_issuer=env.get("CIVIC_JWT_ISSUER") or None,
+            jwt_audience=env.get("CIVIC_JWT_AUDIENCE") or None,
+            signing_key=env.get("CIVIC_SIGNING_KEY") or None,
+            pii_master_key=env.get("CIVIC_PII_MASTER_KEY") or None,
+            pool_min=int(env.get("CIVIC_DB_POOL_MIN", "2")),
+            pool_max=int(env.get("CIVIC_DB_POOL_MAX", "10")),
+            run_projector=flag("CIVIC_RUN_PROJECTOR", True),
+            migrate_on_start=flag("CIVIC_MIGRATE_ON_START", True),
+            log_level=env.get("CIVIC_LOG_LEVEL", "INFO"),
+            nats_url=env.get("CIVIC_NATS_URL") or None,
+            rate_limit_per_minute=int(env.get("CIVIC_RATE_LIMIT", "6000")),
+        )

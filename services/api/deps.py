@@ -1,0 +1,121 @@
+"""Request-level plumbing shared by the controllers: principal, context, commands, reads."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from litestar import Request, Response
+from litestar.datastructures import State
+
+from infra.database import Scope, scoped_transaction
+from projections.runner import wait_for_position
+from services.auth import Principal, decode_token
+from services.commands.session import CommandOutcome, CommandRequest
+from services.context import AppContext
+from services.problems import ProblemError, forbidden
+from services.roles import Role
+
+POSITION_HEADER = "X-Civic-Position"
+MAX_WAIT_SECONDS = 5.0
+
+
+def provide_ctx(state: State) -> AppContext:
+    ctx: AppContext = state.ctx
+    return ctx
+
+
+def provide_principal(request: Request[Any, Any, Any], state: State) -> Principal:
+    ctx: AppContext = state.ctx
+    principal = decode_token(ctx.jwt, request.headers.get("authorization"))
+    request.scope.setdefault("state", {})["principal"] = principal.subject
+    return principal
+
+
+def require(principal: Principal, roles: frozenset[Role], action: str) -> None:
+    if not principal.has_any(roles):
+        allowed = ", ".join(sorted(r.value for r in roles))
+        raise forbidden(f"{action} needs one of the roles: {allowed}")
+
+
+def _parse_if_match(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise ProblemError(
+            400, "Bad Request", "If-Match must be an ETag this API returned, e.g. \"3\"",
+            slug="validation",
+        )
+    return int(value)
+
+
+def _parse_uuid(raw: str | None) -> UUID | None:
+    if not raw:
+        return None
+    try:
+        return UUID(raw)
+    except ValueError:
+        return None
+
+
+async def command_request(request: Request[Any, Any, Any]) -> CommandRequest:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (1 <= len(key) <= 200):
+        raise ProblemError(400, "Bad Request", "Idempotency-Key must be 1-200 characters",
+                           slug="validation")
+    return CommandRequest(
+        method=request.method,
+        path=request.url.path,
+        body=await request.body(),
+        idempotency_key=key,
+        if_match=_parse_if_match(request.headers.get("if-match")),
+        correlation_id=_parse_uuid(request.headers.get("x-correlation-id"))
+        or _parse_uuid(request.scope.get("state", {}).get("request_id")),
+    )
+
+
+def command_response(outcome: CommandOutcome) -> Response[bytes]:
+    headers = {}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if outcome.position is not None:
+        headers[POSITION_HEADER] = str(outcome.position)
+    return Response(
+        content=outcome.body, status_code=outcome.status, media_type="application/json",
+        headers=headers,
+    )
+
+
+@asynccontextmanager
+async def read_scope(
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    min_position: int | None = None,
+    projections: Sequence[str] = (),
+) -> AsyncIterator[tuple[asyncpg.Connection, Scope]]:
+    """A read-only scoped transaction, after waiting (bounded) for ``min_position``."""
+    async with ctx.db.acquire() as conn:
+        if min_position is not None and projections:
+            reached = await wait_for_position(
+                conn, projections, min_position, timeout=MAX_WAIT_SECONDS
+            )
+            if not reached:
+                raise ProblemError(
+                    503, "Service Unavailable",
+                    f"read models have not reached position {min_position} within "
+                    f"{MAX_WAIT_SECONDS:.0f} s; retry shortly",
+                    slug="not-caught-up", headers={"Retry-After": "1"},
+                )
+        async with scoped_transaction(
+            conn, principal.scope, statement_timeout_ms=ctx.settings.statement_timeout_ms
+        ) as (_, scope):
+            await conn.execute("SET TRANSACTION READ ONLY")
+            yield conn, scope

@@ -1,0 +1,203 @@
+"""/v1/nodes — the tenant hierarchy."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from infra import directory
+from services.api.deps import (
+    command_request,
+    command_response,
+    provide_ctx,
+    provide_principal,
+    read_scope,
+    require,
+)
+from services.auth import Principal
+from services.commands import nodes as node_commands
+from services.commands.session import run_command
+from services.context import AppContext
+from services.problems import ProblemError, not_found
+from services.roles import READERS, WRITERS, Role
+
+NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+MinPosition = Annotated[
+    int | None,
+    Parameter(
+        query="min_position", ge=0, required=False,
+        description="Wait (at most 5 s) until read models include this position.",
+    ),
+]
+
+
+class NodeCreate(msgspec.Struct, forbid_unknown_fields=True):
+    code: NodeCode
+    name: Text
+    kind: Annotated[str, msgspec.Meta(description="province, city, county, street, community, grid or unit")]
+    parent_code: NodeCode | None = None
+
+
+class NodeMove(msgspec.Struct, forbid_unknown_fields=True):
+    new_parent_code: NodeCode
+    reason: Reason
+    new_code: NodeCode | None = None
+
+
+class NodeRename(msgspec.Struct, forbid_unknown_fields=True):
+    name: Text
+
+
+class NodeClose(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Reason
+
+
+
+
+
+class NodeView(msgspec.Struct):
+    id: UUID
+    code: str
+    name: str
+    kind: str
+    parent_code: str | None
+    path: list[str]
+    children: list[str]
+    former_codes: list[str]
+    closed: bool
+    version: int
+    registered_at: str
+    updated_at: str
+    requested_code: str | None = None
+
+
+READ_NODE = """
+SELECT n.id, n.code, n.name, n.kind, n.path, n.former_codes, n.closed, n.version,
+       n.registered_at, n.updated_at,
+       (SELECT p.code FROM rm_nodes p WHERE p.id = n.parent_id) AS parent_code,
+       ARRAY(SELECT a.code
+             FROM unnest(string_to_array(trim(both '/' from n.path), '/')) WITH ORDINALITY AS s(id, i)
+             JOIN rm_nodes a ON a.id = s.id::uuid
+             ORDER BY s.i) AS path_codes,
+       ARRAY(SELECT c.code FROM rm_nodes c WHERE c.parent_id = n.id ORDER BY c.code) AS children
+FROM rm_nodes n
+WHERE n.id = $1
+"""
+
+
+class NodeController(Controller):
+    path = "/v1/nodes"
+    tags = ["nodes"]
+    dependencies = {"ctx": Provide(provide_ctx, sync_to_thread=False),
+                    "principal": Provide(provide_principal, sync_to_thread=False)}
+
+    @post("/", status_code=201, summary="Register a node (a root tenant when parent_code is null)")
+    async def create(
+        self, data: NodeCreate, request: Request[Any, Any, Any], ctx: AppContext,
+        principal: Principal,
+    ) -> Response[bytes]:
+        cmd = await command_request(request)
+        if data.parent_code is None:
+            # Bootstrapping a tenant: an admin whose token is scoped to the root to create.
+            require(principal, frozenset({Role.ADMIN}), "creating a root tenant")
+            if principal.scope != data.code:
+                raise ProblemError(
+                    403, "Forbidden",
+                    "a root tenant is created by an admin whose token scope is that root's code",
+                )
+            root_id = uuid4()
+            outcome = await run_command(
+                ctx, principal, cmd,
+                lambda s: node_commands.register_root(
+                    s, root_id=root_id, code=data.code, name=data.name, kind=data.kind
+                ),
+                bootstrap_root=root_id,
+            )
+        else:
+            require(principal, WRITERS, "registering a node")
+            parent_code = data.parent_code
+            outcome = await run_command(
+                ctx, principal, cmd,
+                lambda s: node_commands.register_child(
+                    s, code=data.code, name=data.name, kind=data.kind, parent_code=parent_code
+                ),
+            )
+        return command_response(outcome)
+
+    @get("/{code:str}", summary="Read a node (former codes resolve to the node's current code)")
+    async def read(
+        self, code: str, ctx: AppContext, principal: Principal, min_position: MinPosition = None
+    ) -> Response[bytes]:
+        require(principal, READERS, "reading nodes")
+        async with read_scope(
+            ctx, principal, min_position=min_position, projections=("nodes",)
+        ) as (conn, scope):
+            found = await directory.find_by_code(conn, code)
+            if found is None or not found.path.startswith(scope.path):
+                raise not_found(f"node {code}")
+            row = await conn.fetchrow(READ_NODE, found.id)
+        if row is None:
+            # Registered, but the read model has not caught up yet.
+            raise ProblemError(
+                503, "Service Unavailable",
+                "the node is recorded but not yet readable; retry or pass min_position",
+                slug="not-caught-up", headers={"Retry-After": "1"},
+            )
+        view = NodeView(
+            id=row["id"], code=row["code"], name=row["name"], kind=row["kind"],
+            parent_code=row["parent_code"], path=list(row["path_codes"]),
+            children=list(row["children"]), former_codes=list(row["former_codes"]),
+            closed=row["closed"], version=row["version"],
+            registered_at=row["registered_at"].isoformat(), updated_at=row["updated_at"].isoformat(),
+            requested_code=code if code != row["code"] else None,
+        )
+        return Response(
+            content=msgspec.json.encode(view), media_type="application/json",
+            headers={"ETag": f'"{row["version"]}"'},
+        )
+
+    @post("/{code:str}/move", status_code=200, summary="Re-parent a node, optionally reissuing its code")
+    async def move(
+        self, code: str, data: NodeMove, request: Request[Any, Any, Any], ctx: AppContext,
+        principal: Principal,
+    ) -> Response[bytes]:
+        require(principal, WRITERS, "moving a node")
+        outcome = await run_command(
+            ctx, principal, await command_request(request),
+            lambda s: node_commands.move(
+                s, code=code, new_parent_code=data.new_parent_code, new_code=data.new_code,
+                reason=data.reason,
+            ),
+        )
+        return command_response(outcome)
+
+    @post("/{code:str}/rename", status_code=200, summary="Rename a node")
+    async def rename(
+        self, code: str, data: NodeRename, request: Request[Any, Any, Any], ctx: AppContext,
+        principal: Principal,
+    ) -> Response[bytes]:
+        require(principal, WRITERS, "renaming a node")
+        outcome = await run_command(
+            ctx, principal, await command_request(request),
+            lambda s: node_commands.rename(s, code=code, name=data.name),
+        )
+        return command_response(outcome)
+
+    @post("/{code:str}/close", status_code=200, summary="Close a node (its history stays)")
+    async def close(
+        self, code: str, data: NodeClose, request: Request[Any, Any, Any], ctx: AppContext,
+        principal: Principal,
+    ) -> Response[bytes]:
+        require(principal, frozenset({Role.ADMIN}), "closing a node")
+        outcome = await run_command(
+            ctx, principal, await command_request(request),
+            lambda s: node_commands.close(s, code=code, reason=data.reason),
+        )
+        return command_response(outcome)

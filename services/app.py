@@ -1,0 +1,123 @@
+"""The application factory: one place wires settings, pool, store, projections and routes.
+
+Nothing is built at import time; ``create_app(settings)`` returns a ready Litestar app
+whose lifespan opens the pool, applies migrations and starts the projector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from domain.clock import Clock
+from domain.registry import AGGREGATES, event_classes
+from infra import migrator
+from infra.database import create_pool
+from infra.event_codec import EventCodec
+from infra.event_store import EventStore
+from infra.logging import configure_logging
+from infra.metrics import Metrics
+from infra.settings import Settings
+from projections.registry import all_projections
+from projections.runner import ProjectionRunner
+from services.api import health
+from services.api.nodes import NodeController
+from services.context import AppContext
+from services.keys import jwt_config
+from services.middleware import request_context
+from services.notifier import CommitNotifier
+from services.problems import handle_exception
+
+
+def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
+    ctx = AppContext(
+        settings=settings,
+        jwt=jwt_config(settings),
+        store=EventStore(),
+        codec=EventCodec(event_classes(), AGGREGATES),
+        metrics=Metrics(),
+    )
+    if clock is not None:
+        ctx.clock = clock
+    return ctx
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    if settings.is_production:
+        raise RuntimeError("DATABASE_URL is required in production")
+    from infra import embedded_pg
+
+    return embedded_pg.start(settings.data_dir)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+    configure_logging(settings.log_level)
+    ctx = build_context(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(
+            resolve_database_url(settings), min_size=settings.pool_min, max_size=settings.pool_max
+        )
+        ctx.pool = pool
+        runner: ProjectionRunner | None = None
+        notifier: CommitNotifier | None = None
+        try:
+            if settings.migrate_on_start:
+                async with pool.acquire() as conn:
+                    await migrator.apply(conn)
+            if settings.run_projector:
+                runner = ProjectionRunner(pool, all_projections(), metrics=ctx.metrics)
+                await runner.start()
+                app.state.runner = runner
+            notifier = CommitNotifier(pool, runner.poke if runner else None)
+            ctx.after_commit.append(notifier)
+            yield
+        finally:
+            if runner is not None:
+                await runner.stop()
+            if notifier is not None:
+                await notifier.close()
+            ctx.pool = None
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[NodeController, health.live, health.ready, health.metrics],
+        lifespan=[lifespan],
+        state=_state(ctx),
+        exception_handlers={Exception: handle_exception},
+        middleware=[request_context(ctx.metrics)],
+        request_max_body_size=settings.max_body_bytes,
+        cors_config=CORSConfig(allow_origins=[], allow_methods=["GET", "POST", "DELETE"]),
+        openapi_config=OpenAPIConfig(
+            title="civic-ledger",
+            version="1.0.0",
+            description=(
+                "Event-sourced ledger of grassroots governance work (党建引领基层治理): "
+                "hierarchy, pairings, member registration, issues and rectification, with a "
+                "tamper-evident audit trail. Errors are application/problem+json (RFC 9457)."
+            ),
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin(), YamlRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+
+
+def _state(ctx: AppContext) -> State:
+    return State({"ctx": ctx})

@@ -1,0 +1,119 @@
+"""Commands on the hierarchy: register, move, rename, close.
+
+The directory (``nodes`` table) is updated in the same transaction as the Node events, so
+scope checks and row-level security never lag behind the ledger.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+
+from domain.errors import Conflict
+from domain.node import Node
+from infra import directory
+from infra.directory import DirectoryNode
+from services.commands.session import CommandSession
+from services.problems import not_found
+
+
+class NodeChanged(msgspec.Struct):
+    id: UUID
+    code: str
+    version: int
+    position: int
+
+
+async def _in_scope(session: CommandSession, code: str, what: str) -> DirectoryNode:
+    node = await directory.find_by_code(session.conn, code)
+    if node is None or session.scope is None or not node.path.startswith(session.scope.path):
+        raise not_found(what)
+    return node
+
+
+async def _load_node(session: CommandSession, node_id: UUID, what: str) -> Node:
+    node = await session.load(Node, node_id)
+    if node is None:
+        raise not_found(what)
+    return node
+
+
+async def register_root(
+    session: CommandSession, *, root_id: UUID, code: str, name: str, kind: str
+) -> tuple[int, NodeChanged]:
+    node = Node.register(node_id=root_id, code=code, name=name, kind=kind, parent=None, at=session.now)
+    if await directory.code_taken(session.conn, code):
+        raise Conflict(f"node code {code} is already in use")
+    await directory.insert(
+        session.conn, node_id=node.id, root_id=node.id, code=node.code, name=node.name,
+        kind=node.kind.value, parent=None,
+    )
+    result = await session.save(node, root_id=node.id)
+    return 201, NodeChanged(node.id, node.code, result.version, result.position)
+
+
+async def register_child(
+    session: CommandSession, *, code: str, name: str, kind: str, parent_code: str
+) -> tuple[int, NodeChanged]:
+    parent_dir = await _in_scope(session, parent_code, f"parent node {parent_code}")
+    parent = await _load_node(session, parent_dir.id, f"parent node {parent_code}")
+    node = Node.register(node_id=uuid4(), code=code, name=name, kind=kind, parent=parent, at=session.now)
+    if await directory.code_taken(session.conn, code):
+        raise Conflict(f"node code {code} is already in use")
+    try:
+        await directory.insert(
+            session.conn, node_id=node.id, root_id=node.root_id, code=node.code, name=node.name,
+            kind=node.kind.value, parent=parent_dir,
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"node code {code} is already in use") from None
+    result = await session.save(node)
+    return 201, NodeChanged(node.id, node.code, result.version, result.position)
+
+
+async def move(
+    session: CommandSession, *, code: str, new_parent_code: str, new_code: str | None, reason: str
+) -> tuple[int, NodeChanged]:
+    node_dir = await _in_scope(session, code, f"node {code}")
+    target_dir = await _in_scope(session, new_parent_code, f"new parent node {new_parent_code}")
+    node = await _load_node(session, node_dir.id, f"node {code}")
+    session.check_if_match(node)
+    target = await _load_node(session, target_dir.id, f"new parent node {new_parent_code}")
+    if new_code and new_code != node.code and await directory.code_taken(session.conn, new_code):
+        raise Conflict(f"node code {new_code} is already in use")
+    node.move(
+        new_parent=target,
+        new_code=new_code,
+        reason=reason,
+        is_ancestor_of_new_parent=node_dir.contains(target_dir),
+        at=session.now,
+    )
+    result = await session.save(node)
+    await directory.move(session.conn, node_dir, target_dir, node.code, result.version, session.now)
+    return 200, NodeChanged(node.id, node.code, result.version, result.position)
+
+
+async def rename(session: CommandSession, *, code: str, name: str) -> tuple[int, NodeChanged]:
+    node_dir = await _in_scope(session, code, f"node {code}")
+    node = await _load_node(session, node_dir.id, f"node {code}")
+    session.check_if_match(node)
+    node.rename(name, session.now)
+    if not node.pending_events:
+        raise Conflict("the node already has that name")
+    result = await session.save(node)
+    await directory.rename(session.conn, node.id, node.name, result.version)
+    return 200, NodeChanged(node.id, node.code, result.version, result.position)
+
+
+async def close(session: CommandSession, *, code: str, reason: str) -> tuple[int, NodeChanged]:
+    node_dir = await _in_scope(session, code, f"node {code}")
+    if session.scope is not None and node_dir.id == session.scope.node_id:
+        raise Conflict("a principal cannot close its own scope node")
+    node = await _load_node(session, node_dir.id, f"node {code}")
+    session.check_if_match(node)
+    node.close(reason, session.now)
+    result = await session.save(node)
+    await directory.close(session.conn, node.id, result.version)
+    return 200, NodeChanged(node.id, node.code, result.version, result.position)

@@ -1,0 +1,230 @@
+"""Running a command: load → decide → append in one scoped transaction.
+
+``run_command`` owns the cross-cutting rules every POST follows:
+* the principal's scope is entered, so row-level security guards every statement;
+* ``Idempotency-Key``: a retry with the same body gets the first response, a different
+  body gets 422; concurrent duplicates are settled by the key's primary key;
+* ``If-Match``: the aggregate's version must match, else 412;
+* without ``If-Match``, a version conflict is retried (fresh load, fresh decision).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from domain.base import CivicAggregate
+from infra.database import Scope, bootstrap_transaction, scoped_transaction
+from infra.event_store import AppendContext, AppendResult, ConcurrencyError, TxAppender
+from services.auth import Principal
+from services.context import AppContext
+from services.problems import ProblemError
+
+A = TypeVar("A", bound=CivicAggregate)
+
+MAX_ATTEMPTS = 5
+
+FIND_KEY = "SELECT request_hash, status, response FROM idempotency_keys WHERE principal = $1 AND key = $2"
+SAVE_KEY = """
+INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """What of the HTTP request matters to command execution."""
+
+    method: str
+    path: str
+    body: bytes
+    idempotency_key: str | None = None
+    if_match: int | None = None
+    correlation_id: UUID | None = None
+
+    @property
+    def fingerprint(self) -> bytes:
+        return hashlib.sha256(self.method.encode() + b" " + self.path.encode() + b"\n" + self.body).digest()
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    status: int
+    body: bytes
+    replayed: bool = False
+    position: int | None = None
+
+
+class CommandSession:
+    """One attempt of one command, inside its transaction."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        conn: asyncpg.Connection,
+        scope: Scope | None,
+        principal: Principal,
+        request: CommandRequest,
+        now: datetime,
+    ) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.scope = scope
+        self.principal = principal
+        self.request = request
+        self.now = now
+        self.tx = TxAppender(conn)
+        self.append_context = AppendContext(
+            actor=f"{principal.subject}@{principal.scope}",
+            correlation_id=request.correlation_id,
+            idempotency_key=request.idempotency_key,
+        )
+
+    @property
+    def root_id(self) -> UUID:
+        assert self.scope is not None
+        return self.scope.root_id
+
+    async def load(self, cls: type[A], stream_id: UUID, *, root_id: UUID | None = None) -> A | None:
+        """Rebuild an aggregate from its events (only those row-level security lets us see)."""
+        stored = await self.ctx.store.load(self.conn, root_id or self.root_id, stream_id)
+        if not stored or stored[0].stream_type != cls.STREAM_TYPE:
+            return None
+        aggregate: Any = None
+        for e in stored:
+            event = self.ctx.codec.decode(
+                stream_type=e.stream_type, stream_id=e.stream_id, version=e.version,
+                type_name=e.type, schema_version=e.schema_version, data=e.data,
+                occurred_at=e.occurred_at,
+            )
+            aggregate = event.mutate(aggregate)
+        return aggregate  # type: ignore[no-any-return]
+
+    def check_if_match(self, aggregate: CivicAggregate) -> None:
+        expected = self.request.if_match
+        if expected is not None and expected != aggregate.version:
+            raise ProblemError(
+                412, "Precondition Failed",
+                f"If-Match names version {expected} but the current version is {aggregate.version}",
+                extra={"current_version": aggregate.version},
+            )
+
+    async def save(
+        self, aggregate: CivicAggregate, *, node_id: UUID | None = None, root_id: UUID | None = None
+    ) -> AppendResult:
+        """Append the aggregate's pending events to its stream on ``node_id``'s chain."""
+        pending = aggregate.collect_events()
+        if not pending:
+            raise ValueError("no pending events to save")
+        expected = aggregate.version - len(pending)
+        events = [self.ctx.codec.encode(e) for e in pending]
+        result = await self.ctx.store.append(
+            self.tx,
+            root_id=root_id or self.root_id,
+            node_id=node_id or aggregate.owner_node_id,
+            stream_id=aggregate.id,
+            stream_type=type(aggregate).STREAM_TYPE,
+            expected_version=expected,
+            events=events,
+            context=self.append_context,
+        )
+        for e in events:
+            self.ctx.metrics.events_appended.labels(e.type).inc()
+        return result
+
+
+Decide = Callable[[CommandSession], Awaitable[tuple[int, msgspec.Struct]]]
+
+
+async def run_command(
+    ctx: AppContext,
+    principal: Principal,
+    request: CommandRequest,
+    decide: Decide,
+    *,
+    bootstrap_root: UUID | None = None,
+) -> CommandOutcome:
+    """Run ``decide`` in a scoped transaction with idempotency, If-Match and retries.
+
+    ``bootstrap_root``: the command creates this root tenant, so the principal's scope node
+    does not exist yet; the transaction is scoped to the new root instead.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await _attempt(ctx, principal, request, decide, bootstrap_root)
+        except ConcurrencyError:
+            if request.if_match is not None:
+                raise ProblemError(
+                    412, "Precondition Failed",
+                    "the aggregate changed while the command ran; reload and retry",
+                ) from None
+            if attempt >= MAX_ATTEMPTS:
+                raise
+        except asyncpg.UniqueViolationError as exc:
+            # Two requests with one Idempotency-Key raced; the loser replays the winner.
+            if exc.table_name != "idempotency_keys" or attempt >= MAX_ATTEMPTS:
+                raise
+        await asyncio.sleep(random.uniform(0.001, 0.01) * attempt)
+
+
+async def _attempt(
+    ctx: AppContext,
+    principal: Principal,
+    request: CommandRequest,
+    decide: Decide,
+    bootstrap_root: UUID | None,
+) -> CommandOutcome:
+    async with ctx.db.acquire() as conn:
+        if bootstrap_root is not None:
+            async with bootstrap_transaction(conn, bootstrap_root):
+                outcome = await _decide_and_record(ctx, conn, None, principal, request, decide)
+        else:
+            async with scoped_transaction(
+                conn, principal.scope, statement_timeout_ms=ctx.settings.statement_timeout_ms
+            ) as (_, scope):
+                outcome = await _decide_and_record(ctx, conn, scope, principal, request, decide)
+    if not outcome.replayed:
+        for hook in ctx.after_commit:
+            hook(outcome)
+    return outcome
+
+
+async def _decide_and_record(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    scope: Scope | None,
+    principal: Principal,
+    request: CommandRequest,
+    decide: Decide,
+) -> CommandOutcome:
+    key = request.idempotency_key
+    if key is not None:
+        row = await conn.fetchrow(FIND_KEY, principal.idempotency_owner, key)
+        if row is not None:
+            if bytes(row["request_hash"]) != request.fingerprint:
+                raise ProblemError(
+                    422, "Idempotency Key Reused",
+                    "this Idempotency-Key was already used with a different request",
+                    slug="idempotency-key-reused",
+                )
+            return CommandOutcome(row["status"], bytes(row["response"]), replayed=True)
+    session = CommandSession(ctx, conn, scope, principal, request, ctx.clock())
+    status, body = await decide(session)
+    encoded = msgspec.json.encode(body)
+    if key is not None:
+        await conn.execute(
+            SAVE_KEY, principal.idempotency_owner, key, request.fingerprint, status, encoded
+        )
+    position = session.tx.results[-1].position if session.tx.results else None
+    return CommandOutcome(status, encoded, position=position)

@@ -1,0 +1,36 @@
+"""Everything a request handler needs, built once by ``create_app`` and kept in app state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from domain.clock import Clock, system_clock
+from infra.event_codec import EventCodec
+from infra.event_store import EventStore
+from infra.metrics import Metrics
+from infra.settings import Settings
+from services.auth import JwtConfig
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    jwt: JwtConfig
+    store: EventStore
+    codec: EventCodec
+    metrics: Metrics
+    clock: Clock = system_clock
+    pool: asyncpg.Pool | None = None
+    #: called after every committed command (wakes projectors, relays).
+    after_commit: list[Any] = field(default_factory=list)
+
+    @property
+    def db(self) -> asyncpg.Pool:
+        if self.pool is None:
+            from infra.database import DatabaseUnavailable
+
+            raise DatabaseUnavailable("the database pool is not open")
+        return self.pool

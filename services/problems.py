@@ -1,0 +1,180 @@
+"""RFC 9457 problem details: every error leaves the API as application/problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+
+from domain.errors import Conflict, DomainError, IllegalTransition, InvalidValue
+from infra.database import DatabaseUnavailable, ScopeNotFound
+from infra.event_store import ConcurrencyError
+from services.auth import AuthError
+
+log = structlog.get_logger("civic.api")
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "https://civic-ledger.dev/problems/"
+
+
+class FieldError(msgspec.Struct, omit_defaults=True):
+    field: str
+    message: str
+
+
+class ProblemError(Exception):
+    """Raise to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        slug: str | None = None,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.slug = slug or title.lower().replace(" ", "-")
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def not_found(what: str) -> ProblemError:
+    return ProblemError(404, "Not Found", f"{what} not found (or outside your scope)")
+
+
+def forbidden(detail: str) -> ProblemError:
+    return ProblemError(403, "Forbidden", detail)
+
+
+def _response(
+    request: Request[Any, Any, Any],
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[bytes]:
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    request_id = request.scope.get("state", {}).get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers or {},
+    )
+
+
+def _validation_errors(exc: ValidationException) -> list[FieldError]:
+    errors: list[FieldError] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if isinstance(item, dict):
+            key = str(item.get("key") or item.get("source") or "body")
+            errors.append(FieldError(field=key, message=str(item.get("message", ""))))
+    return errors
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, ProblemError):
+        return _response(
+            request, exc.status, exc.title, exc.detail, exc.slug,
+            errors=exc.errors, headers=exc.headers, extra=exc.extra,
+        )
+    if isinstance(exc, AuthError | ScopeNotFound | NotAuthorizedException):
+        detail = str(exc) if not isinstance(exc, ScopeNotFound) else (
+            f"the token's scope {exc.args[0]!r} does not exist or is closed"
+        )
+        if isinstance(exc, NotAuthorizedException):
+            detail = exc.detail
+        return _response(
+            request, 401, "Unauthorized", detail, "unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="civic-ledger"'},
+        )
+    if isinstance(exc, PermissionDeniedException):
+        return _response(request, 403, "Forbidden", exc.detail, "forbidden")
+    if isinstance(exc, InvalidValue):
+        return _response(
+            request, 422, "Unprocessable Content", exc.detail, "invalid-value",
+            errors=[FieldError(field=exc.field, message=exc.reason)],
+        )
+    if isinstance(exc, IllegalTransition):
+        return _response(
+            request, 409, "Illegal Transition", exc.detail, "illegal-transition",
+            extra={"current_state": exc.current_state},
+        )
+    if isinstance(exc, Conflict):
+        return _response(request, 409, "Conflict", exc.detail, "conflict")
+    if isinstance(exc, DomainError):
+        return _response(request, 422, "Unprocessable Content", exc.detail, "domain-rule")
+    if isinstance(exc, ConcurrencyError):
+        return _response(
+            request, 409, "Conflict",
+            "the aggregate was changed concurrently; reload and retry", "concurrency",
+            extra={"current_version": exc.actual},
+        )
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc)
+        status = exc.status_code if 400 <= exc.status_code < 500 else 400
+        return _response(
+            request, status, "Bad Request", exc.detail or "invalid request", "validation",
+            errors=errors,
+        )
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        title = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                 413: "Content Too Large", 415: "Unsupported Media Type",
+                 429: "Too Many Requests"}.get(status, "Error")
+        return _response(
+            request, status, title, exc.detail, title.lower().replace(" ", "-"),
+            headers=dict(exc.headers or {}),
+        )
+    if isinstance(exc, DatabaseUnavailable | OSError | asyncpg.CannotConnectNowError |
+                  asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError |
+                  asyncpg.TooManyConnectionsError):
+        log.warning("database unavailable", error=repr(exc))
+        return _response(
+            request, 503, "Service Unavailable", "the database is unavailable; retry shortly",
+            "unavailable", headers={"Retry-After": "2"},
+        )
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return _response(
+            request, 503, "Service Unavailable", "the query took too long and was cancelled",
+            "timeout", headers={"Retry-After": "5"},
+        )
+    log.exception("unhandled error", error=repr(exc))
+    return _response(
+        request, 500, "Internal Server Error", "an unexpected error occurred; it has been logged",
+        "internal",
+    )

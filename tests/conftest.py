@@ -1,0 +1,70 @@
+"""Shared fixtures: a real PostgreSQL for every test session.
+
+Uses DATABASE_URL when set (CI points it at the local server), otherwise the embedded
+``pgserver`` under ./.data. Each session creates its own database, so parallel sessions
+and helpers never collide, and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from infra import migrator
+from infra.database import create_pool
+from infra.dsn import with_database
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _server_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from infra.embedded_pg import start
+
+    return start(REPO / ".data")
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    name = f"civic_test_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = with_database(server_url, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrator.apply(conn)
+    finally:
+        await conn.close()
+    yield url
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(database_url, min_size=2, max_size=20)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def anyio_backend() -> Iterator[str]:
+    yield "asyncio"
