@@ -56,8 +56,13 @@ def validate_code(code: str, kind: NodeKind, field: str = "code") -> str:
         raise InvalidValue(
             field, "must be 1-40 characters of letters, digits, '-' or '_' (no spaces or '/')"
         )
-    if kind in (NodeKind.PROVINCE, NodeKind.CITY, NodeKind.COUNTY, NodeKind.STREET,
-                NodeKind.COMMUNITY) and not _STATUTORY.match(code):
+    if kind in (
+        NodeKind.PROVINCE,
+        NodeKind.CITY,
+        NodeKind.COUNTY,
+        NodeKind.STREET,
+        NodeKind.COMMUNITY,
+    ) and not _STATUTORY.match(code):
         raise InvalidValue(field, f"a {kind.value} uses its 12-digit statistical division code")
     return code
 
@@ -67,7 +72,8 @@ def check_placement(parent_kind: NodeKind | None, kind: NodeKind) -> None:
     if parent_kind is None:
         if kind not in ROOT_KINDS:
             raise InvalidValue(
-                "parent_code", f"a {kind.value} cannot be a root; roots are province, city or county"
+                "parent_code",
+                f"a {kind.value} cannot be a root; roots are province, city or county",
             )
         return
     if kind not in ALLOWED_CHILDREN[parent_kind]:

@@ -37,7 +37,9 @@ class Sha256Chain:
 
     def link(self, prev: bytes, seq: int, position: int, digest: bytes) -> bytes:
         return hashlib.sha256(
-            prev + seq.to_bytes(8, "big", signed=True) + position.to_bytes(8, "big", signed=True)
+            prev
+            + seq.to_bytes(8, "big", signed=True)
+            + position.to_bytes(8, "big", signed=True)
             + digest
         ).digest()
 

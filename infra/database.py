@@ -61,9 +61,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 
 @asynccontextmanager
-async def _transaction(
-    conn: asyncpg.Connection, begin: str
-) -> AsyncIterator[asyncpg.Connection]:
+async def _transaction(conn: asyncpg.Connection, begin: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.execute(begin)
     try:
         yield conn

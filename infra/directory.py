@@ -104,8 +104,9 @@ async def insert(
     await conn.execute(
         INSERT, node_id, root_id, code, name, kind, parent.id if parent else None, path, depth
     )
-    return DirectoryNode(node_id, root_id, code, name, kind, parent.id if parent else None,
-                         path, False, 1)
+    return DirectoryNode(
+        node_id, root_id, code, name, kind, parent.id if parent else None, path, False, 1
+    )
 
 
 async def rename(conn: asyncpg.Connection, node_id: UUID, name: str, version: int) -> None:
@@ -137,5 +138,8 @@ async def add_party(
     await conn.execute(
         "INSERT INTO stream_parties (root_id, node_id, stream_id, role) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT DO NOTHING",
-        root_id, node_id, stream_id, role,
+        root_id,
+        node_id,
+        stream_id,
+        role,
     )

@@ -19,7 +19,9 @@ from eventsourcing.utils import get_topic
 
 from domain.base import CivicAggregate, event_schema_version, event_type_name
 
-_ENVELOPE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+_ENVELOPE_FIELDS = frozenset(
+    {"originator_id", "originator_version", "timestamp", "originator_topic"}
+)
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 

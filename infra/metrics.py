@@ -9,37 +9,52 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "civic_http_requests", "HTTP requests", ["method", "route", "status"],
+            "civic_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "civic_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+            "civic_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
         self.events_appended = Counter(
-            "civic_events_appended", "Events appended to the store", ["type"],
+            "civic_events_appended",
+            "Events appended to the store",
+            ["type"],
             registry=self.registry,
         )
         self.projection_position = Gauge(
-            "civic_projection_position", "Checkpoint of each projection", ["projection"],
+            "civic_projection_position",
+            "Checkpoint of each projection",
+            ["projection"],
             registry=self.registry,
         )
         self.projection_lag = Gauge(
             "civic_projection_lag_seconds",
             "Age of the newest event a projection applied while still behind (0 = caught up)",
-            ["projection"], registry=self.registry,
+            ["projection"],
+            registry=self.registry,
         )
         self.projection_events = Counter(
-            "civic_projection_events", "Events applied by each projection", ["projection"],
+            "civic_projection_events",
+            "Events applied by each projection",
+            ["projection"],
             registry=self.registry,
         )
         self.projection_batch_seconds = Histogram(
-            "civic_projection_batch_seconds", "Time to apply one batch", ["projection"],
+            "civic_projection_batch_seconds",
+            "Time to apply one batch",
+            ["projection"],
             registry=self.registry,
         )
         self.projection_errors = Counter(
-            "civic_projection_errors", "Failed projection batches", ["projection"],
+            "civic_projection_errors",
+            "Failed projection batches",
+            ["projection"],
             registry=self.registry,
         )
 

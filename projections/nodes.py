@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from uuid import UUID
 
 import asyncpg
@@ -64,15 +63,22 @@ class _Moved(msgspec.Struct):
 class NodesProjection:
     name = "nodes"
     handles = frozenset({"NodeRegistered", "NodeRenamed", "NodeMoved", "NodeClosed"})
-    tables = ("rm_nodes",)
+    tables: tuple[str, ...] = ("rm_nodes",)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
         for e in events:
             if e.type == "NodeRegistered":
                 r = msgspec.json.decode(e.data, type=_Registered)
                 await conn.execute(
-                    INSERT_NODE, e.stream_id, e.root_id, r.code, r.name, r.kind,
-                    r.parent_id, e.version, e.occurred_at,
+                    INSERT_NODE,
+                    e.stream_id,
+                    e.root_id,
+                    r.code,
+                    r.name,
+                    r.kind,
+                    r.parent_id,
+                    e.version,
+                    e.occurred_at,
                 )
             elif e.type == "NodeRenamed":
                 n = msgspec.json.decode(e.data, type=_Renamed)

@@ -136,7 +136,9 @@ class ProjectionRunner:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             await self._listen()
         for state in self.states.values():
-            self._tasks.append(asyncio.create_task(self._own(state), name=f"projection:{state.projection.name}"))
+            self._tasks.append(
+                asyncio.create_task(self._own(state), name=f"projection:{state.projection.name}")
+            )
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -219,7 +221,10 @@ class ProjectionRunner:
             state.applied += len(events)
             if self.metrics:
                 self.metrics.observe_projection(
-                    projection.name, new_cp, len(events), time.perf_counter() - started,
+                    projection.name,
+                    new_cp,
+                    len(events),
+                    time.perf_counter() - started,
                     _lag_seconds(events, self.batch_size),
                 )
             if len(events) == self.batch_size:

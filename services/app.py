@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
-from litestar.datastructures import State
+from litestar import Controller, Litestar
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -59,7 +59,8 @@ def resolve_database_url(settings: Settings) -> str:
     return embedded_pg.start(settings.data_dir)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = True) -> Litestar:
+    """``api=False`` serves only health and metrics (the projector process)."""
     configure_logging(settings.log_level)
     ctx = build_context(settings, clock)
 
@@ -91,7 +92,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[NodeController, health.live, health.ready, health.metrics],
+        route_handlers=[*(_api_routes() if api else []), health.live, health.ready, health.metrics],
         lifespan=[lifespan],
         state=_state(ctx),
         exception_handlers={Exception: handle_exception},
@@ -117,6 +118,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         ),
         debug=False,
     )
+
+
+def _api_routes() -> list[type[Controller]]:
+    return [NodeController]
 
 
 def _state(ctx: AppContext) -> State:

@@ -102,7 +102,11 @@ def issue_token(
         raise RuntimeError("no signing key configured for issuing tokens")
     now = int(time.time())
     claims: dict[str, Any] = {
-        "sub": subject, "scope": scope, "roles": roles, "iat": now, "exp": now + ttl_seconds,
+        "sub": subject,
+        "scope": scope,
+        "roles": roles,
+        "iat": now,
+        "exp": now + ttl_seconds,
     }
     if config.issuer:
         claims["iss"] = config.issuer

@@ -17,19 +17,26 @@ def jwt_config(settings: Settings) -> JwtConfig:
         if any(a.startswith("HS") for a in algorithms):
             raise ConfigurationError("a public key is configured: use RS256/ES256, not HS*")
         return JwtConfig(
-            verify_key=settings.jwt_public_key, algorithms=algorithms,
-            issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+            verify_key=settings.jwt_public_key,
+            algorithms=algorithms,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
         )
     if any(not a.startswith("HS") for a in algorithms):
         raise ConfigurationError("asymmetric algorithms need CIVIC_JWT_PUBLIC_KEY")
     secret = settings.jwt_secret
     if secret is None:
         if settings.is_production:
-            raise ConfigurationError("CIVIC_JWT_SECRET (or CIVIC_JWT_PUBLIC_KEY) is required in production")
+            raise ConfigurationError(
+                "CIVIC_JWT_SECRET (or CIVIC_JWT_PUBLIC_KEY) is required in production"
+            )
         secret = load_or_create(settings.data_dir, "jwt-secret", random_token)
     if len(secret) < 32:
         raise ConfigurationError("CIVIC_JWT_SECRET must be at least 32 characters")
     return JwtConfig(
-        verify_key=secret, signing_key=secret, algorithms=algorithms,
-        issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+        verify_key=secret,
+        signing_key=secret,
+        algorithms=algorithms,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
     )

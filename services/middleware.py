@@ -27,7 +27,7 @@ def request_context(metrics: Metrics) -> Any:
                 return
             incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
             request_id = incoming if 0 < len(incoming) <= 100 else uuid4().hex
-            scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
+            scope.setdefault("state", {})["request_id"] = request_id
             status = 500
             started = time.perf_counter()
 
@@ -37,7 +37,7 @@ def request_context(metrics: Metrics) -> Any:
                     status = message["status"]
                     headers = list(message.get("headers", []))
                     headers.append((b"x-request-id", request_id.encode()))
-                    message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+                    message["headers"] = headers
                 await send(message)
 
             try:
@@ -49,11 +49,23 @@ def request_context(metrics: Metrics) -> Any:
                 metrics.requests.labels(method, route, str(status)).inc()
                 metrics.latency.labels(method, route).observe(elapsed)
                 if status >= 500:
-                    log.warning("request", method=method, route=route, status=status,
-                                ms=round(elapsed * 1000, 1), request_id=request_id)
+                    log.warning(
+                        "request",
+                        method=method,
+                        route=route,
+                        status=status,
+                        ms=round(elapsed * 1000, 1),
+                        request_id=request_id,
+                    )
                 else:
-                    log.debug("request", method=method, route=route, status=status,
-                              ms=round(elapsed * 1000, 1), request_id=request_id)
+                    log.debug(
+                        "request",
+                        method=method,
+                        route=route,
+                        status=status,
+                        ms=round(elapsed * 1000, 1),
+                        request_id=request_id,
+                    )
 
         return middleware
 

@@ -109,29 +109,49 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if isinstance(exc, ProblemError):
         return _response(
-            request, exc.status, exc.title, exc.detail, exc.slug,
-            errors=exc.errors, headers=exc.headers, extra=exc.extra,
+            request,
+            exc.status,
+            exc.title,
+            exc.detail,
+            exc.slug,
+            errors=exc.errors,
+            headers=exc.headers,
+            extra=exc.extra,
         )
     if isinstance(exc, AuthError | ScopeNotFound | NotAuthorizedException):
-        detail = str(exc) if not isinstance(exc, ScopeNotFound) else (
-            f"the token's scope {exc.args[0]!r} does not exist or is closed"
+        detail = (
+            str(exc)
+            if not isinstance(exc, ScopeNotFound)
+            else (f"the token's scope {exc.args[0]!r} does not exist or is closed")
         )
         if isinstance(exc, NotAuthorizedException):
             detail = exc.detail
         return _response(
-            request, 401, "Unauthorized", detail, "unauthorized",
+            request,
+            401,
+            "Unauthorized",
+            detail,
+            "unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="civic-ledger"'},
         )
     if isinstance(exc, PermissionDeniedException):
         return _response(request, 403, "Forbidden", exc.detail, "forbidden")
     if isinstance(exc, InvalidValue):
         return _response(
-            request, 422, "Unprocessable Content", exc.detail, "invalid-value",
+            request,
+            422,
+            "Unprocessable Content",
+            exc.detail,
+            "invalid-value",
             errors=[FieldError(field=exc.field, message=exc.reason)],
         )
     if isinstance(exc, IllegalTransition):
         return _response(
-            request, 409, "Illegal Transition", exc.detail, "illegal-transition",
+            request,
+            409,
+            "Illegal Transition",
+            exc.detail,
+            "illegal-transition",
             extra={"current_state": exc.current_state},
         )
     if isinstance(exc, Conflict):
@@ -140,41 +160,74 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return _response(request, 422, "Unprocessable Content", exc.detail, "domain-rule")
     if isinstance(exc, ConcurrencyError):
         return _response(
-            request, 409, "Conflict",
-            "the aggregate was changed concurrently; reload and retry", "concurrency",
+            request,
+            409,
+            "Conflict",
+            "the aggregate was changed concurrently; reload and retry",
+            "concurrency",
             extra={"current_version": exc.actual},
         )
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
         status = exc.status_code if 400 <= exc.status_code < 500 else 400
         return _response(
-            request, status, "Bad Request", exc.detail or "invalid request", "validation",
+            request,
+            status,
+            "Bad Request",
+            exc.detail or "invalid request",
+            "validation",
             errors=errors,
         )
     if isinstance(exc, HTTPException):
         status = exc.status_code
-        title = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                 413: "Content Too Large", 415: "Unsupported Media Type",
-                 429: "Too Many Requests"}.get(status, "Error")
+        title = {
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Content Too Large",
+            415: "Unsupported Media Type",
+            429: "Too Many Requests",
+        }.get(status, "Error")
         return _response(
-            request, status, title, exc.detail, title.lower().replace(" ", "-"),
+            request,
+            status,
+            title,
+            exc.detail,
+            title.lower().replace(" ", "-"),
             headers=dict(exc.headers or {}),
         )
-    if isinstance(exc, DatabaseUnavailable | OSError | asyncpg.CannotConnectNowError |
-                  asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError |
-                  asyncpg.TooManyConnectionsError):
+    if isinstance(
+        exc,
+        DatabaseUnavailable
+        | OSError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.ConnectionDoesNotExistError
+        | asyncpg.InterfaceError
+        | asyncpg.TooManyConnectionsError,
+    ):
         log.warning("database unavailable", error=repr(exc))
         return _response(
-            request, 503, "Service Unavailable", "the database is unavailable; retry shortly",
-            "unavailable", headers={"Retry-After": "2"},
+            request,
+            503,
+            "Service Unavailable",
+            "the database is unavailable; retry shortly",
+            "unavailable",
+            headers={"Retry-After": "2"},
         )
     if isinstance(exc, asyncpg.QueryCanceledError):
         return _response(
-            request, 503, "Service Unavailable", "the query took too long and was cancelled",
-            "timeout", headers={"Retry-After": "5"},
+            request,
+            503,
+            "Service Unavailable",
+            "the query took too long and was cancelled",
+            "timeout",
+            headers={"Retry-After": "5"},
         )
     log.exception("unhandled error", error=repr(exc))
     return _response(
-        request, 500, "Internal Server Error", "an unexpected error occurred; it has been logged",
+        request,
+        500,
+        "Internal Server Error",
+        "an unexpected error occurred; it has been logged",
         "internal",
     )

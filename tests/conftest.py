@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -68,3 +69,39 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def anyio_backend() -> Iterator[str]:
     yield "asyncio"
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str) -> AsyncIterator[Any]:
+    """One application (with its projector) for the whole session, on the test database."""
+    from litestar.testing import AsyncTestClient
+
+    from infra.settings import Settings
+    from services.app import create_app
+
+    settings = Settings(
+        database_url=database_url,
+        jwt_secret="test-secret-" + "x" * 40,
+        log_level="WARNING",
+        pool_min=2,
+        pool_max=20,
+    )
+    application = create_app(settings)
+    async with AsyncTestClient(application) as client:
+        application.state.client = client
+        yield application
+
+
+@pytest.fixture(scope="session")
+def client(app: Any) -> Any:
+    return app.state.client
+
+
+@pytest.fixture(scope="session")
+def ctx(app: Any) -> Any:
+    return app.state.ctx
+
+
+@pytest.fixture(scope="session")
+def jwt(ctx: Any) -> Any:
+    return ctx.jwt

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
 from litestar import Request, Response
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 
 from infra.database import Scope, scoped_transaction
 from projections.runner import wait_for_position
@@ -21,6 +23,18 @@ from services.roles import Role
 
 POSITION_HEADER = "X-Civic-Position"
 MAX_WAIT_SECONDS = 5.0
+
+#: handler parameter types, so every controller declares them the same way.
+Ctx: TypeAlias = NamedDependency[AppContext]
+Caller: TypeAlias = NamedDependency[Principal]
+MinPosition: TypeAlias = Annotated[
+    int | None,
+    QueryParameter(
+        ge=0,
+        required=False,
+        description="Wait (at most 5 s) until read models include this position; 503 if not.",
+    ),
+]
 
 
 def provide_ctx(state: State) -> AppContext:
@@ -50,7 +64,9 @@ def _parse_if_match(raw: str | None) -> int | None:
     value = value.strip('"')
     if not value.isdigit():
         raise ProblemError(
-            400, "Bad Request", "If-Match must be an ETag this API returned, e.g. \"3\"",
+            400,
+            "Bad Request",
+            'If-Match must be an ETag this API returned, e.g. "3"',
             slug="validation",
         )
     return int(value)
@@ -68,8 +84,9 @@ def _parse_uuid(raw: str | None) -> UUID | None:
 async def command_request(request: Request[Any, Any, Any]) -> CommandRequest:
     key = request.headers.get("idempotency-key")
     if key is not None and not (1 <= len(key) <= 200):
-        raise ProblemError(400, "Bad Request", "Idempotency-Key must be 1-200 characters",
-                           slug="validation")
+        raise ProblemError(
+            400, "Bad Request", "Idempotency-Key must be 1-200 characters", slug="validation"
+        )
     return CommandRequest(
         method=request.method,
         path=request.url.path,
@@ -88,7 +105,9 @@ def command_response(outcome: CommandOutcome) -> Response[bytes]:
     if outcome.position is not None:
         headers[POSITION_HEADER] = str(outcome.position)
     return Response(
-        content=outcome.body, status_code=outcome.status, media_type="application/json",
+        content=outcome.body,
+        status_code=outcome.status,
+        media_type="application/json",
         headers=headers,
     )
 
@@ -109,10 +128,12 @@ async def read_scope(
             )
             if not reached:
                 raise ProblemError(
-                    503, "Service Unavailable",
+                    503,
+                    "Service Unavailable",
                     f"read models have not reached position {min_position} within "
                     f"{MAX_WAIT_SECONDS:.0f} s; retry shortly",
-                    slug="not-caught-up", headers={"Retry-After": "1"},
+                    slug="not-caught-up",
+                    headers={"Retry-After": "1"},
                 )
         async with scoped_transaction(
             conn, principal.scope, statement_timeout_ms=ctx.settings.statement_timeout_ms

@@ -52,8 +52,13 @@ async def ready(state: State) -> Response[Health]:
     )
 
 
-@get("/metrics", tags=["operations"], summary="Prometheus metrics", sync_to_thread=False,
-     media_type="text/plain; version=0.0.4")
+@get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics",
+    sync_to_thread=False,
+    media_type="text/plain; version=0.0.4",
+)
 def metrics(state: State) -> Response[bytes]:
     ctx: AppContext = state.ctx
     return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -8,10 +8,13 @@ from uuid import UUID, uuid4
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody
 
 from infra import directory
 from services.api.deps import (
+    Caller,
+    Ctx,
+    MinPosition,
     command_request,
     command_response,
     provide_ctx,
@@ -19,29 +22,22 @@ from services.api.deps import (
     read_scope,
     require,
 )
-from services.auth import Principal
 from services.commands import nodes as node_commands
 from services.commands.session import run_command
-from services.context import AppContext
 from services.problems import ProblemError, not_found
 from services.roles import READERS, WRITERS, Role
 
 NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-MinPosition = Annotated[
-    int | None,
-    Parameter(
-        query="min_position", ge=0, required=False,
-        description="Wait (at most 5 s) until read models include this position.",
-    ),
-]
 
 
 class NodeCreate(msgspec.Struct, forbid_unknown_fields=True):
     code: NodeCode
     name: Text
-    kind: Annotated[str, msgspec.Meta(description="province, city, county, street, community, grid or unit")]
+    kind: Annotated[
+        str, msgspec.Meta(description="province, city, county, street, community, grid or unit")
+    ]
     parent_code: NodeCode | None = None
 
 
@@ -57,9 +53,6 @@ class NodeRename(msgspec.Struct, forbid_unknown_fields=True):
 
 class NodeClose(msgspec.Struct, forbid_unknown_fields=True):
     reason: Reason
-
-
-
 
 
 class NodeView(msgspec.Struct):
@@ -95,13 +88,18 @@ WHERE n.id = $1
 class NodeController(Controller):
     path = "/v1/nodes"
     tags = ["nodes"]
-    dependencies = {"ctx": Provide(provide_ctx, sync_to_thread=False),
-                    "principal": Provide(provide_principal, sync_to_thread=False)}
+    dependencies = {
+        "ctx": Provide(provide_ctx, sync_to_thread=False),
+        "principal": Provide(provide_principal, sync_to_thread=False),
+    }
 
     @post("/", status_code=201, summary="Register a node (a root tenant when parent_code is null)")
     async def create(
-        self, data: NodeCreate, request: Request[Any, Any, Any], ctx: AppContext,
-        principal: Principal,
+        self,
+        data: JSONBody[NodeCreate],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
     ) -> Response[bytes]:
         cmd = await command_request(request)
         if data.parent_code is None:
@@ -109,12 +107,15 @@ class NodeController(Controller):
             require(principal, frozenset({Role.ADMIN}), "creating a root tenant")
             if principal.scope != data.code:
                 raise ProblemError(
-                    403, "Forbidden",
+                    403,
+                    "Forbidden",
                     "a root tenant is created by an admin whose token scope is that root's code",
                 )
             root_id = uuid4()
             outcome = await run_command(
-                ctx, principal, cmd,
+                ctx,
+                principal,
+                cmd,
                 lambda s: node_commands.register_root(
                     s, root_id=root_id, code=data.code, name=data.name, kind=data.kind
                 ),
@@ -124,7 +125,9 @@ class NodeController(Controller):
             require(principal, WRITERS, "registering a node")
             parent_code = data.parent_code
             outcome = await run_command(
-                ctx, principal, cmd,
+                ctx,
+                principal,
+                cmd,
                 lambda s: node_commands.register_child(
                     s, code=data.code, name=data.name, kind=data.kind, parent_code=parent_code
                 ),
@@ -133,7 +136,7 @@ class NodeController(Controller):
 
     @get("/{code:str}", summary="Read a node (former codes resolve to the node's current code)")
     async def read(
-        self, code: str, ctx: AppContext, principal: Principal, min_position: MinPosition = None
+        self, code: FromPath[str], ctx: Ctx, principal: Caller, min_position: MinPosition = None
     ) -> Response[bytes]:
         require(principal, READERS, "reading nodes")
         async with read_scope(
@@ -146,33 +149,56 @@ class NodeController(Controller):
         if row is None:
             # Registered, but the read model has not caught up yet.
             raise ProblemError(
-                503, "Service Unavailable",
+                503,
+                "Service Unavailable",
                 "the node is recorded but not yet readable; retry or pass min_position",
-                slug="not-caught-up", headers={"Retry-After": "1"},
+                slug="not-caught-up",
+                headers={"Retry-After": "1"},
             )
         view = NodeView(
-            id=row["id"], code=row["code"], name=row["name"], kind=row["kind"],
-            parent_code=row["parent_code"], path=list(row["path_codes"]),
-            children=list(row["children"]), former_codes=list(row["former_codes"]),
-            closed=row["closed"], version=row["version"],
-            registered_at=row["registered_at"].isoformat(), updated_at=row["updated_at"].isoformat(),
+            id=row["id"],
+            code=row["code"],
+            name=row["name"],
+            kind=row["kind"],
+            parent_code=row["parent_code"],
+            path=list(row["path_codes"]),
+            children=list(row["children"]),
+            former_codes=list(row["former_codes"]),
+            closed=row["closed"],
+            version=row["version"],
+            registered_at=row["registered_at"].isoformat(),
+            updated_at=row["updated_at"].isoformat(),
             requested_code=code if code != row["code"] else None,
         )
         return Response(
-            content=msgspec.json.encode(view), media_type="application/json",
+            content=msgspec.json.encode(view),
+            media_type="application/json",
             headers={"ETag": f'"{row["version"]}"'},
         )
 
-    @post("/{code:str}/move", status_code=200, summary="Re-parent a node, optionally reissuing its code")
+    @post(
+        "/{code:str}/move",
+        status_code=200,
+        summary="Re-parent a node, optionally reissuing its code",
+    )
     async def move(
-        self, code: str, data: NodeMove, request: Request[Any, Any, Any], ctx: AppContext,
-        principal: Principal,
+        self,
+        code: FromPath[str],
+        data: JSONBody[NodeMove],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "moving a node")
         outcome = await run_command(
-            ctx, principal, await command_request(request),
+            ctx,
+            principal,
+            await command_request(request),
             lambda s: node_commands.move(
-                s, code=code, new_parent_code=data.new_parent_code, new_code=data.new_code,
+                s,
+                code=code,
+                new_parent_code=data.new_parent_code,
+                new_code=data.new_code,
                 reason=data.reason,
             ),
         )
@@ -180,24 +206,36 @@ class NodeController(Controller):
 
     @post("/{code:str}/rename", status_code=200, summary="Rename a node")
     async def rename(
-        self, code: str, data: NodeRename, request: Request[Any, Any, Any], ctx: AppContext,
-        principal: Principal,
+        self,
+        code: FromPath[str],
+        data: JSONBody[NodeRename],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "renaming a node")
         outcome = await run_command(
-            ctx, principal, await command_request(request),
+            ctx,
+            principal,
+            await command_request(request),
             lambda s: node_commands.rename(s, code=code, name=data.name),
         )
         return command_response(outcome)
 
     @post("/{code:str}/close", status_code=200, summary="Close a node (its history stays)")
     async def close(
-        self, code: str, data: NodeClose, request: Request[Any, Any, Any], ctx: AppContext,
-        principal: Principal,
+        self,
+        code: FromPath[str],
+        data: JSONBody[NodeClose],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
     ) -> Response[bytes]:
         require(principal, frozenset({Role.ADMIN}), "closing a node")
         outcome = await run_command(
-            ctx, principal, await command_request(request),
+            ctx,
+            principal,
+            await command_request(request),
             lambda s: node_commands.close(s, code=code, reason=data.reason),
         )
         return command_response(outcome)

@@ -43,12 +43,19 @@ async def _load_node(session: CommandSession, node_id: UUID, what: str) -> Node:
 async def register_root(
     session: CommandSession, *, root_id: UUID, code: str, name: str, kind: str
 ) -> tuple[int, NodeChanged]:
-    node = Node.register(node_id=root_id, code=code, name=name, kind=kind, parent=None, at=session.now)
+    node = Node.register(
+        node_id=root_id, code=code, name=name, kind=kind, parent=None, at=session.now
+    )
     if await directory.code_taken(session.conn, code):
         raise Conflict(f"node code {code} is already in use")
     await directory.insert(
-        session.conn, node_id=node.id, root_id=node.id, code=node.code, name=node.name,
-        kind=node.kind.value, parent=None,
+        session.conn,
+        node_id=node.id,
+        root_id=node.id,
+        code=node.code,
+        name=node.name,
+        kind=node.kind.value,
+        parent=None,
     )
     result = await session.save(node, root_id=node.id)
     return 201, NodeChanged(node.id, node.code, result.version, result.position)
@@ -59,13 +66,20 @@ async def register_child(
 ) -> tuple[int, NodeChanged]:
     parent_dir = await _in_scope(session, parent_code, f"parent node {parent_code}")
     parent = await _load_node(session, parent_dir.id, f"parent node {parent_code}")
-    node = Node.register(node_id=uuid4(), code=code, name=name, kind=kind, parent=parent, at=session.now)
+    node = Node.register(
+        node_id=uuid4(), code=code, name=name, kind=kind, parent=parent, at=session.now
+    )
     if await directory.code_taken(session.conn, code):
         raise Conflict(f"node code {code} is already in use")
     try:
         await directory.insert(
-            session.conn, node_id=node.id, root_id=node.root_id, code=node.code, name=node.name,
-            kind=node.kind.value, parent=parent_dir,
+            session.conn,
+            node_id=node.id,
+            root_id=node.root_id,
+            code=node.code,
+            name=node.name,
+            kind=node.kind.value,
+            parent=parent_dir,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(f"node code {code} is already in use") from None

@@ -33,7 +33,9 @@ A = TypeVar("A", bound=CivicAggregate)
 
 MAX_ATTEMPTS = 5
 
-FIND_KEY = "SELECT request_hash, status, response FROM idempotency_keys WHERE principal = $1 AND key = $2"
+FIND_KEY = (
+    "SELECT request_hash, status, response FROM idempotency_keys WHERE principal = $1 AND key = $2"
+)
 SAVE_KEY = """
 INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
 VALUES ($1, $2, $3, $4, $5)
@@ -53,7 +55,9 @@ class CommandRequest:
 
     @property
     def fingerprint(self) -> bytes:
-        return hashlib.sha256(self.method.encode() + b" " + self.path.encode() + b"\n" + self.body).digest()
+        return hashlib.sha256(
+            self.method.encode() + b" " + self.path.encode() + b"\n" + self.body
+        ).digest()
 
 
 @dataclass(frozen=True)
@@ -102,18 +106,23 @@ class CommandSession:
         aggregate: Any = None
         for e in stored:
             event = self.ctx.codec.decode(
-                stream_type=e.stream_type, stream_id=e.stream_id, version=e.version,
-                type_name=e.type, schema_version=e.schema_version, data=e.data,
+                stream_type=e.stream_type,
+                stream_id=e.stream_id,
+                version=e.version,
+                type_name=e.type,
+                schema_version=e.schema_version,
+                data=e.data,
                 occurred_at=e.occurred_at,
             )
             aggregate = event.mutate(aggregate)
-        return aggregate  # type: ignore[no-any-return]
+        return aggregate
 
     def check_if_match(self, aggregate: CivicAggregate) -> None:
         expected = self.request.if_match
         if expected is not None and expected != aggregate.version:
             raise ProblemError(
-                412, "Precondition Failed",
+                412,
+                "Precondition Failed",
                 f"If-Match names version {expected} but the current version is {aggregate.version}",
                 extra={"current_version": aggregate.version},
             )
@@ -166,7 +175,8 @@ async def run_command(
         except ConcurrencyError:
             if request.if_match is not None:
                 raise ProblemError(
-                    412, "Precondition Failed",
+                    412,
+                    "Precondition Failed",
                     "the aggregate changed while the command ran; reload and retry",
                 ) from None
             if attempt >= MAX_ATTEMPTS:
@@ -214,7 +224,8 @@ async def _decide_and_record(
         if row is not None:
             if bytes(row["request_hash"]) != request.fingerprint:
                 raise ProblemError(
-                    422, "Idempotency Key Reused",
+                    422,
+                    "Idempotency Key Reused",
                     "this Idempotency-Key was already used with a different request",
                     slug="idempotency-key-reused",
                 )
