@@ -30,6 +30,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_minute: int = 6000
     max_body_bytes: int = 1_048_576
     statement_timeout_ms: int = 30_000
+    clock_interval_seconds: float = 5.0
 
     @property
     def is_production(self) -> bool:
@@ -65,4 +66,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             log_level=env.get("CIVIC_LOG_LEVEL", "INFO"),
             nats_url=env.get("CIVIC_NATS_URL") or None,
             rate_limit_per_minute=int(env.get("CIVIC_RATE_LIMIT", "6000")),
+            clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
         )

@@ -30,6 +30,7 @@ from projections.runner import ProjectionRunner
 from services.api import health
 from services.api.nodes import NodeController
 from services.context import AppContext
+from services.deadlines import DeadlineClock, all_sweeps
 from services.keys import jwt_config
 from services.middleware import request_context
 from services.notifier import CommitNotifier
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
     """``api=False`` serves only health and metrics (the projector process)."""
     configure_logging(settings.log_level)
     ctx = build_context(settings, clock)
+    deadline_clock = DeadlineClock(ctx, all_sweeps(), interval=settings.clock_interval_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -80,10 +82,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
                 runner = ProjectionRunner(pool, all_projections(), metrics=ctx.metrics)
                 await runner.start()
                 app.state.runner = runner
+                deadline_clock.start()
             notifier = CommitNotifier(pool, runner.poke if runner else None)
             ctx.after_commit.append(notifier)
             yield
         finally:
+            await deadline_clock.stop()
             if runner is not None:
                 await runner.stop()
             if notifier is not None:
@@ -94,7 +98,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
     return Litestar(
         route_handlers=[*(_api_routes() if api else []), health.live, health.ready, health.metrics],
         lifespan=[lifespan],
-        state=_state(ctx),
+        state=State({"ctx": ctx, "deadline_clock": deadline_clock}),
         exception_handlers={Exception: handle_exception},
         middleware=[request_context(ctx.metrics)],
         request_max_body_size=settings.max_body_bytes,
@@ -122,7 +126,3 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
 
 def _api_routes() -> list[type[Controller]]:
     return [NodeController]
-
-
-def _state(ctx: AppContext) -> State:
-    return State({"ctx": ctx})

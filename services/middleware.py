@@ -40,9 +40,11 @@ def request_context(metrics: Metrics) -> Any:
                     message["headers"] = headers
                 await send(message)
 
+            structlog.contextvars.bind_contextvars(request_id=request_id)
             try:
                 await app(scope, receive, send_with_id)
             finally:
+                structlog.contextvars.unbind_contextvars("request_id")
                 elapsed = time.perf_counter() - started
                 route = _route(scope)
                 method = scope.get("method", "")

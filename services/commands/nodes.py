@@ -14,7 +14,7 @@ import msgspec
 from domain.errors import Conflict
 from domain.node import Node
 from infra import directory
-from infra.directory import DirectoryNode
+from services.commands.lookup import node_in_scope
 from services.commands.session import CommandSession
 from services.problems import not_found
 
@@ -24,13 +24,6 @@ class NodeChanged(msgspec.Struct):
     code: str
     version: int
     position: int
-
-
-async def _in_scope(session: CommandSession, code: str, what: str) -> DirectoryNode:
-    node = await directory.find_by_code(session.conn, code)
-    if node is None or session.scope is None or not node.path.startswith(session.scope.path):
-        raise not_found(what)
-    return node
 
 
 async def _load_node(session: CommandSession, node_id: UUID, what: str) -> Node:
@@ -64,7 +57,7 @@ async def register_root(
 async def register_child(
     session: CommandSession, *, code: str, name: str, kind: str, parent_code: str
 ) -> tuple[int, NodeChanged]:
-    parent_dir = await _in_scope(session, parent_code, f"parent node {parent_code}")
+    parent_dir = await node_in_scope(session, parent_code, f"parent node {parent_code}")
     parent = await _load_node(session, parent_dir.id, f"parent node {parent_code}")
     node = Node.register(
         node_id=uuid4(), code=code, name=name, kind=kind, parent=parent, at=session.now
@@ -90,8 +83,8 @@ async def register_child(
 async def move(
     session: CommandSession, *, code: str, new_parent_code: str, new_code: str | None, reason: str
 ) -> tuple[int, NodeChanged]:
-    node_dir = await _in_scope(session, code, f"node {code}")
-    target_dir = await _in_scope(session, new_parent_code, f"new parent node {new_parent_code}")
+    node_dir = await node_in_scope(session, code, f"node {code}")
+    target_dir = await node_in_scope(session, new_parent_code, f"new parent node {new_parent_code}")
     node = await _load_node(session, node_dir.id, f"node {code}")
     session.check_if_match(node)
     target = await _load_node(session, target_dir.id, f"new parent node {new_parent_code}")
@@ -110,7 +103,7 @@ async def move(
 
 
 async def rename(session: CommandSession, *, code: str, name: str) -> tuple[int, NodeChanged]:
-    node_dir = await _in_scope(session, code, f"node {code}")
+    node_dir = await node_in_scope(session, code, f"node {code}")
     node = await _load_node(session, node_dir.id, f"node {code}")
     session.check_if_match(node)
     node.rename(name, session.now)
@@ -122,7 +115,7 @@ async def rename(session: CommandSession, *, code: str, name: str) -> tuple[int,
 
 
 async def close(session: CommandSession, *, code: str, reason: str) -> tuple[int, NodeChanged]:
-    node_dir = await _in_scope(session, code, f"node {code}")
+    node_dir = await node_in_scope(session, code, f"node {code}")
     if session.scope is not None and node_dir.id == session.scope.node_id:
         raise Conflict("a principal cannot close its own scope node")
     node = await _load_node(session, node_dir.id, f"node {code}")
