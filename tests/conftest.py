@@ -29,7 +29,7 @@ def _server_url() -> str:
         return url
     from infra.embedded_pg import start
 
-    return start(REPO / ".data")
+    return start(REPO / ".data", keep_running=False)
 
 
 @pytest.fixture(scope="session")

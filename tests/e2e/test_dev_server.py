@@ -23,6 +23,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_postgres(pgdata: Path) -> None:
+    """Stop the embedded server we caused to start: fast shutdown via its postmaster pid."""
+    pidfile = pgdata / "postmaster.pid"
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text().splitlines()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def dev_server(tmp_path: Path):
     """`civic dev` with no DATABASE_URL: it must start its own PostgreSQL under the data dir."""
@@ -72,11 +92,7 @@ def dev_server(tmp_path: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-        import pgserver
-
-        pgdata = tmp_path / "data" / "pg"
-        if pgdata.exists():
-            pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+        stop_postgres(tmp_path / "data" / "pg")
 
 
 def test_dev_server_on_embedded_postgres(dev_server):
