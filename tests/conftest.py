@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,33 @@ def anyio_backend() -> Iterator[str]:
     yield "asyncio"
 
 
+class MovableClock:
+    """Real time plus an offset tests may move (deadlines without sleeping)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
 @pytest.fixture(scope="session")
-async def app(database_url: str) -> AsyncIterator[Any]:
+def session_clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def clock(session_clock: MovableClock) -> Iterator[MovableClock]:
+    """The app's clock; whatever a test moves is reset afterwards."""
+    yield session_clock
+    session_clock.offset = timedelta(0)
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str, session_clock: MovableClock) -> AsyncIterator[Any]:
     """One application (with its projector) for the whole session, on the test database."""
     from litestar.testing import AsyncTestClient
 
@@ -86,7 +112,7 @@ async def app(database_url: str) -> AsyncIterator[Any]:
         pool_min=2,
         pool_max=20,
     )
-    application = create_app(settings)
+    application = create_app(settings, clock=session_clock)
     async with AsyncTestClient(application) as client:
         application.state.client = client
         yield application
