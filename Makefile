@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint bench bench-quick clean
+.PHONY: install run test lint bench bench-quick deploy-test clean
 
 install: $(STAMP)
 
@@ -34,6 +34,13 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench.run --quick
+
+## Render both Kustomize overlays offline and validate them against the Kubernetes schemas.
+deploy-test: install
+	$(BIN)/python -m pytest -p no:cacheprovider tests/deploy -q --noconftest
+
+render-%: install
+	$(BIN)/python -m tests.deploy.kustomize_render k8s/overlays/$*
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -93,19 +93,18 @@ async def _appends(ctx: Context, batch: int) -> float:
                 for _ in range(batch)
             ]
             key = f"bench-{uuid.uuid4()}"
-            async with pool.acquire() as conn:
-                async with scoped_transaction(conn, code) as (_, scope):
-                    result = await store.append(
-                        TxAppender(conn),
-                        root_id=scope.root_id,
-                        node_id=scope.node_id,
-                        stream_id=stream,
-                        stream_type="issue",
-                        expected_version=expected,
-                        events=events,
-                        context=AppendContext(actor="bench@" + code, idempotency_key=key),
-                    )
-                    await conn.execute(SAVE_KEY, "bench", key, b"h" * 32, b"{}")
+            async with pool.acquire() as conn, scoped_transaction(conn, code) as (_, scope):
+                result = await store.append(
+                    TxAppender(conn),
+                    root_id=scope.root_id,
+                    node_id=scope.node_id,
+                    stream_id=stream,
+                    stream_type="issue",
+                    expected_version=expected,
+                    events=events,
+                    context=AppendContext(actor="bench@" + code, idempotency_key=key),
+                )
+                await conn.execute(SAVE_KEY, "bench", key, b"h" * 32, b"{}")
             versions[stream] = result.version
             return batch
 
