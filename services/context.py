@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from domain.clock import Clock, system_clock
+from infra.database import ScopeCache
 from infra.event_codec import EventCodec
 from infra.event_store import EventStore
 from infra.metrics import Metrics
@@ -24,6 +25,7 @@ class AppContext:
     metrics: Metrics
     clock: Clock = system_clock
     pool: asyncpg.Pool | None = None
+    scopes: ScopeCache = field(default_factory=ScopeCache)
     #: called after every committed command (wakes projectors, relays).
     after_commit: list[Any] = field(default_factory=list)
 

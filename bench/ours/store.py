@@ -19,19 +19,21 @@ from bench.payload import EVENT_TYPE, event_json
 from bench.registry import Context, benchmark, group_fixture
 from bench.timing import async_rate
 from infra import migrator
-from infra.database import _init_connection, scoped_transaction
+from infra.database import (
+    _init_connection,
+    defer_until_commit,
+    hex_bytea,
+    hex_text,
+    scoped_transaction,
+)
 from infra.event_codec import NewEvent
 from infra.event_store import AppendContext, EventStore, TxAppender
+from services.commands.session import SAVE_KEY
 
 GROUP = "store"
 WRITERS = 8
 STREETS, COMMUNITIES_PER_STREET = 20, 15
 STREAMS_PER_WRITER = 50
-
-SAVE_KEY = (
-    "INSERT INTO idempotency_keys (principal, key, request_hash, status, response)"
-    " VALUES ($1, $2, $3, 201, $4)"
-)
 
 
 async def _tree(conn: asyncpg.Connection) -> list[str]:
@@ -104,7 +106,16 @@ async def _appends(ctx: Context, batch: int) -> float:
                     events=events,
                     context=AppendContext(actor="bench@" + code, idempotency_key=key),
                 )
-                await conn.execute(SAVE_KEY, "bench", key, b"h" * 32, b"{}")
+                # as run_command does: the key's record rides along with the COMMIT
+                defer_until_commit(
+                    SAVE_KEY.format(
+                        principal=hex_text("bench"),
+                        key=hex_text(key),
+                        request_hash=hex_bytea(b"h" * 32),
+                        status=201,
+                        response=hex_bytea(b"{}"),
+                    )
+                )
             versions[stream] = result.version
             return batch
 

@@ -136,7 +136,10 @@ async def read_scope(
                     headers={"Retry-After": "1"},
                 )
         async with scoped_transaction(
-            conn, principal.scope, statement_timeout_ms=ctx.settings.statement_timeout_ms
+            conn,
+            principal.scope,
+            statement_timeout_ms=ctx.settings.statement_timeout_ms,
+            cache=ctx.scopes,
         ) as (_, scope):
             await conn.execute("SET TRANSACTION READ ONLY")
             yield conn, scope

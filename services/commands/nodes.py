@@ -99,6 +99,7 @@ async def move(
     )
     result = await session.save(node)
     await directory.move(session.conn, node_dir, target_dir, node.code, result.version, session.now)
+    session.ctx.scopes.clear()  # scopes under the moved node have new paths
     return 200, NodeChanged(node.id, node.code, result.version, result.position)
 
 
@@ -123,4 +124,5 @@ async def close(session: CommandSession, *, code: str, reason: str) -> tuple[int
     node.close(reason, session.now)
     result = await session.save(node)
     await directory.close(session.conn, node.id, result.version)
+    session.ctx.scopes.clear()  # a closed scope's tokens stop working
     return 200, NodeChanged(node.id, node.code, result.version, result.position)

@@ -23,7 +23,14 @@ import asyncpg
 import msgspec
 
 from domain.base import CivicAggregate
-from infra.database import Scope, bootstrap_transaction, scoped_transaction
+from infra.database import (
+    Scope,
+    bootstrap_transaction,
+    defer_until_commit,
+    hex_bytea,
+    hex_text,
+    scoped_transaction,
+)
 from infra.event_store import AppendContext, AppendResult, ConcurrencyError, TxAppender
 from services.auth import Principal
 from services.context import AppContext
@@ -36,10 +43,10 @@ MAX_ATTEMPTS = 5
 FIND_KEY = (
     "SELECT request_hash, status, response FROM idempotency_keys WHERE principal = $1 AND key = $2"
 )
-SAVE_KEY = """
-INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
-VALUES ($1, $2, $3, $4, $5)
-"""
+SAVE_KEY = (
+    "INSERT INTO idempotency_keys (principal, key, request_hash, status, response)"
+    " VALUES ({principal}, {key}, {request_hash}, {status}, {response})"
+)
 
 
 @dataclass(frozen=True)
@@ -201,7 +208,10 @@ async def _attempt(
                 outcome = await _decide_and_record(ctx, conn, None, principal, request, decide)
         else:
             async with scoped_transaction(
-                conn, principal.scope, statement_timeout_ms=ctx.settings.statement_timeout_ms
+                conn,
+                principal.scope,
+                statement_timeout_ms=ctx.settings.statement_timeout_ms,
+                cache=ctx.scopes,
             ) as (_, scope):
                 outcome = await _decide_and_record(ctx, conn, scope, principal, request, decide)
     if not outcome.replayed:
@@ -234,8 +244,16 @@ async def _decide_and_record(
     status, body = await decide(session)
     encoded = msgspec.json.encode(body)
     if key is not None:
-        await conn.execute(
-            SAVE_KEY, principal.idempotency_owner, key, request.fingerprint, status, encoded
+        # Sent with the COMMIT: a duplicate key (a concurrent twin) fails the commit, and the
+        # retry loop then replays the twin's response.
+        defer_until_commit(
+            SAVE_KEY.format(
+                principal=hex_text(principal.idempotency_owner),
+                key=hex_text(key),
+                request_hash=hex_bytea(request.fingerprint),
+                status=int(status),
+                response=hex_bytea(encoded),
+            )
         )
     position = session.tx.results[-1].position if session.tx.results else None
     return CommandOutcome(status, encoded, position=position)
