@@ -9,6 +9,12 @@
   behind a checkpoint later.
 * A failing projection stops and reports (log, metric, ``projection_checkpoints.error``);
   it never skips an event. It retries with backoff, so a transient fault heals.
+* An owner yields on request (``NOTIFY civic_projection_control, 'yield:<name>'``): it
+  finishes its batch, releases the lock and tries to take it again later. A rebuild
+  (``projections/rebuild.py``) queues for the lock, asks, and so takes over between batches.
+* Lag (``civic_projection_lag_seconds``): seconds since the oldest settled event the
+  projection has not processed was recorded, 0 when caught up; measured from the database
+  after every batch and, for every projection whoever owns it, every ``lag_interval``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import structlog
@@ -31,6 +37,8 @@ from projections.base import Projection
 log = structlog.get_logger("civic.projections")
 
 NOTIFY_CHANNEL = "civic_events"
+#: payload ``yield:<projection name>``: the owner releases the projection (see rebuild.py).
+CONTROL_CHANNEL = "civic_projection_control"
 _LOCK_CLASS = 0x6369  # advisory-lock namespace "ci"
 
 READ_BATCH = f"""
@@ -48,6 +56,15 @@ SAVE_CHECKPOINT = """
 UPDATE projection_checkpoints SET position = $2, updated_at = now(), error = NULL WHERE name = $1
 """
 SAVE_ERROR = "UPDATE projection_checkpoints SET error = $2, updated_at = now() WHERE name = $1"
+
+# The oldest settled event a projection has still to process, and how long ago it was recorded.
+OLDEST_UNPROCESSED = """
+SELECT greatest(0, extract(epoch FROM clock_timestamp() - e.recorded_at))::float8
+FROM events e
+WHERE e.position > $1 AND e.position < civic_horizon() AND e.type = ANY($2::text[])
+ORDER BY e.position
+LIMIT 1
+"""
 
 
 def lock_key(name: str) -> int:
@@ -80,6 +97,8 @@ class ProjectionState:
     checkpoint: int = 0
     owned: bool = False
     applied: int = 0
+    #: another process (a rebuild) asked the owner to release the projection.
+    yield_requested: bool = False
 
 
 async def apply_batch(
@@ -116,6 +135,7 @@ class ProjectionRunner:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         acquire_interval: float = 2.0,
+        lag_interval: float = 5.0,
     ) -> None:
         self.pool = pool
         self.states = {p.name: ProjectionState(p) for p in projections}
@@ -123,6 +143,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.acquire_interval = acquire_interval
+        self.lag_interval = lag_interval
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
         self._stopping = asyncio.Event()
@@ -139,6 +160,8 @@ class ProjectionRunner:
             self._tasks.append(
                 asyncio.create_task(self._own(state), name=f"projection:{state.projection.name}")
             )
+        if self.metrics is not None:
+            self._tasks.append(asyncio.create_task(self._sample_lag(), name="projection-lag"))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -150,22 +173,38 @@ class ProjectionRunner:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._listener is not None and not self._listener.is_closed():
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            # Give the connection back: a pool only closes once every connection is released.
             with contextlib.suppress(Exception):
-                await self._listener.close()
+                await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+                await listener.remove_listener(CONTROL_CHANNEL, self._on_control)
+            with contextlib.suppress(Exception):
+                await self.pool.release(listener)
 
     def poke(self) -> None:
         for state in self.states.values():
             state.wakeup.poke()
 
+    def _on_notify(self, *_: object) -> None:
+        self.poke()
+
     async def _listen(self) -> None:
         conn: asyncpg.Connection = await self.pool.acquire()
         try:
-            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self.poke())
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await conn.add_listener(CONTROL_CHANNEL, self._on_control)
         except BaseException:
             await self.pool.release(conn)
             raise
         self._listener = conn
+
+    def _on_control(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        verb, _, name = payload.partition(":")
+        state = self.states.get(name)
+        if verb == "yield" and state is not None and state.owned:
+            state.yield_requested = True
+            state.wakeup.poke()
 
     # -- one projection --------------------------------------------------------------------
 
@@ -181,6 +220,7 @@ class ProjectionRunner:
                     if got:
                         try:
                             state.owned = True
+                            state.yield_requested = False
                             await self._run(conn, state)
                         finally:
                             state.owned = False
@@ -200,6 +240,9 @@ class ProjectionRunner:
         backoff = 0.5
         quick_polls = 0
         while not self._stopping.is_set():
+            if state.yield_requested:
+                log.info("projection yielded on request", projection=projection.name)
+                return  # the caller releases the lock; someone else may take it now
             try:
                 started = time.perf_counter()
                 new_cp, _horizon, events = await apply_batch(
@@ -220,12 +263,13 @@ class ProjectionRunner:
             state.checkpoint = new_cp
             state.applied += len(events)
             if self.metrics:
+                behind = len(events) == self.batch_size
                 self.metrics.observe_projection(
                     projection.name,
                     new_cp,
                     len(events),
                     time.perf_counter() - started,
-                    _lag_seconds(events, self.batch_size),
+                    await lag_seconds(conn, projection, new_cp) if behind else 0.0,
                 )
             if len(events) == self.batch_size:
                 continue  # behind: keep going without waiting
@@ -241,11 +285,27 @@ class ProjectionRunner:
             if await state.wakeup.wait(timeout):
                 quick_polls = 5
 
+    async def _sample_lag(self) -> None:
+        """Every ``lag_interval``: every projection's lag from the database, owned here or
+        not (a stuck or ownerless projection shows its lag growing)."""
+        assert self.metrics is not None
+        while not self._stopping.is_set():
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                async with self.pool.acquire() as conn:
+                    for name, state in self.states.items():
+                        position = await conn.fetchval(READ_CHECKPOINT, name) or 0
+                        lag = await lag_seconds(conn, state.projection, position)
+                        self.metrics.projection_lag.labels(name).set(lag)
+            await asyncio.sleep(self.lag_interval)
 
-def _lag_seconds(events: Sequence[StoredEvent], batch_size: int) -> float:
-    if len(events) < batch_size or not events:
-        return 0.0
-    return max(0.0, (datetime.now(UTC) - events[-1].recorded_at).total_seconds())
+
+async def lag_seconds(conn: asyncpg.Connection, projection: Projection, checkpoint: int) -> float:
+    """Seconds since the oldest settled event after ``checkpoint`` that ``projection``
+    handles was recorded; 0 when there is none (caught up)."""
+    lag: float | None = await conn.fetchval(
+        OLDEST_UNPROCESSED, checkpoint, list(projection.handles)
+    )
+    return lag or 0.0
 
 
 async def wait_for_position(
@@ -267,3 +327,51 @@ async def wait_for_position(
             return False
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    position: int
+    #: settled events of the projection's types after its checkpoint.
+    behind: int
+    #: see ``lag_seconds``.
+    lag_seconds: float
+    updated_at: datetime | None
+    error: str | None
+    #: backend pid of the connection holding the projection's lock (None: nobody runs it).
+    owner_pid: int | None
+
+
+STATUS = """
+SELECT coalesce(c.position, 0) AS position, c.updated_at, c.error,
+       (SELECT count(*) FROM events e WHERE e.position > coalesce(c.position, 0)
+          AND e.position < civic_horizon() AND e.type = ANY($2::text[])) AS behind,
+       (SELECT l.pid FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $3::oid
+          AND l.objid = $4::oid AND l.objsubid = 2
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        LIMIT 1) AS owner_pid
+FROM (SELECT $1::text AS name) k LEFT JOIN projection_checkpoints c ON c.name = k.name
+"""
+
+
+async def projection_status(
+    conn: asyncpg.Connection, projections: Sequence[Projection]
+) -> list[ProjectionStatus]:
+    """Position, backlog, lag and owner of each projection, from the database."""
+    out = []
+    for p in projections:
+        row = await conn.fetchrow(STATUS, p.name, list(p.handles), _LOCK_CLASS, lock_key(p.name))
+        out.append(
+            ProjectionStatus(
+                name=p.name,
+                position=row["position"],
+                behind=row["behind"],
+                lag_seconds=await lag_seconds(conn, p, row["position"]),
+                updated_at=row["updated_at"],
+                error=row["error"],
+                owner_pid=row["owner_pid"],
+            )
+        )
+    return out
