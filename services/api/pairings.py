@@ -1,0 +1,443 @@
+"""/v1/pairings — county units paired with communities (结对共建).
+
+Roles: sign, review and terminate — operator or admin whose scope holds both the unit and
+the community; fulfil a commitment and record an activity — operator or admin, or the unit
+side (a principal scoped to the pairing's unit, e.g. role ``unit``); reads — every role,
+for pairings whose community lies in the caller's subtree, and for a unit principal the
+pairings naming its unit.
+
+Commitments are addressed by their 0-based index in the order they were signed
+(``POST /v1/pairings/{id}/commitments/0/fulfil`` fulfils the first one).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from domain.pairing import ACTIVE, MAX_COMMITMENTS, MAX_PARTICIPANTS, RATINGS
+from domain.refs import business_date
+from infra import directory
+from infra.database import Scope
+from services.api.deps import (
+    Caller,
+    Ctx,
+    MinPosition,
+    command_request,
+    command_response,
+    provide_ctx,
+    provide_principal,
+    read_scope,
+    require,
+)
+from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
+from services.commands import pairings as commands
+from services.commands.session import run_command
+from services.problems import FieldError, ProblemError, not_found
+from services.roles import ASSIGNEES, READERS, WRITERS
+
+PROJECTIONS = ("pairings",)
+
+NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
+class CommitmentIn(msgspec.Struct, forbid_unknown_fields=True):
+    title: Annotated[Title, msgspec.Meta(description="what the unit promises (承诺事项)")]
+    due_on: Annotated[date, msgspec.Meta(description="within the term")]
+
+
+class PairingSign(msgspec.Struct, forbid_unknown_fields=True):
+    unit_code: Annotated[NodeCode, msgspec.Meta(description="a unit node inside your scope")]
+    community_code: Annotated[
+        NodeCode, msgspec.Meta(description="a community (or village) node inside your scope")
+    ]
+    starts_on: date
+    ends_on: Annotated[date, msgspec.Meta(description="after starts_on; both days included")]
+    commitments: Annotated[list[CommitmentIn], msgspec.Meta(max_length=MAX_COMMITMENTS)] = (
+        msgspec.field(default_factory=list)
+    )
+
+
+class CommitmentFulfil(msgspec.Struct, forbid_unknown_fields=True):
+    evidence: Annotated[Text, msgspec.Meta(description="what shows it was kept (a note, a link)")]
+
+
+class ActivityHold(msgspec.Struct, forbid_unknown_fields=True):
+    held_on: Annotated[date, msgspec.Meta(description="within the term, not in the future")]
+    title: Title
+    participants: Annotated[int, msgspec.Meta(ge=1, le=MAX_PARTICIPANTS)]
+
+
+class PairingReview(msgspec.Struct, forbid_unknown_fields=True):
+    rating: Annotated[str, msgspec.Meta(description=f"one of {', '.join(RATINGS)}")]
+    comment: Text | None = None
+
+
+class PairingTerminate(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Text
+
+
+class CommitmentView(msgspec.Struct):
+    index: int
+    title: str
+    due_on: date
+    fulfilled: bool
+    fulfilled_at: str | None
+    evidence: str | None
+    #: not fulfilled and the due day has passed (China calendar day)
+    overdue: bool
+
+
+class PairingView(msgspec.Struct):
+    id: UUID
+    unit_code: str
+    community_code: str
+    starts_on: date
+    ends_on: date
+    status: str
+    #: active and today lies within the term
+    in_force: bool
+    commitments: list[CommitmentView]
+    commitments_total: int
+    commitments_fulfilled: int
+    activity_count: int
+    participant_total: int
+    last_activity_on: date | None
+    rating: str | None
+    review_count: int
+    terminated_at: datetime | None
+    termination_reason: str | None
+    version: int
+    signed_at: datetime
+    updated_at: datetime
+
+
+class _StoredCommitment(msgspec.Struct):
+    title: str
+    due_on: date
+    fulfilled_at: str | None = None
+    evidence: str | None = None
+
+
+# Codes are reissued on reorganisation: show the nodes' current codes.
+_SELECT = """
+SELECT p.id, coalesce(u.code, p.unit_code) AS unit_code,
+       coalesce(c.code, p.community_code) AS community_code, p.starts_on, p.ends_on, p.status,
+       p.commitments, p.commitments_total, p.commitments_fulfilled, p.activity_count,
+       p.participant_total, p.last_activity_on, p.rating, p.review_count, p.terminated_at,
+       p.termination_reason, p.version, p.signed_at, p.updated_at,
+       u.path AS unit_path, c.path AS community_path
+FROM rm_pairings p
+LEFT JOIN nodes u ON u.id = p.unit_id
+LEFT JOIN nodes c ON c.id = p.node_id
+"""
+
+READ_PAIRING = _SELECT + "WHERE p.root_id = $1 AND p.id = $2"
+
+# The pairings of a subtree: its communities' pairings, and those of its units.
+LIST_PAIRINGS = (
+    _SELECT
+    + """
+WHERE p.root_id = $1
+  AND (p.node_id IN (SELECT id FROM nodes WHERE root_id = $1 AND path >= $2 AND path < $3)
+       OR p.unit_id IN (SELECT id FROM nodes WHERE root_id = $1 AND path >= $2 AND path < $3))
+  AND ($4::text IS NULL OR p.status = $4)
+  AND ($5::timestamptz IS NULL OR (p.signed_at, p.id) > ($5, $6::uuid))
+ORDER BY p.signed_at, p.id
+LIMIT $7
+"""
+)
+
+STREAM_RECORDED = """
+SELECT EXISTS (SELECT 1 FROM events WHERE root_id = $1 AND stream_id = $2 AND stream_type = $3)
+"""
+
+
+def _visible(scope: Scope, r: asyncpg.Record) -> bool:
+    return any(
+        p is not None and scope.contains_path(p) for p in (r["unit_path"], r["community_path"])
+    )
+
+
+def _view(r: asyncpg.Record, today: date) -> PairingView:
+    stored = msgspec.json.decode(r["commitments"], type=list[_StoredCommitment])
+    commitments = [
+        CommitmentView(
+            index=i,
+            title=c.title,
+            due_on=c.due_on,
+            fulfilled=c.fulfilled_at is not None,
+            fulfilled_at=c.fulfilled_at,
+            evidence=c.evidence,
+            overdue=c.fulfilled_at is None and c.due_on < today,
+        )
+        for i, c in enumerate(stored)
+    ]
+    return PairingView(
+        id=r["id"],
+        unit_code=r["unit_code"],
+        community_code=r["community_code"],
+        starts_on=r["starts_on"],
+        ends_on=r["ends_on"],
+        status=r["status"],
+        in_force=r["status"] == ACTIVE and r["starts_on"] <= today <= r["ends_on"],
+        commitments=commitments,
+        commitments_total=r["commitments_total"],
+        commitments_fulfilled=r["commitments_fulfilled"],
+        activity_count=r["activity_count"],
+        participant_total=r["participant_total"],
+        last_activity_on=r["last_activity_on"],
+        rating=r["rating"],
+        review_count=r["review_count"],
+        terminated_at=r["terminated_at"],
+        termination_reason=r["termination_reason"],
+        version=r["version"],
+        signed_at=r["signed_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+def _cursor_key(cursor: str | None) -> tuple[datetime, UUID] | None:
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    try:
+        at, ident = key
+        return datetime.fromisoformat(at), UUID(ident)
+    except (TypeError, ValueError):
+        raise ProblemError(
+            400,
+            "Bad Request",
+            "the cursor is not one this API returned",
+            slug="validation",
+            errors=[FieldError(field="cursor", message="invalid cursor")],
+        ) from None
+
+
+class PairingController(Controller):
+    path = "/v1/pairings"
+    tags = ["pairings"]
+    dependencies = {
+        "ctx": Provide(provide_ctx, sync_to_thread=False),
+        "principal": Provide(provide_principal, sync_to_thread=False),
+    }
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Sign a pairing (PairingSigned)",
+        description="Roles: operator, admin — the unit and the community both inside your "
+        "scope. 409 when the unit already has an active pairing with the community whose "
+        "term overlaps; 422 when the term does not end after it starts.",
+    )
+    async def sign(
+        self,
+        data: JSONBody[PairingSign],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
+    ) -> Response[bytes]:
+        require(principal, WRITERS, "signing a pairing")
+        commitments = [(c.title, c.due_on) for c in data.commitments]
+        outcome = await run_command(
+            ctx,
+            principal,
+            await command_request(request),
+            lambda s: commands.sign(
+                s,
+                unit_code=data.unit_code,
+                community_code=data.community_code,
+                starts_on=data.starts_on,
+                ends_on=data.ends_on,
+                commitments=commitments,
+            ),
+        )
+        return command_response(outcome)
+
+    @post(
+        "/{pairing_id:uuid}/commitments/{index:int}/fulfil",
+        status_code=200,
+        summary="Fulfil a commitment (CommitmentFulfilled); index is 0-based, in signing order",
+        description="Roles: operator, admin, or the pairing's unit (role unit). A commitment "
+        "is fulfilled once: again → 409 with current_state 'fulfilled'.",
+    )
+    async def fulfil(
+        self,
+        pairing_id: FromPath[UUID],
+        index: FromPath[int],
+        data: JSONBody[CommitmentFulfil],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
+    ) -> Response[bytes]:
+        require(principal, ASSIGNEES, "fulfilling a commitment")
+        outcome = await run_command(
+            ctx,
+            principal,
+            await command_request(request),
+            lambda s: commands.fulfil(
+                s, pairing_id=pairing_id, index=index, evidence=data.evidence
+            ),
+        )
+        return command_response(outcome)
+
+    @post(
+        "/{pairing_id:uuid}/activities",
+        status_code=200,
+        summary="Record a joint activity (PairingActivityHeld)",
+        description="Roles: operator, admin, or the pairing's unit (role unit).",
+    )
+    async def hold_activity(
+        self,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[ActivityHold],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
+    ) -> Response[bytes]:
+        require(principal, ASSIGNEES, "recording an activity")
+        outcome = await run_command(
+            ctx,
+            principal,
+            await command_request(request),
+            lambda s: commands.hold_activity(
+                s,
+                pairing_id=pairing_id,
+                held_on=data.held_on,
+                title=data.title,
+                participants=data.participants,
+            ),
+        )
+        return command_response(outcome)
+
+    @post(
+        "/{pairing_id:uuid}/review",
+        status_code=200,
+        summary="Review a pairing (PairingReviewed; an extension to the API spine)",
+        description="Roles: operator, admin — the unit and the community inside your scope. "
+        f"rating: {', '.join(RATINGS)}.",
+    )
+    async def review(
+        self,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[PairingReview],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
+    ) -> Response[bytes]:
+        require(principal, WRITERS, "reviewing a pairing")
+        outcome = await run_command(
+            ctx,
+            principal,
+            await command_request(request),
+            lambda s: commands.review(
+                s, pairing_id=pairing_id, rating=data.rating, comment=data.comment
+            ),
+        )
+        return command_response(outcome)
+
+    @post(
+        "/{pairing_id:uuid}/terminate",
+        status_code=200,
+        summary="Terminate a pairing early (PairingTerminated)",
+        description="Roles: operator, admin — the unit and the community inside your scope.",
+    )
+    async def terminate(
+        self,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[PairingTerminate],
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        principal: Caller,
+    ) -> Response[bytes]:
+        require(principal, WRITERS, "terminating a pairing")
+        outcome = await run_command(
+            ctx,
+            principal,
+            await command_request(request),
+            lambda s: commands.terminate(s, pairing_id=pairing_id, reason=data.reason),
+        )
+        return command_response(outcome)
+
+    @get("/{pairing_id:uuid}", summary="Read a pairing (ETag: its version)")
+    async def read(
+        self,
+        pairing_id: FromPath[UUID],
+        ctx: Ctx,
+        principal: Caller,
+        min_position: MinPosition = None,
+    ) -> Response[PairingView]:
+        require(principal, READERS, "reading pairings")
+        async with read_scope(
+            ctx, principal, min_position=min_position, projections=PROJECTIONS
+        ) as (conn, scope):
+            row = await conn.fetchrow(READ_PAIRING, scope.root_id, pairing_id)
+            if row is None or not _visible(scope, row):
+                recorded = row is None and await conn.fetchval(
+                    STREAM_RECORDED, scope.root_id, pairing_id, "pairing"
+                )
+                if recorded:
+                    raise ProblemError(
+                        503,
+                        "Service Unavailable",
+                        "the pairing is recorded but not yet readable; retry or pass min_position",
+                        slug="not-caught-up",
+                        headers={"Retry-After": "1"},
+                    )
+                raise not_found(f"pairing {pairing_id}")
+        view = _view(row, business_date(ctx.clock()))
+        return Response(content=view, headers={"ETag": f'"{view.version}"'})
+
+    @get("/", summary="List the pairings of a subtree (its communities' and its units')")
+    async def list_pairings(
+        self,
+        ctx: Ctx,
+        principal: Caller,
+        node: Annotated[
+            str | None,
+            QueryParameter(
+                required=False,
+                max_length=40,
+                description="a node code of your subtree (default: your scope node)",
+            ),
+        ] = None,
+        status: Annotated[
+            Literal["active", "terminated"] | None, QueryParameter(required=False)
+        ] = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        min_position: MinPosition = None,
+    ) -> Page[PairingView]:
+        require(principal, READERS, "reading pairings")
+        after = _cursor_key(cursor)
+        async with read_scope(
+            ctx, principal, min_position=min_position, projections=PROJECTIONS
+        ) as (conn, scope):
+            path = scope.path
+            if node is not None:
+                found = await directory.find_by_code(conn, node)
+                if found is None or not scope.contains_path(found.path):
+                    raise not_found(f"node {node}")
+                path = found.path
+            rows = await conn.fetch(
+                LIST_PAIRINGS,
+                scope.root_id,
+                path,
+                path[:-1] + "0",
+                status,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit + 1,
+            )
+        today = business_date(ctx.clock())
+        items = [_view(r, today) for r in rows]
+        return page_of(items, limit, lambda v: [v.signed_at.isoformat(), str(v.id)])
