@@ -107,6 +107,8 @@ class Issue(CivicAggregate):
         category: str
         source: str
         due_at: datetime | None
+        #: the reporting platform's own work-order number (e.g. the 12345 hotline's 工单编号).
+        external_id: str | None = None
 
         def apply(self, issue: Any) -> None:
             pass
@@ -278,6 +280,7 @@ class Issue(CivicAggregate):
         category: str,
         source: str,
         due_at: datetime | None,
+        external_id: str | None = None,
     ) -> None:
         self.node_id = node_id
         self.node_code = node_code
@@ -286,6 +289,7 @@ class Issue(CivicAggregate):
         self.description = description
         self.category = category
         self.source = source
+        self.external_id = external_id
         self.status = REPORTED
         #: the deadline asked for when reported (restored when the issue is returned).
         self.requested_due_at = due_at
@@ -358,9 +362,14 @@ class Issue(CivicAggregate):
         source: str,
         due_at: datetime | None = None,
         description: str | None = None,
+        external_id: str | None = None,
         at: datetime,
     ) -> Issue:
-        """IssueReported (受理) at ``node`` (any open node: a grid, a community...)."""
+        """IssueReported (受理) at ``node`` (any open node: a grid, a community...).
+
+        ``external_id``: the number the pushing platform (12345 hotline, 一网统管) gave the
+        work order, kept so both sides can correlate; optional.
+        """
         require_open(node)
         at = require_aware(at)
         if source not in SOURCES:
@@ -381,6 +390,7 @@ class Issue(CivicAggregate):
             category=clean_text("category", category, max_len=MAX_TITLE),
             source=source,
             due_at=due_at,
+            external_id=clean_optional_text("external_id", external_id, max_len=MAX_TITLE),
         )
 
     def assign(self, *, assignee: NodeRef, due_at: datetime, at: datetime) -> None:
