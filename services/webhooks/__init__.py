@@ -1,0 +1,1 @@
+"""Webhooks: signed, retried, dead-lettered deliveries of the event feed (see delivery.py)."""
