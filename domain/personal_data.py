@@ -20,6 +20,19 @@ MAX_NAME = 50
 #: what reads show in place of a shredded value.
 ERASED = "[erased]"
 
+
+class PersonalMarker:
+    """Marks an event field holding personal information (``Annotated[T | None, PERSONAL]``)."""
+
+    def __repr__(self) -> str:
+        return "PERSONAL"
+
+
+#: event fields typed ``PersonalData`` (or annotated with this) are encrypted per person in
+#: the stored event (see ``infra/pii_crypto.py``); such fields must accept ``None``, what
+#: they decode to once the person's key is shredded.
+PERSONAL = PersonalMarker()
+
 _MOBILE = re.compile(r"^1[0-9]{10}$")
 _ID_BODY = re.compile(r"^[0-9]{17}[0-9X]$")
 _ID_DIGITS = re.compile(r"^[0-9]{17}$")

@@ -32,6 +32,8 @@ from infra.database import (
     scoped_transaction,
 )
 from infra.event_store import AppendContext, AppendResult, ConcurrencyError, TxAppender
+from infra.pii_crypto import PersonKeyring
+from infra.pii_keys import master_key
 from services.auth import Principal
 from services.context import AppContext
 from services.problems import ProblemError
@@ -94,6 +96,8 @@ class CommandSession:
         self.request = request
         self.now = now
         self.tx = TxAppender(conn)
+        #: the per-person data keys this transaction uses (sealing personal-data fields)
+        self.keyring = PersonKeyring(master_key(ctx.settings))
         self.append_context = AppendContext(
             actor=f"{principal.subject}@{principal.scope}",
             correlation_id=request.correlation_id,
@@ -107,9 +111,13 @@ class CommandSession:
 
     async def load(self, cls: type[A], stream_id: UUID, *, root_id: UUID | None = None) -> A | None:
         """Rebuild an aggregate from its events (only those row-level security lets us see)."""
-        stored = await self.ctx.store.load(self.conn, root_id or self.root_id, stream_id)
+        root = root_id or self.root_id
+        stored = await self.ctx.store.load(self.conn, root, stream_id)
         if not stored or stored[0].stream_type != cls.STREAM_TYPE:
             return None
+        if any(self.ctx.codec.has_personal_data(e.type) for e in stored):
+            # one key fetch per stream; none (erased) → personal fields decode as None
+            await self.keyring.load(self.conn, root, stream_id)
         aggregate: Any = None
         for e in stored:
             event = self.ctx.codec.decode(
@@ -120,6 +128,7 @@ class CommandSession:
                 schema_version=e.schema_version,
                 data=e.data,
                 occurred_at=e.occurred_at,
+                cipher=self.keyring,
             )
             aggregate = event.mutate(aggregate)
         return aggregate
@@ -134,6 +143,10 @@ class CommandSession:
                 extra={"current_version": aggregate.version},
             )
 
+    async def shred_personal_data(self, stream_id: UUID) -> None:
+        """Crypto-shredding: delete the stream's data key in this transaction."""
+        await self.keyring.shred(self.conn, self.root_id, stream_id)
+
     async def save(
         self, aggregate: CivicAggregate, *, node_id: UUID | None = None, root_id: UUID | None = None
     ) -> AppendResult:
@@ -142,10 +155,14 @@ class CommandSession:
         if not pending:
             raise ValueError("no pending events to save")
         expected = aggregate.version - len(pending)
-        events = [self.ctx.codec.encode(e) for e in pending]
+        root = root_id or self.root_id
+        if any(self.ctx.codec.carries_personal_data(e) for e in pending):
+            # the person's data key, created in this transaction on first registration
+            await self.keyring.ensure(self.conn, root, aggregate.id)
+        events = [self.ctx.codec.encode(e, cipher=self.keyring) for e in pending]
         result = await self.ctx.store.append(
             self.tx,
-            root_id=root_id or self.root_id,
+            root_id=root,
             node_id=node_id or aggregate.owner_node_id,
             stream_id=aggregate.id,
             stream_type=type(aggregate).STREAM_TYPE,

@@ -1,0 +1,141 @@
+"""/v1/audit/reveals — the audit of clear-text reads of personal information (PIPL).
+
+Every time an admin is shown a member's name, mobile or ID-card number unmasked, the read
+records who (subject@scope), when, whose (member id, and the member's community), through
+which endpoint and why (``X-Reveal-Reason``) in ``pii_reveals`` before it answers (see
+``services/personal_data_view.record_reveals``). Masked reads record nothing. Inspectors and
+admins read the records of their subtree here, oldest first, filtered by node (subtree),
+member and time (``from`` inclusive, ``to`` exclusive). The records hold no personal data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import Provide
+from litestar.params import QueryParameter
+
+from infra import directory
+from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
+from services.problems import FieldError, ProblemError, not_found
+from services.roles import INSPECTORS
+
+LIST_REVEALS = """
+SELECT r.id, r.member_id, n.code AS node, r.revealed_at, r.actor, r.endpoint, r.reason,
+       r.request_id
+FROM pii_reveals r LEFT JOIN nodes n ON n.id = r.node_id
+WHERE r.root_id = $1
+  AND r.node_id IN (SELECT id FROM nodes WHERE root_id = $1 AND path >= $2 AND path < $3)
+  AND ($4::uuid IS NULL OR r.member_id = $4)
+  AND r.revealed_at >= coalesce($5::timestamptz, '-infinity'::timestamptz)
+  AND r.revealed_at <  coalesce($6::timestamptz, 'infinity'::timestamptz)
+  AND r.id > $7
+ORDER BY r.id
+LIMIT $8
+"""
+
+
+class RevealView(msgspec.Struct):
+    id: int
+    member_id: UUID
+    #: the member's community when it was read (current code)
+    node: str | None
+    revealed_at: datetime
+    #: subject@scope of the token that read it
+    actor: str
+    endpoint: str
+    reason: str | None
+    request_id: str | None
+
+
+def _after(cursor: str | None) -> int:
+    key = decode_cursor(cursor)
+    if key is None:
+        return 0
+    if len(key) != 1 or not isinstance(key[0], int) or isinstance(key[0], bool):
+        raise ProblemError(
+            400,
+            "Bad Request",
+            "the cursor is not one this API returned",
+            slug="validation",
+            errors=[FieldError(field="cursor", message="invalid cursor")],
+        )
+    return key[0]
+
+
+class RevealAuditController(Controller):
+    path = "/v1/audit/reveals"
+    tags = ["audit"]
+    dependencies = {
+        "ctx": Provide(provide_ctx, sync_to_thread=False),
+        "principal": Provide(provide_principal, sync_to_thread=False),
+    }
+
+    @get(
+        "/",
+        summary="Clear-text reads of personal data (who, when, whose, where, why)",
+        description="Roles: inspector, admin. Reveals of members whose community lies in "
+        "your subtree (or in ?node=), oldest first.",
+    )
+    async def list_reveals(
+        self,
+        ctx: Ctx,
+        principal: Caller,
+        node: Annotated[
+            str | None,
+            QueryParameter(
+                required=False, max_length=40, description="a node code of your subtree"
+            ),
+        ] = None,
+        member: Annotated[
+            UUID | None, QueryParameter(required=False, description="one member's reveals")
+        ] = None,
+        from_: Annotated[
+            datetime | None,
+            QueryParameter(name="from", required=False, description="Revealed at or after."),
+        ] = None,
+        to: Annotated[
+            datetime | None, QueryParameter(required=False, description="Revealed before.")
+        ] = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> Page[RevealView]:
+        require(principal, INSPECTORS, "reading the audit of personal-data reveals")
+        after = _after(cursor)
+        async with read_scope(ctx, principal) as (conn, scope):
+            path = scope.path
+            if node is not None:
+                found = await directory.find_by_code(conn, node)
+                if found is None or not scope.contains_path(found.path):
+                    raise not_found(f"node {node}")
+                path = found.path
+            rows = await conn.fetch(
+                LIST_REVEALS,
+                scope.root_id,
+                path,
+                path[:-1] + "0",
+                member,
+                from_,
+                to,
+                after,
+                limit + 1,
+            )
+        items = [
+            RevealView(
+                id=r["id"],
+                member_id=r["member_id"],
+                node=r["node"],
+                revealed_at=r["revealed_at"],
+                actor=r["actor"],
+                endpoint=r["endpoint"],
+                reason=r["reason"],
+                request_id=r["request_id"],
+            )
+            for r in rows
+        ]
+        return page_of(items, limit, lambda v: [v.id])
