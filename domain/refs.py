@@ -105,10 +105,22 @@ def clean_optional_text(field: str, value: object, *, max_len: int = MAX_TEXT) -
     return clean_text(field, value, max_len=max_len)
 
 
+#: business dates and deadlines outside this range are typing errors, not plans: refusing
+#: them keeps year-9999 values out of the ledger (and out of every read model's date math).
+EARLIEST = date(1990, 1, 1)
+LATEST = date(2100, 12, 31)
+
+
+def _within_range(field: str, day: date) -> None:
+    if not EARLIEST <= day <= LATEST:
+        raise InvalidValue(field, f"must fall between {EARLIEST} and {LATEST}")
+
+
 def require_date(field: str, value: object) -> date:
     # datetime is a subclass of date: a timestamp where a calendar day is meant is a bug.
     if not isinstance(value, date) or isinstance(value, datetime):
         raise InvalidValue(field, "must be a date (YYYY-MM-DD)")
+    _within_range(field, value)
     return value
 
 
@@ -118,6 +130,7 @@ def require_moment(field: str, value: object) -> datetime:
         raise InvalidValue(field, "must be a date-time (RFC 3339)")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidValue(field, "must include a UTC offset (e.g. 2024-05-01T18:00:00+08:00)")
+    _within_range(field, value.date())
     return value
 
 
