@@ -15,6 +15,9 @@ import jwt
 
 from services.roles import Role
 
+#: node codes are at most 40 characters (services/api/nodes.py); a scope is one of them.
+MAX_SCOPE_LENGTH = 64
+
 
 class AuthError(Exception):
     """The request carries no usable credentials (401)."""
@@ -79,6 +82,8 @@ def decode_token(config: JwtConfig, header: str | None) -> Principal:
     subject = claims.get("sub")
     if not isinstance(scope, str) or not scope:
         raise AuthError("token has no scope")
+    if len(scope) > MAX_SCOPE_LENGTH or not scope.isprintable():
+        raise AuthError("token scope is not a node code")  # e.g. a NUL: never a code
     if not isinstance(subject, str) or not subject:
         raise AuthError("token has no subject")
     if not isinstance(roles, list) or not roles:

@@ -196,13 +196,40 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             title.lower().replace(" ", "-"),
             headers=dict(exc.headers or {}),
         )
+    if isinstance(exc, RecursionError | UnicodeDecodeError):
+        # Litestar decodes some bodies untyped first and lets these through: JSON nested
+        # deeper than the recursion limit, bytes that are not UTF-8.
+        detail = (
+            "the request body nests too deeply"
+            if isinstance(exc, RecursionError)
+            else "the request is not valid UTF-8"
+        )
+        return _response(request, 400, "Bad Request", detail, "validation")
+    if isinstance(exc, asyncpg.DataError | OverflowError) or (
+        isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
+    ):
+        # A value that validation let through but the database, the driver or date
+        # arithmetic refuses (a NUL character, a number beyond 64 bits, a date near year 1 or
+        # 9999): the client's input, not an outage. Validate at the edge; this is the net.
+        log.warning("value out of range", error=repr(exc))
+        return _response(
+            request,
+            400,
+            "Bad Request",
+            "a value in the request is out of range or cannot be stored "
+            "(for example a number beyond 64 bits or a NUL character)",
+            "validation",
+        )
     if isinstance(
         exc,
         DatabaseUnavailable
-        | OSError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.ConnectionDoesNotExistError
-        | asyncpg.InterfaceError
+        | OSError  # refused, reset, socket gone, connect timed out
+        | asyncpg.PostgresConnectionError  # class 08: connection dropped or refused
+        | asyncpg.CannotConnectNowError  # starting up, shutting down, in recovery
+        | asyncpg.AdminShutdownError  # fast shutdown terminated our connection
+        | asyncpg.CrashShutdownError
+        | asyncpg.InterfaceError  # "connection is closed", "pool is closing"
+        | asyncpg.InternalClientError  # protocol state lost with the connection mid-query
         | asyncpg.TooManyConnectionsError,
     ):
         log.warning("database unavailable", error=repr(exc))

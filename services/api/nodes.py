@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from infra import directory
@@ -85,6 +86,14 @@ WHERE n.id = $1
 """
 
 
+def _documented(status: int, body: type[msgspec.Struct], what: str) -> dict[int, ResponseSpec]:
+    """Handlers answer pre-encoded bytes (for ETag and position headers): say what they hold."""
+    return {status: ResponseSpec(data_container=body, description=what, generate_examples=False)}
+
+
+CHANGED = _documented(200, node_commands.NodeChanged, "The node's new version and position")
+
+
 class NodeController(Controller):
     path = "/v1/nodes"
     tags = ["nodes"]
@@ -93,7 +102,12 @@ class NodeController(Controller):
         "principal": Provide(provide_principal, sync_to_thread=False),
     }
 
-    @post("/", status_code=201, summary="Register a node (a root tenant when parent_code is null)")
+    @post(
+        "/",
+        status_code=201,
+        summary="Register a node (a root tenant when parent_code is null)",
+        responses=_documented(201, node_commands.NodeChanged, "The registered node"),
+    )
     async def create(
         self,
         data: JSONBody[NodeCreate],
@@ -134,7 +148,11 @@ class NodeController(Controller):
             )
         return command_response(outcome)
 
-    @get("/{code:str}", summary="Read a node (former codes resolve to the node's current code)")
+    @get(
+        "/{code:str}",
+        summary="Read a node (former codes resolve to the node's current code)",
+        responses=_documented(200, NodeView, "The node (ETag: its version)"),
+    )
     async def read(
         self, code: FromPath[str], ctx: Ctx, principal: Caller, min_position: MinPosition = None
     ) -> Response[bytes]:
@@ -180,6 +198,7 @@ class NodeController(Controller):
         "/{code:str}/move",
         status_code=200,
         summary="Re-parent a node, optionally reissuing its code",
+        responses=CHANGED,
     )
     async def move(
         self,
@@ -204,7 +223,7 @@ class NodeController(Controller):
         )
         return command_response(outcome)
 
-    @post("/{code:str}/rename", status_code=200, summary="Rename a node")
+    @post("/{code:str}/rename", status_code=200, summary="Rename a node", responses=CHANGED)
     async def rename(
         self,
         code: FromPath[str],
@@ -222,7 +241,12 @@ class NodeController(Controller):
         )
         return command_response(outcome)
 
-    @post("/{code:str}/close", status_code=200, summary="Close a node (its history stays)")
+    @post(
+        "/{code:str}/close",
+        status_code=200,
+        summary="Close a node (its history stays)",
+        responses=CHANGED,
+    )
     async def close(
         self,
         code: FromPath[str],
