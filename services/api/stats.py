@@ -1,0 +1,228 @@
+"""/v1/nodes/{code}/stats — roll-ups up the hierarchy (projection "stats").
+
+Every figure counts the node's whole subtree; ``children`` lists each direct child with the
+same groups. ``as_of`` answers with the figures as they stood at the end of that China-local
+day (the tree as it stood then, too); ``/stats/daily`` gives one such row per day.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Response, get
+from litestar.di import Provide
+from litestar.params import FromPath, QueryParameter
+
+from domain.refs import business_date
+from infra import directory
+from projections import stats as rollups
+from services.api.deps import (
+    Caller,
+    Ctx,
+    MinPosition,
+    provide_ctx,
+    provide_principal,
+    read_scope,
+    require,
+)
+from services.problems import FieldError, ProblemError, not_found
+from services.roles import READERS
+
+#: the projections a stats read waits for with ``min_position``.
+PROJECTIONS = (rollups.NAME,)
+#: longest daily series one request may ask for (days, both ends included).
+MAX_DAYS = 366
+#: the series length when ``from`` is omitted.
+DEFAULT_DAYS = 30
+
+
+class PairingFigures(msgspec.Struct):
+    active: int
+    commitments: int
+    fulfilled: int
+    fulfil_rate: float | None
+
+
+class MemberFigures(msgspec.Struct):
+    registered: int
+    service_hours: float
+    points: int
+
+
+class IssueFigures(msgspec.Struct):
+    reported: int
+    open: int
+    closed: int
+    overdue: int
+    on_time_rate: float | None
+    satisfaction_rate: float | None
+    resolution_rate: float | None
+
+
+class RectificationFigures(msgspec.Struct):
+    total: int
+    verified: int
+    overdue: int
+    completion_rate: float | None
+
+
+class ChildStats(msgspec.Struct):
+    code: str
+    name: str
+    pairings: PairingFigures
+    members: MemberFigures
+    issues: IssueFigures
+    rectifications: RectificationFigures
+
+
+class NodeStats(msgspec.Struct):
+    code: str
+    name: str
+    as_of: str | None
+    pairings: PairingFigures
+    members: MemberFigures
+    issues: IssueFigures
+    rectifications: RectificationFigures
+    children: list[ChildStats]
+
+
+class DayStats(msgspec.Struct):
+    date: str
+    pairings: PairingFigures
+    members: MemberFigures
+    issues: IssueFigures
+    rectifications: RectificationFigures
+
+
+class DailyStats(msgspec.Struct):
+    code: str
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+    items: list[DayStats] = msgspec.field(default_factory=list)
+
+
+def _groups(
+    figures: rollups.Figures,
+) -> tuple[PairingFigures, MemberFigures, IssueFigures, RectificationFigures]:
+    g = figures.groups()
+    return (
+        PairingFigures(**g["pairings"]),
+        MemberFigures(**g["members"]),
+        IssueFigures(**g["issues"]),
+        RectificationFigures(**g["rectifications"]),
+    )
+
+
+def _invalid(field: str, message: str) -> ProblemError:
+    return ProblemError(
+        422,
+        "Unprocessable Content",
+        f"{field}: {message}",
+        slug="invalid-value",
+        errors=[FieldError(field=field, message=message)],
+    )
+
+
+AsOf = Annotated[
+    date | None,
+    QueryParameter(
+        required=False,
+        description="Figures as they stood at the end of this China-local day (YYYY-MM-DD); "
+        "default: now.",
+    ),
+]
+
+
+class StatsController(Controller):
+    path = "/v1/nodes"
+    tags = ["stats"]
+    dependencies = {
+        "ctx": Provide(provide_ctx, sync_to_thread=False),
+        "principal": Provide(provide_principal, sync_to_thread=False),
+    }
+
+    @get(
+        "/{code:str}/stats",
+        summary="A node's indicators over its whole subtree, and each child's",
+        description=(
+            "Pairings, members, issues and rectifications counted over the node's subtree "
+            "(formulas in the README's Roll-ups section; rates are null when their "
+            "denominator is 0). `as_of=YYYY-MM-DD`: at the end of that China-local day, with "
+            "the children as the tree stood then. Roles: every reader of the scope."
+        ),
+    )
+    async def stats(
+        self,
+        code: FromPath[str],
+        ctx: Ctx,
+        principal: Caller,
+        as_of: AsOf = None,
+        min_position: MinPosition = None,
+    ) -> Response[bytes]:
+        require(principal, READERS, "reading statistics")
+        async with read_scope(
+            ctx, principal, min_position=min_position, projections=PROJECTIONS
+        ) as (conn, scope):
+            found = await directory.find_by_code(conn, code)
+            if found is None or not found.path.startswith(scope.path):
+                raise not_found(f"node {code}")
+            own, children = await rollups.node_figures(conn, found.root_id, found.id, as_of)
+        body = NodeStats(
+            found.code,
+            found.name,
+            as_of.isoformat() if as_of else None,
+            *_groups(own.figures),
+            children=[
+                ChildStats(c.code or "", c.name or "", *_groups(c.figures)) for c in children
+            ],
+        )
+        return Response(content=msgspec.json.encode(body), media_type="application/json")
+
+    @get(
+        "/{code:str}/stats/daily",
+        summary="A node's indicators at the end of each day of a range (trend charts)",
+        description=(
+            f"One item per China-local day from `from` to `to` (both included, at most "
+            f"{MAX_DAYS} days; default: the {DEFAULT_DAYS} days up to today), each with the "
+            "figures of `/stats` as they stood at the end of that day. Roles: every reader "
+            "of the scope."
+        ),
+    )
+    async def daily(
+        self,
+        code: FromPath[str],
+        ctx: Ctx,
+        principal: Caller,
+        from_: Annotated[
+            date | None,
+            QueryParameter(name="from", required=False, description="First day (YYYY-MM-DD)."),
+        ] = None,
+        to: Annotated[
+            date | None,
+            QueryParameter(required=False, description="Last day (YYYY-MM-DD); default today."),
+        ] = None,
+        min_position: MinPosition = None,
+    ) -> Response[bytes]:
+        require(principal, READERS, "reading statistics")
+        last = to or business_date(ctx.clock())
+        first = from_ or date.fromordinal(max(1, last.toordinal() - (DEFAULT_DAYS - 1)))
+        if first > last:
+            raise _invalid("from", f"must not be after to ({last.isoformat()})")
+        if (last - first).days + 1 > MAX_DAYS:
+            raise _invalid("to", f"a series covers at most {MAX_DAYS} days")
+        async with read_scope(
+            ctx, principal, min_position=min_position, projections=PROJECTIONS
+        ) as (conn, scope):
+            found = await directory.find_by_code(conn, code)
+            if found is None or not found.path.startswith(scope.path):
+                raise not_found(f"node {code}")
+            series = await rollups.daily_figures(conn, found.root_id, found.id, first, last)
+        body = DailyStats(
+            found.code,
+            first.isoformat(),
+            last.isoformat(),
+            [DayStats(day.isoformat(), *_groups(f)) for day, f in series],
+        )
+        return Response(content=msgspec.json.encode(body), media_type="application/json")

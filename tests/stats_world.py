@@ -1,0 +1,933 @@
+"""A seeded world of governance work for the roll-up tests and benchmark, and a brute-force
+recount of its figures.
+
+``WorldGenerator`` builds a tenant tree (county → streets → communities → grids, units) and
+then does random work through the *domain aggregates* (pairings signed, fulfilled and
+terminated; members registered, serving, earning points, transferring, leaving; issues
+through the whole 12345 loop including overdue marks; findings through the rectification
+ledger; communities and grids moved between parents), at a simulated, strictly increasing
+business time. What it produces are ``Write`` records: one aggregate's new events, exactly as
+the codec would store them, and the directory changes of node events.
+
+Two writers put them in a database without the HTTP API: ``write_via_store`` (the event
+store's ``append`` in system transactions, for tests) and ``write_via_copy`` (COPY with
+positions and hash chains computed here, for the million-event benchmark).
+
+``recount`` is the oracle: it replays the stored events through the domain aggregates and
+counts each indicator from its definition, day by day, with the tree as it stood at the end
+of each day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from domain.base import CivicAggregate
+from domain.finding import CATEGORIES, Finding
+from domain.issue import SATISFACTIONS, SOURCES, Issue
+from domain.member import Member
+from domain.node import Node
+from domain.pairing import Commitment, Pairing
+from domain.personal_data import personal_data
+from domain.refs import CHINA_TZ, NodeRef
+from domain.registry import AGGREGATES, event_classes
+from infra import directory
+from infra.chain import Sha256Chain, canonical_event
+from infra.event_codec import EventCodec, NewEvent, decode_json
+from infra.event_store import AppendContext, EventStore, StoredEvent, TxAppender
+
+CODEC = EventCodec(event_classes(), AGGREGATES)
+ACTOR = "test:stats-world"
+
+
+def china_day(at: datetime) -> date:
+    return at.astimezone(CHINA_TZ).date()
+
+
+@dataclass
+class Write:
+    """One aggregate's new events (one append), plus the directory change of a node event."""
+
+    root_id: UUID
+    node_id: UUID
+    stream_id: UUID
+    stream_type: str
+    expected_version: int
+    events: list[NewEvent]
+    directory: tuple[Any, ...] | None = None
+
+
+@dataclass
+class WorldShape:
+    streets: int = 3
+    communities: int = 3
+    grids: int = 1  # per community, in every other community
+    units: int = 3
+
+
+@dataclass
+class WorldGenerator:
+    """Random but reproducible work in one tenant; see the module docstring."""
+
+    seed: int
+    county_code: str
+    start: datetime
+    shape: WorldShape = field(default_factory=WorldShape)
+    ops_per_day: int = 80
+    moves: bool = True
+    #: relative weight of a node move / rename among ~130 for all the other work.
+    move_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.now = self.start
+        self.nodes: dict[UUID, Node] = {}
+        self.streets: list[Node] = []
+        self.communities: list[Node] = []
+        self.grids: list[Node] = []
+        self.units: list[Node] = []
+        self.pairings: list[Pairing] = []
+        self.active_pairs: set[tuple[UUID, UUID]] = set()
+        self.members: list[Member] = []
+        self.issues: list[Issue] = []
+        self.findings: list[Finding] = []
+        self.codes: set[str] = set()
+        self.root: Node | None = None
+        self._serial = 0
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _uuid(self) -> UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+    def _tick(self) -> datetime:
+        minutes = self.rng.expovariate(self.ops_per_day / 1440.0)
+        self.now += timedelta(minutes=minutes, microseconds=1)
+        return self.now
+
+    @property
+    def today(self) -> date:
+        return china_day(self.now)
+
+    def _write(self, aggregate: CivicAggregate, dir_op: tuple[Any, ...] | None = None) -> Write:
+        pending = aggregate.collect_events()
+        assert self.root is not None
+        return Write(
+            root_id=self.root.id,
+            node_id=aggregate.owner_node_id,
+            stream_id=aggregate.id,
+            stream_type=type(aggregate).STREAM_TYPE,
+            expected_version=aggregate.version - len(pending),
+            events=[CODEC.encode(e) for e in pending],
+            directory=dir_op,
+        )
+
+    def _register(self, code: str, name: str, kind: str, parent: Node | None) -> Write:
+        node = Node.register(
+            node_id=self._uuid(), code=code, name=name, kind=kind, parent=parent, at=self._tick()
+        )
+        self.nodes[node.id] = node
+        self.codes.add(code)
+        if parent is None:
+            self.root = node
+        return self._write(node, ("insert", node.id, parent.id if parent else None))
+
+    def _ref(self, node: Node) -> NodeRef:
+        return NodeRef.of(node)
+
+    # -- the tree ------------------------------------------------------------------------------
+    def tree(self) -> list[Write]:
+        c = self.county_code
+        out = [self._register(c, "测试区", "county", None)]
+        assert self.root is not None
+        for s in range(1, self.shape.streets + 1):
+            out.append(self._register(f"{c[:6]}{s:03d}000", f"第{s}街道", "street", self.root))
+            street = self.nodes[out[-1].stream_id]
+            self.streets.append(street)
+            for k in range(1, self.shape.communities + 1):
+                code = f"{c[:6]}{s:03d}{k:03d}"
+                out.append(self._register(code, f"第{s}-{k}社区", "community", street))
+                community = self.nodes[out[-1].stream_id]
+                self.communities.append(community)
+                if k % 2 == 1:
+                    for g in range(1, self.shape.grids + 1):
+                        out.append(self._register(f"G{code}-{g}", f"网格{g}", "grid", community))
+                        self.grids.append(self.nodes[out[-1].stream_id])
+        for u in range(1, self.shape.units + 1):
+            parent = self.root if u % 3 or not self.streets else self.streets[0]
+            out.append(self._register(f"U{c[:6]}{u:03d}", f"第{u}局", "unit", parent))
+            self.units.append(self.nodes[out[-1].stream_id])
+        return out
+
+    # -- random work -----------------------------------------------------------------------
+    def work(self, operations: int) -> Iterator[Write]:
+        """``operations`` random commands (each one or two appends)."""
+        ops = [
+            (self._sign, 4),
+            (self._fulfil, 5),
+            (self._terminate, 1),
+            (self._register_member, 8),
+            (self._serve, 10),
+            (self._points, 6),
+            (self._transfer, 2),
+            (self._leave, 1),
+            (self._report, 12),
+            (self._assign, 10),
+            (self._return, 1),
+            (self._accept, 9),
+            (self._extend, 2),
+            (self._resolve, 8),
+            (self._evaluate, 6),
+            (self._close, 7),
+            (self._reopen, 2),
+            (self._issue_overdue, 3),
+            (self._record_finding, 4),
+            (self._finding_progress, 3),
+            (self._complete, 3),
+            (self._verify, 3),
+            (self._reopen_finding, 1),
+            (self._finding_overdue, 2),
+            (self._rename, self.move_weight),
+        ]
+        if self.moves:
+            ops.append((self._move, self.move_weight))
+        functions = [f for f, _ in ops]
+        weights = [w for _, w in ops]
+        done = 0
+        attempts = 0
+        while done < operations and attempts < operations * 50:
+            attempts += 1
+            if attempts % 4096 == 0:  # keep the pools of candidates small
+                self.issues = [i for i in self.issues if i.status != "closed"]
+                self.pairings = [p for p in self.pairings if p.status == "active"]
+                self.members = [m for m in self.members if m.status != "erased"]
+            op = self.rng.choices(functions, weights)[0]
+            writes = op()
+            if writes:
+                done += 1
+                yield from writes
+
+    def _pick(self, items: Sequence[Any], ok: Any = None) -> Any:
+        if not items:
+            return None
+        for _ in range(8):
+            item = self.rng.choice(items)
+            if ok is None or ok(item):
+                return item
+        return None
+
+    def _community(self) -> Node:
+        return self.rng.choice(self.communities)
+
+    def _unit(self) -> Node:
+        return self.rng.choice(self.units)
+
+    # pairings
+    def _sign(self) -> list[Write]:
+        unit, community = self._unit(), self._community()
+        if (unit.id, community.id) in self.active_pairs:
+            return []
+        at = self._tick()
+        starts = self.today - timedelta(days=self.rng.randint(0, 10))
+        ends = starts + timedelta(days=365)
+        commitments = [
+            Commitment(title=f"承诺{i}", due_on=starts + timedelta(days=30 * (i + 1)))
+            for i in range(self.rng.randint(0, 4))
+        ]
+        pairing = Pairing.sign(
+            pairing_id=self._uuid(),
+            unit=self._ref(unit),
+            community=self._ref(community),
+            starts_on=starts,
+            ends_on=ends,
+            commitments=commitments,
+            at=at,
+        )
+        self.pairings.append(pairing)
+        self.active_pairs.add((unit.id, community.id))
+        return [self._write(pairing)]
+
+    def _fulfil(self) -> list[Write]:
+        p = self._pick(
+            self.pairings, lambda p: p.status == "active" and p.fulfilled_count < len(p.commitments)
+        )
+        if p is None:
+            return []
+        index = self.rng.choice([i for i, c in enumerate(p.commitments) if not c.fulfilled])
+        p.fulfil(index, "活动照片", self._tick())
+        return [self._write(p)]
+
+    def _terminate(self) -> list[Write]:
+        p = self._pick(self.pairings, lambda p: p.status == "active")
+        if p is None:
+            return []
+        p.terminate("调整结对", self._tick())
+        self.active_pairs.discard((p.unit_id, p.community_id))
+        return [self._write(p)]
+
+    # members
+    def _register_member(self) -> list[Write]:
+        self._serial += 1
+        person = personal_data(f"党员{self._serial}", f"13{self._serial % 10**9:09d}")
+        member = Member.register(
+            member_id=self._uuid(),
+            person=person,
+            community=self._ref(self._community()),
+            home_unit=self._ref(self._unit()),
+            at=self._tick(),
+        )
+        self.members.append(member)
+        return [self._write(member)]
+
+    def _active_member(self) -> Member | None:
+        m: Member | None = self._pick(self.members, lambda m: m.status == "active")
+        return m
+
+    def _serve(self) -> list[Write]:
+        m = self._active_member()
+        if m is None:
+            return []
+        at = self._tick()
+        hours = self.rng.choice([0.5, 1, 1.25, 2, 3.5, 4, 7.75])
+        m.record_service(served_on=china_day(at), hours=hours, kind="志愿服务", at=at)
+        return [self._write(m)]
+
+    def _points(self) -> list[Write]:
+        m = self._active_member()
+        if m is None:
+            return []
+        delta = self.rng.randint(-10, 20) or 5
+        if delta < 0 and m.points < -delta:
+            delta = -delta
+        m.adjust_points(delta, "积分调整", self._tick())
+        return [self._write(m)]
+
+    def _transfer(self) -> list[Write]:
+        m = self._active_member()
+        if m is None or len(self.communities) < 2:
+            return []
+        to = self._pick(self.communities, lambda c: c.id != m.community_id)
+        if to is None:
+            return []
+        m.transfer(to_community=self._ref(to), at=self._tick())
+        return [self._write(m)]
+
+    def _leave(self) -> list[Write]:
+        m = self._pick(self.members, lambda m: m.status != "erased")
+        if m is None:
+            return []
+        if m.status == "active" and self.rng.random() < 0.7:
+            m.deregister("调离", self._tick())
+        else:
+            m.erase(self._tick(), "本人申请")
+        return [self._write(m)]
+
+    # issues
+    def _issue(self, *statuses: str) -> Issue | None:
+        i: Issue | None = self._pick(self.issues, lambda i: i.status in statuses)
+        return i
+
+    def _report(self) -> list[Write]:
+        where = self.rng.random()
+        if where < 0.6:
+            node = self._community()
+        elif where < 0.85 and self.grids:
+            node = self.rng.choice(self.grids)
+        elif where < 0.97:
+            node = self.rng.choice(self.streets)
+        else:
+            assert self.root is not None
+            node = self.root
+        at = self._tick()
+        due = at + timedelta(hours=self.rng.randint(24, 240)) if self.rng.random() < 0.5 else None
+        issue = Issue.report(
+            issue_id=self._uuid(),
+            node=self._ref(node),
+            title="路灯不亮",
+            category="市政",
+            source=self.rng.choice(SOURCES),
+            due_at=due,
+            at=at,
+        )
+        self.issues.append(issue)
+        return [self._write(issue)]
+
+    def _deadline(self, at: datetime) -> datetime:
+        return at + timedelta(hours=self.rng.randint(6, 120))
+
+    def _assign(self) -> list[Write]:
+        i = self._issue("reported")
+        if i is None:
+            return []
+        at = self._tick()
+        i.assign(assignee=self._ref(self._unit()), due_at=self._deadline(at), at=at)
+        return [self._write(i)]
+
+    def _return(self) -> list[Write]:
+        i = self._issue("assigned")
+        if i is None:
+            return []
+        i.return_("不属于本单位职责", self._tick())
+        return [self._write(i)]
+
+    def _accept(self) -> list[Write]:
+        i = self._issue("assigned")
+        if i is None:
+            return []
+        i.accept(self._tick())
+        return [self._write(i)]
+
+    def _extend(self) -> list[Write]:
+        at = self._tick()
+        i: Issue | None = self._pick(
+            self.issues,
+            lambda i: (
+                i.status in ("assigned", "accepted") and i.due_at is not None and at < i.due_at
+            ),
+        )
+        if i is None:
+            return []
+        assert i.due_at is not None
+        i.extend(due_at=i.due_at + timedelta(hours=48), reason="需协调", at=at)
+        return [self._write(i)]
+
+    def _resolve(self) -> list[Write]:
+        i = self._issue("accepted")
+        if i is None:
+            return []
+        i.resolve("已修复", self._tick())
+        return [self._write(i)]
+
+    def _evaluate(self) -> list[Write]:
+        i: Issue | None = self._pick(
+            self.issues, lambda i: i.status == "resolved" and i.evaluation is None
+        )
+        if i is None:
+            return []
+        i.evaluate(
+            satisfaction=self.rng.choice(SATISFACTIONS),
+            resolved=self.rng.random() < 0.8,
+            at=self._tick(),
+        )
+        return [self._write(i)]
+
+    def _close(self) -> list[Write]:
+        i: Issue | None = self._pick(
+            self.issues,
+            lambda i: (
+                i.status == "resolved"
+                and (i.evaluation is not None or i.source in ("grid", "survey", "inspection"))
+            ),
+        )
+        if i is None:
+            return []
+        i.close(self._tick(), is_admin=True, override_reason="管理员核定")
+        return [self._write(i)]
+
+    def _reopen(self) -> list[Write]:
+        i = self._issue("resolved")
+        if i is None:
+            return []
+        i.reopen("居民不满意", self._tick())
+        return [self._write(i)]
+
+    def _issue_overdue(self) -> list[Write]:
+        at = self._tick()
+        i: Issue | None = self._pick(self.issues, lambda i: i.is_past_due(at))
+        if i is None:
+            return []
+        i.mark_overdue(at)
+        return [self._write(i)]
+
+    # findings
+    def _finding(self, *statuses: str) -> Finding | None:
+        f: Finding | None = self._pick(self.findings, lambda f: f.status in statuses)
+        return f
+
+    def _record_finding(self) -> list[Write]:
+        scope = self._community() if self.rng.random() < 0.7 else self.rng.choice(self.streets)
+        at = self._tick()
+        finding = Finding.record(
+            finding_id=self._uuid(),
+            scope=self._ref(scope),
+            source="县委第一巡察组",
+            description="台账不规范",
+            responsible_unit=self._ref(self._unit()),
+            due_on=china_day(at) + timedelta(days=self.rng.randint(-2, 12)),
+            measures=["建立台账"],
+            category=self.rng.choice(CATEGORIES),
+            at=at,
+        )
+        self.findings.append(finding)
+        return [self._write(finding)]
+
+    def _finding_progress(self) -> list[Write]:
+        f = self._finding("assigned", "in_progress")
+        if f is None:
+            return []
+        f.report_progress(note="正在整改", at=self._tick())
+        return [self._write(f)]
+
+    def _complete(self) -> list[Write]:
+        f = self._finding("assigned", "in_progress")
+        if f is None:
+            return []
+        f.complete("整改完成", self._tick())
+        return [self._write(f)]
+
+    def _verify(self) -> list[Write]:
+        f = self._finding("completed")
+        if f is None:
+            return []
+        accepted = self.rng.random() < 0.75
+        f.verify(accepted=accepted, comment=None if accepted else "证据不足", at=self._tick())
+        return [self._write(f)]
+
+    def _reopen_finding(self) -> list[Write]:
+        f = self._finding("verified")
+        if f is None:
+            return []
+        f.reopen("回头看发现反弹", self._tick())
+        return [self._write(f)]
+
+    def _finding_overdue(self) -> list[Write]:
+        at = self._tick()
+        f: Finding | None = self._pick(self.findings, lambda f: f.is_past_due(at))
+        if f is None:
+            return []
+        f.mark_overdue(at)
+        return [self._write(f)]
+
+    # nodes
+    def _rename(self) -> list[Write]:
+        node = self.rng.choice(self.communities + self.streets)
+        self._serial += 1
+        node.rename(f"{node.name.split('·')[0]}·{self._serial}", self._tick())
+        return [self._write(node, ("rename", node.id))]
+
+    def _move(self) -> list[Write]:
+        if self.rng.random() < 0.5 and self.grids:
+            node = self.rng.choice(self.grids)
+            parents = [c for c in self.communities if c.id != node.parent_id]
+            new_code = None
+        else:
+            node = self._community()
+            parents = [s for s in self.streets if s.id != node.parent_id]
+            new_code = None
+        if not parents:
+            return []
+        parent = self.rng.choice(parents)
+        if node.kind.value == "community" and self.rng.random() < 0.5:
+            for n in range(101, 200):
+                candidate = f"{parent.code[:9]}{n:03d}"
+                if candidate not in self.codes:
+                    new_code = candidate
+                    break
+        old_parent = node.parent_id
+        node.move(
+            new_parent=parent,
+            new_code=new_code,
+            reason="区划调整",
+            is_ancestor_of_new_parent=False,
+            at=self._tick(),
+        )
+        if new_code:
+            self.codes.add(new_code)
+        return [self._write(node, ("move", node.id, old_parent, parent.id))]
+
+
+# -- writers ----------------------------------------------------------------------------------
+async def _directory(conn: asyncpg.Connection, w: Write, nodes: dict[UUID, Node]) -> None:
+    assert w.directory is not None
+    op = w.directory[0]
+    node = nodes[w.stream_id]
+    version = w.expected_version + len(w.events)
+    if op == "insert":
+        parent_id = w.directory[2]
+        parent = await directory.find_by_id(conn, parent_id) if parent_id else None
+        await directory.insert(
+            conn,
+            node_id=node.id,
+            root_id=w.root_id,
+            code=node.code,
+            name=node.name,
+            kind=node.kind.value,
+            parent=parent,
+        )
+    elif op == "rename":
+        event = decode_json(w.events[-1].data)
+        await directory.rename(conn, node.id, event["name"], version)
+    elif op == "move":
+        event = decode_json(w.events[-1].data)
+        found = await directory.find_by_id(conn, node.id)
+        new_parent = await directory.find_by_id(conn, w.directory[3])
+        assert found is not None and new_parent is not None
+        await directory.move(
+            conn, found, new_parent, event["new_code"], version, w.events[-1].occurred_at
+        )
+
+
+async def write_via_store(
+    pool: asyncpg.Pool, writes: Sequence[Write], nodes: dict[UUID, Node], *, per_tx: int = 100
+) -> int:
+    """Append through ``EventStore.append`` in system transactions; returns the last position."""
+    store = EventStore()
+    context = AppendContext(actor=ACTOR)
+    last = 0
+    async with pool.acquire() as conn:
+        for start in range(0, len(writes), per_tx):
+            async with conn.transaction():
+                tx = TxAppender(conn)
+                for w in writes[start : start + per_tx]:
+                    if w.directory is not None:
+                        await _directory(conn, w, nodes)
+                    result = await store.append(
+                        tx,
+                        root_id=w.root_id,
+                        node_id=w.node_id,
+                        stream_id=w.stream_id,
+                        stream_type=w.stream_type,
+                        expected_version=w.expected_version,
+                        events=w.events,
+                        context=context,
+                    )
+                    last = result.position
+    return last
+
+
+COPY_COLUMNS = (
+    "position",
+    "root_id",
+    "node_id",
+    "node_seq",
+    "prev_hash",
+    "hash",
+    "stream_id",
+    "stream_type",
+    "version",
+    "event_id",
+    "type",
+    "schema_version",
+    "data",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "correlation_id",
+    "causation_id",
+    "idempotency_key",
+)
+
+
+async def write_via_copy(
+    conn: asyncpg.Connection,
+    writes: Sequence[Write],
+    nodes: dict[UUID, Node],
+    *,
+    per_tx: int = 50_000,
+) -> int:
+    """Bulk load: COPY into ``events`` with positions from each transaction's id and the
+    per-node hash chains computed here exactly as ``civic_append`` would, so the chains
+    verify. ``conn`` must be a plain asyncpg connection (jsonb with its default codec).
+    Returns the last position."""
+    chain = Sha256Chain()
+    heads: dict[UUID, tuple[int, bytes]] = {}
+    last = 0
+    i = 0
+    while i < len(writes):
+        async with conn.transaction():
+            xid = int(await conn.fetchval("SELECT pg_current_xact_id()::text::bigint"))
+            recorded_at = datetime.now(UTC)
+            records = []
+            index = 0
+            touched: set[UUID] = set()
+            while i < len(writes) and index + len(writes[i].events) <= min(per_tx, 65535):
+                w = writes[i]
+                i += 1
+                if w.directory is not None:
+                    await _directory(conn, w, nodes)
+                head = heads.get(w.node_id)
+                if head is None:
+                    row = await conn.fetchrow(
+                        "SELECT seq, hash FROM chain_heads WHERE node_id = $1", w.node_id
+                    )
+                    head = (row["seq"], bytes(row["hash"])) if row else (0, bytes(32))
+                seq, prev = head
+                for offset, e in enumerate(w.events, start=1):
+                    position = (xid << 16) + index
+                    index += 1
+                    version = w.expected_version + offset
+                    digest = chain.digest(
+                        canonical_event(
+                            root_id=w.root_id,
+                            node_id=w.node_id,
+                            stream_id=w.stream_id,
+                            stream_type=w.stream_type,
+                            version=version,
+                            event_id=e.event_id,
+                            type=e.type,
+                            schema_version=e.schema_version,
+                            data=decode_json(e.data),
+                            occurred_at=e.occurred_at,
+                            recorded_at=recorded_at,
+                            actor=ACTOR,
+                            correlation_id=None,
+                            causation_id=None,
+                            idempotency_key=None,
+                        )
+                    )
+                    seq += 1
+                    link = hashlib.sha256(
+                        prev
+                        + seq.to_bytes(8, "big", signed=True)
+                        + position.to_bytes(8, "big", signed=True)
+                        + digest
+                    ).digest()
+                    records.append(
+                        (
+                            position,
+                            w.root_id,
+                            w.node_id,
+                            seq,
+                            prev,
+                            link,
+                            w.stream_id,
+                            w.stream_type,
+                            version,
+                            e.event_id,
+                            e.type,
+                            e.schema_version,
+                            e.data.decode(),
+                            e.occurred_at,
+                            recorded_at,
+                            ACTOR,
+                            None,
+                            None,
+                            None,
+                        )
+                    )
+                    prev = link
+                    last = position
+                heads[w.node_id] = (seq, prev)
+                touched.add(w.node_id)
+            await conn.copy_records_to_table("events", records=records, columns=COPY_COLUMNS)
+            root = writes[0].root_id
+            await conn.executemany(
+                "INSERT INTO chain_heads (node_id, root_id, seq, hash) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (node_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
+                [(n, root, heads[n][0], heads[n][1]) for n in touched],
+            )
+    return last
+
+
+# -- the oracle -------------------------------------------------------------------------------
+#: raw counts per node, by name (the recount's own vocabulary, mapped to API figures below).
+COUNT_NAMES = (
+    "active",
+    "commitments",
+    "fulfilled",
+    "registered",
+    "service_centi",
+    "points",
+    "reported",
+    "closed",
+    "overdue",
+    "on_time",
+    "evaluated",
+    "satisfied",
+    "resolved",
+    "findings",
+    "verified",
+    "findings_overdue",
+)
+
+
+async def load_events(pool: asyncpg.Pool, root_id: UUID) -> list[StoredEvent]:
+    from infra.event_store import EVENT_COLUMNS
+
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE root_id = $1 ORDER BY position", root_id
+        )
+    return [StoredEvent.from_record(r) for r in rows]
+
+
+def _decode(e: StoredEvent) -> Any:
+    return CODEC.decode(
+        stream_type=e.stream_type,
+        stream_id=e.stream_id,
+        version=e.version,
+        type_name=e.type,
+        schema_version=e.schema_version,
+        data=e.data,
+        occurred_at=e.occurred_at,
+    )
+
+
+class Recount:
+    """Replays events through the domain aggregates; ``snapshot()`` counts every indicator
+    of every node from its definition, over the subtree as the tree stands now."""
+
+    def __init__(self) -> None:
+        self.aggregates: dict[UUID, Any] = {}
+        # flows, attributed to the node where they happened
+        self.flows: dict[UUID, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def apply(self, e: StoredEvent) -> None:
+        event = _decode(e)
+        before = self.aggregates.get(e.stream_id)
+        t = e.type
+        if t == "CommitmentFulfilled":
+            self.flows[before.community_id]["fulfilled"] += 1
+        elif t == "ServiceRecorded":
+            self.flows[before.community_id]["service_centi"] += round(event.hours * 100)
+        elif t == "PointsAwarded":
+            self.flows[before.community_id]["points"] += event.points
+        elif t == "PointsDeducted":
+            self.flows[before.community_id]["points"] -= event.points
+        elif t == "IssueEvaluated":
+            flows = self.flows[before.node_id]
+            flows["evaluated"] += 1
+            flows["satisfied"] += event.satisfaction != "dissatisfied"
+            flows["resolved"] += bool(event.resolved)
+        self.aggregates[e.stream_id] = event.mutate(before)
+
+    def parent_of(self) -> dict[UUID, UUID | None]:
+        return {a.id: a.parent_id for a in self.aggregates.values() if isinstance(a, Node)}
+
+    def snapshot(self) -> dict[UUID, dict[str, int]]:
+        own: dict[UUID, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for node_id, flows in self.flows.items():
+            for k, v in flows.items():
+                own[node_id][k] += v
+        for a in self.aggregates.values():
+            if isinstance(a, Pairing):
+                c = own[a.community_id]
+                c["active"] += a.status == "active"
+                c["commitments"] += len(a.commitments)
+            elif isinstance(a, Member):
+                own[a.community_id]["registered"] += a.status == "active"
+            elif isinstance(a, Issue):
+                c = own[a.node_id]
+                c["reported"] += 1
+                if a.status == "closed":
+                    c["closed"] += 1
+                    c["on_time"] += a.resolved_at is not None and (
+                        a.due_at is None or a.resolved_at <= a.due_at
+                    )
+                elif a.overdue:
+                    c["overdue"] += 1
+            elif isinstance(a, Finding):
+                c = own[a.scope_id]
+                c["findings"] += 1
+                if a.status == "verified":
+                    c["verified"] += 1
+                elif a.overdue:
+                    c["findings_overdue"] += 1
+        parents = self.parent_of()
+        totals: dict[UUID, dict[str, int]] = {n: dict.fromkeys(COUNT_NAMES, 0) for n in parents}
+        for node_id, counts in own.items():
+            n: UUID | None = node_id
+            while n is not None:
+                for k, v in counts.items():
+                    totals[n][k] += v
+                n = parents[n]
+        return totals
+
+    def children(self, node_id: UUID) -> set[UUID]:
+        return {n for n, p in self.parent_of().items() if p == node_id}
+
+    def code_of(self, node_id: UUID) -> str:
+        node: Node = self.aggregates[node_id]
+        return node.code
+
+
+def recount_by_day(
+    events: Sequence[StoredEvent], days: Sequence[date] = ()
+) -> tuple[Recount, dict[date, tuple[dict[UUID, dict[str, int]], dict[UUID, set[UUID]]]]]:
+    """Replay all ``events``; snapshot the figures (and each node's children) at the end of
+    every day in ``days``. Events must come in position order with non-decreasing days."""
+    wanted = sorted(set(days))
+    recount = Recount()
+    snapshots: dict[date, tuple[dict[UUID, dict[str, int]], dict[UUID, set[UUID]]]] = {}
+
+    def take(day: date) -> None:
+        parents = recount.parent_of()
+        kids: dict[UUID, set[UUID]] = defaultdict(set)
+        for n, p in parents.items():
+            if p is not None:
+                kids[p].add(n)
+        snapshots[day] = (recount.snapshot(), dict(kids))
+
+    k = 0
+    last_day: date | None = None
+    for e in events:
+        day = china_day(e.occurred_at)
+        assert last_day is None or day >= last_day, "events must come in day order"
+        last_day = day
+        while k < len(wanted) and wanted[k] < day:
+            take(wanted[k])
+            k += 1
+        recount.apply(e)
+    while k < len(wanted):
+        take(wanted[k])
+        k += 1
+    return recount, snapshots
+
+
+def expected_groups(c: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """The API's groups for raw counts (formulas of the README's Roll-ups section)."""
+
+    def r(a: int, b: int) -> float | None:
+        return None if b == 0 else round(a / b, 4)
+
+    return {
+        "pairings": {
+            "active": c["active"],
+            "commitments": c["commitments"],
+            "fulfilled": c["fulfilled"],
+            "fulfil_rate": r(c["fulfilled"], c["commitments"]),
+        },
+        "members": {
+            "registered": c["registered"],
+            "service_hours": c["service_centi"] / 100,
+            "points": c["points"],
+        },
+        "issues": {
+            "reported": c["reported"],
+            "open": c["reported"] - c["closed"],
+            "closed": c["closed"],
+            "overdue": c["overdue"],
+            "on_time_rate": r(c["on_time"], c["closed"]),
+            "satisfaction_rate": r(c["satisfied"], c["evaluated"]),
+            "resolution_rate": r(c["resolved"], c["evaluated"]),
+        },
+        "rectifications": {
+            "total": c["findings"],
+            "verified": c["verified"],
+            "overdue": c["findings_overdue"],
+            "completion_rate": r(c["verified"], c["findings"]),
+        },
+    }
+
+
+def canonical_daily(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """``rm_stats_daily`` rows (root_id, node_id, day, counters...) reduced to what they mean:
+    a node's figures from each day on. A row equal to the node's previous one (or to zero,
+    for its first) says nothing, and whether it exists depends on how events were batched."""
+    out: list[tuple[Any, ...]] = []
+    previous: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+    for r in sorted((tuple(r) for r in rows), key=lambda r: (str(r[0]), str(r[1]), r[2])):
+        key, values = (r[0], r[1]), tuple(r[3:])
+        if previous.get(key, (0,) * len(values)) != values:
+            out.append(r)
+        previous[key] = values
+    return out
