@@ -35,7 +35,8 @@ class Metrics:
         )
         self.projection_lag = Gauge(
             "civic_projection_lag_seconds",
-            "Age of the newest event a projection applied while still behind (0 = caught up)",
+            "Seconds since the oldest settled event a projection has not processed was recorded"
+            " (0 = caught up)",
             ["projection"],
             registry=self.registry,
         )

@@ -21,16 +21,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_audience: str | None = None
     signing_key: str | None = None
     pii_master_key: str | None = None
+    pii_index_key: str | None = None
     pool_min: int = 2
     pool_max: int = 10
     run_projector: bool = True
     migrate_on_start: bool = True
     log_level: str = "INFO"
     nats_url: str | None = None
+    nats_stream: str = "CIVIC"
+    nats_subject_prefix: str = "civic"
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: float = 1.0
+    webhook_retry_cap_seconds: float = 300.0
+    webhook_timeout_seconds: float = 5.0
+    feed_heartbeat_seconds: float = 15.0
+    feed_max_stream_seconds: float = 300.0
     rate_limit_per_minute: int = 6000
     max_body_bytes: int = 1_048_576
     statement_timeout_ms: int = 30_000
     clock_interval_seconds: float = 5.0
+    checkpoint_interval_seconds: float = 3600.0
 
     @property
     def is_production(self) -> bool:
@@ -59,12 +69,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             jwt_audience=env.get("CIVIC_JWT_AUDIENCE") or None,
             signing_key=env.get("CIVIC_SIGNING_KEY") or None,
             pii_master_key=env.get("CIVIC_PII_MASTER_KEY") or None,
+            pii_index_key=env.get("CIVIC_PII_INDEX_KEY") or None,
             pool_min=int(env.get("CIVIC_DB_POOL_MIN", "2")),
             pool_max=int(env.get("CIVIC_DB_POOL_MAX", "10")),
             run_projector=flag("CIVIC_RUN_PROJECTOR", True),
             migrate_on_start=flag("CIVIC_MIGRATE_ON_START", True),
             log_level=env.get("CIVIC_LOG_LEVEL", "INFO"),
             nats_url=env.get("CIVIC_NATS_URL") or None,
+            nats_stream=env.get("CIVIC_NATS_STREAM", "CIVIC"),
+            nats_subject_prefix=env.get("CIVIC_NATS_SUBJECT_PREFIX", "civic"),
+            webhook_max_attempts=int(env.get("CIVIC_WEBHOOK_MAX_ATTEMPTS", "8")),
+            webhook_retry_base_seconds=float(env.get("CIVIC_WEBHOOK_RETRY_BASE", "1")),
+            webhook_retry_cap_seconds=float(env.get("CIVIC_WEBHOOK_RETRY_CAP", "300")),
+            webhook_timeout_seconds=float(env.get("CIVIC_WEBHOOK_TIMEOUT", "5")),
+            feed_heartbeat_seconds=float(env.get("CIVIC_FEED_HEARTBEAT", "15")),
+            feed_max_stream_seconds=float(env.get("CIVIC_FEED_MAX_STREAM", "300")),
             rate_limit_per_minute=int(env.get("CIVIC_RATE_LIMIT", "6000")),
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
+            checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
         )

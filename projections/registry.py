@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from projections.base import Projection
+from projections.findings import FindingsProjection
+from projections.issues import IssuesProjection
+from projections.members import MembersProjection
 from projections.nodes import NodesProjection
+from projections.pairings import PairingsProjection
+from projections.stats import StatsProjection
 
 
 def all_projections() -> list[Projection]:
-    return [NodesProjection()]
+    return [
+        NodesProjection(),
+        FindingsProjection(),
+        IssuesProjection(),
+        PairingsProjection(),
+        MembersProjection(),
+        StatsProjection(),
+    ]

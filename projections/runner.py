@@ -162,6 +162,7 @@ class ProjectionRunner:
             )
         if self.metrics is not None:
             self._tasks.append(asyncio.create_task(self._sample_lag(), name="projection-lag"))
+        self._tasks.append(asyncio.create_task(self._keep_listening(), name="projection-listen"))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -198,6 +199,29 @@ class ProjectionRunner:
             await self.pool.release(conn)
             raise
         self._listener = conn
+
+    async def _keep_listening(self) -> None:
+        """LISTEN again once the listener's connection is gone (a database restart).
+
+        Without it, wake-ups from other processes and yield requests stop arriving for good:
+        the runner still polls, but a rebuild waits in vain for the owner to yield.
+        """
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.acquire_interval)
+            listener = self._listener
+            try:
+                if listener is not None and not listener.is_closed():
+                    continue
+            except asyncpg.InterfaceError:
+                pass  # the pool already took the dead connection back
+            if listener is not None:
+                self._listener = None
+                with contextlib.suppress(Exception):
+                    await self.pool.release(listener)
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self._listen()
+            if self._listener is not None:
+                self.poke()  # whatever was notified meanwhile is picked up now
 
     def _on_control(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         verb, _, name = payload.partition(":")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from litestar import Controller, Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -24,25 +25,40 @@ from infra.event_codec import EventCodec
 from infra.event_store import EventStore
 from infra.logging import configure_logging
 from infra.metrics import Metrics
+from infra.pii_keys import master_key
 from infra.settings import Settings
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from services.api import health
+from services.api.audit import AuditController
+from services.api.feed import FeedController
+from services.api.findings import FindingController
+from services.api.history import HistoryController
+from services.api.issues import IssueBatchController, IssueController
+from services.api.members import MemberController, UnitRegistrationController
 from services.api.nodes import NodeController
+from services.api.pairings import PairingController
+from services.api.reveals import RevealAuditController
+from services.api.stats import StatsController
+from services.api.webhooks import WebhookController
+from services.checkpoints import Checkpointer
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
+from services.integration import Integration
 from services.keys import jwt_config
 from services.middleware import request_context
 from services.notifier import CommitNotifier
 from services.problems import handle_exception
+from services.ratelimit import rate_limit
 
 
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
+    master_key(settings)  # personal data cannot be stored without it: fail at start-up
     ctx = AppContext(
         settings=settings,
         jwt=jwt_config(settings),
         store=EventStore(),
-        codec=EventCodec(event_classes(), AGGREGATES),
+        codec=EventCodec(event_classes(), AGGREGATES, require_cipher=True),
         metrics=Metrics(),
     )
     if clock is not None:
@@ -60,47 +76,82 @@ def resolve_database_url(settings: Settings) -> str:
     return embedded_pg.start(settings.data_dir)
 
 
+#: connections for background work besides one per projection: the NOTIFY listener, the lag
+#: sampler, webhook and NATS relays.
+WORKER_CONNECTIONS = 8
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = True) -> Litestar:
     """``api=False`` serves only health and metrics (the projector process)."""
     configure_logging(settings.log_level)
     ctx = build_context(settings, clock)
     deadline_clock = DeadlineClock(ctx, all_sweeps(), interval=settings.clock_interval_seconds)
+    integration = Integration.from_settings(settings)
+    ctx.after_commit.append(integration.live)
+    checkpointer = Checkpointer.from_settings(ctx)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        database_url = resolve_database_url(settings)
         pool = await create_pool(
-            resolve_database_url(settings), min_size=settings.pool_min, max_size=settings.pool_max
+            database_url, min_size=settings.pool_min, max_size=settings.pool_max
         )
         ctx.pool = pool
         runner: ProjectionRunner | None = None
         notifier: CommitNotifier | None = None
+        workers: asyncpg.Pool | None = None
         try:
             if settings.migrate_on_start:
                 async with pool.acquire() as conn:
                     await migrator.apply(conn)
             if settings.run_projector:
-                runner = ProjectionRunner(pool, all_projections(), metrics=ctx.metrics)
+                # Projection owners hold their connection (and its advisory lock) for as long
+                # as they own the projection: they get their own pool, so they can never
+                # starve request handling.
+                projections = all_projections()
+                workers = await create_pool(
+                    database_url,
+                    min_size=1,
+                    max_size=len(projections) + WORKER_CONNECTIONS,
+                )
+                runner = ProjectionRunner(workers, projections, metrics=ctx.metrics)
                 await runner.start()
                 app.state.runner = runner
                 deadline_clock.start()
+                integration.start(workers)
+                checkpointer.start()
             notifier = CommitNotifier(pool, runner.poke if runner else None)
             ctx.after_commit.append(notifier)
             yield
         finally:
             await deadline_clock.stop()
+            await integration.stop()
+            await checkpointer.stop()
             if runner is not None:
                 await runner.stop()
             if notifier is not None:
                 await notifier.close()
             ctx.pool = None
+            if workers is not None:
+                await workers.close()
             await pool.close()
 
     return Litestar(
         route_handlers=[*(_api_routes() if api else []), health.live, health.ready, health.metrics],
         lifespan=[lifespan],
-        state=State({"ctx": ctx, "deadline_clock": deadline_clock}),
+        state=State(
+            {
+                "ctx": ctx,
+                "deadline_clock": deadline_clock,
+                **integration.state(),
+                "checkpointer": checkpointer,
+            }
+        ),
         exception_handlers={Exception: handle_exception},
-        middleware=[request_context(ctx.metrics)],
+        middleware=[
+            request_context(ctx.metrics),
+            rate_limit(ctx.jwt, settings.rate_limit_per_minute),
+        ],
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=[], allow_methods=["GET", "POST", "DELETE"]),
         openapi_config=OpenAPIConfig(
@@ -125,4 +176,23 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
 
 
 def _api_routes() -> list[type[Controller]]:
-    return [NodeController]
+    return [
+        NodeController,
+        FeedController,
+        WebhookController,
+        HistoryController,
+        AuditController,
+        RevealAuditController,
+        FindingController,
+        IssueController,
+        IssueBatchController,
+        PairingController,
+        MemberController,
+        UnitRegistrationController,
+        StatsController,
+    ]
+
+
+def app_from_env() -> Litestar:
+    """``uvicorn --factory services.app:app_from_env``: settings from the environment."""
+    return create_app(Settings.from_env())

@@ -148,39 +148,122 @@ def projections() -> None:
 
 @projections.command("status")
 def projections_status() -> None:
-    """Each projection's checkpoint, error and lag."""
+    """Each projection's position, events behind, lag, owner and error."""
+    from infra.database import create_pool
+    from projections.registry import all_projections
+    from projections.runner import projection_status
     from services.app import resolve_database_url
 
     async def run() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(resolve_database_url(Settings.from_env()))
+        pool = await create_pool(resolve_database_url(Settings.from_env()), min_size=1, max_size=1)
         try:
-            horizon = await conn.fetchval("SELECT civic_horizon()")
-            rows = await conn.fetch(
-                "SELECT c.name, c.position, c.updated_at, c.error,"
-                " (SELECT count(*) FROM events e WHERE e.position > c.position"
-                "  AND e.position < $1) AS behind"
-                " FROM projection_checkpoints c ORDER BY c.name",
-                horizon,
-            )
+            async with pool.acquire() as conn:
+                rows = await projection_status(conn, all_projections())
         finally:
-            await conn.close()
+            await pool.close()
         from rich.console import Console
         from rich.table import Table
 
         table = Table(title="projections")
-        for col in ("name", "position", "events behind", "updated", "error"):
-            table.add_column(col)
+        for col in ("name", "position", "events behind", "lag (s)", "owner pid", "updated"):
+            table.add_column(col, justify="right" if col != "name" else "left")
+        table.add_column("error")
         for r in rows:
             table.add_row(
-                r["name"],
-                str(r["position"]),
-                str(r["behind"]),
-                r["updated_at"].isoformat(timespec="seconds"),
-                r["error"] or "",
+                r.name,
+                str(r.position),
+                f"{r.behind:,}",
+                f"{r.lag_seconds:.1f}",
+                str(r.owner_pid) if r.owner_pid else "-",
+                r.updated_at.isoformat(timespec="seconds") if r.updated_at else "-",
+                r.error or "",
             )
         Console().print(table)
+
+    asyncio.run(run())
+
+
+@projections.command("rebuild")
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Rebuild every projection, one after another.")
+@click.option("--batch-size", type=click.IntRange(1, 50_000), default=2000, show_default=True)
+@click.option(
+    "--takeover-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the live owner to hand the projection over.",
+)
+def projections_rebuild(
+    name: str | None, all_: bool, batch_size: int, takeover_timeout: float
+) -> None:
+    """Replay NAME (or --all) into fresh tables beside the live ones and swap them in."""
+    from projections.registry import all_projections
+
+    known = all_projections()
+    if bool(name) == all_:
+        raise click.UsageError("give one projection NAME or --all")
+    chosen = known if all_ else [p for p in known if p.name == name]
+    if not chosen:
+        names = ", ".join(p.name for p in known)
+        raise click.UsageError(f"unknown projection {name!r}; known: {names}")
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from infra.database import create_pool
+    from projections.rebuild import RebuildError, rebuild
+    from services.app import resolve_database_url
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} events/s" if speed else "- events/s")
+
+    async def run() -> None:
+        pool = await create_pool(resolve_database_url(Settings.from_env()), min_size=1, max_size=2)
+        try:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TimeElapsedColumn(),
+            ) as bar:
+                for projection in chosen:
+                    task = bar.add_task(projection.name, total=None)
+
+                    def show(done: int, total: int, task: TaskID = task) -> None:
+                        bar.update(task, completed=done, total=max(total, 1))
+
+                    result = await rebuild(
+                        pool,
+                        projection,
+                        batch_size=batch_size,
+                        progress=show,
+                        takeover_timeout=takeover_timeout,
+                    )
+                    bar.console.print(
+                        f"rebuilt {result.name}: {result.events:,} events in "
+                        f"{result.seconds:.1f} s ({result.events_per_second:,.0f} events/s), "
+                        f"checkpoint {result.position}"
+                    )
+        except RebuildError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            await pool.close()
 
     asyncio.run(run())
 

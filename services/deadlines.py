@@ -135,4 +135,7 @@ class DeadlineClock:
 
 def all_sweeps() -> list[DeadlineSweep]:
     """The registry of deadline sweeps (one line per workflow that has deadlines)."""
-    return []
+    from services.commands.findings import RectificationOverdueSweep  # imports this module
+    from services.commands.issues import EscalationOverdueSweep, IssueOverdueSweep
+
+    return [RectificationOverdueSweep(), IssueOverdueSweep(), EscalationOverdueSweep()]

@@ -1,0 +1,116 @@
+"""Our HTTP commands end to end: ``POST /v1/issues`` with a JWT, 32 concurrent clients.
+
+The API runs exactly like the Litestar anchor (uvicorn subprocess, one worker, access log off)
+with its projector, on the group's scratch database. Each request reports an issue in one of
+300 communities (20 streets x 15) with its own Idempotency-Key: a scoped transaction,
+row-level security, the domain decision, the append with its hash-chain link, the key record.
+Rate limiting is off for the run. Figures: requests/s, p50/p99, errors (must be 0).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+
+from bench.load import run_load
+from bench.registry import Context, benchmark, group_fixture
+from bench.server import uvicorn_server
+from services.auth import JwtConfig, issue_token
+
+GROUP = "http"
+CLIENTS = 32
+SECRET = "bench-secret-" + "x" * 40
+STREETS, COMMUNITIES = 20, 15
+
+
+def _token(scope: str) -> str:
+    config = JwtConfig(verify_key=SECRET, signing_key=SECRET, algorithms=("HS256",))
+    return issue_token(config, subject="bench", scope=scope, roles=["admin"], ttl_seconds=3600)
+
+
+async def _tenant(url: str, county: str, token: str) -> list[str]:
+    h = {"Authorization": f"Bearer {token}"}
+    communities: list[str] = []
+    async with httpx.AsyncClient(base_url=url, headers=h, timeout=30) as c:
+
+        async def post(body: dict[str, object]) -> None:
+            r = await c.post("/v1/nodes", json=body)
+            r.raise_for_status()
+
+        await post({"code": county, "name": "县", "kind": "county", "parent_code": None})
+        for s in range(1, STREETS + 1):
+            street = f"{county[:6]}{s:03d}000"
+            await post(
+                {"code": street, "name": f"街道{s}", "kind": "street", "parent_code": county}
+            )
+            for k in range(1, COMMUNITIES + 1):
+                code = f"{street[:9]}{k:03d}"
+                await post(
+                    {"code": code, "name": f"社区{k}", "kind": "community", "parent_code": street}
+                )
+                communities.append(code)
+    return communities
+
+
+@group_fixture(GROUP)
+async def _server(ctx: Context) -> AsyncIterator[None]:
+    env = {
+        "DATABASE_URL": ctx.database_url,
+        "CIVIC_JWT_SECRET": SECRET,
+        "CIVIC_RATE_LIMIT": "0",
+        "CIVIC_LOG_LEVEL": "WARNING",
+        "CIVIC_DB_POOL_MAX": "20",
+    }
+    async with uvicorn_server("services.app:app_from_env", factory=True, env=env) as server:
+        county = "371202000000"
+        token = _token(county)
+        ctx.state["server"] = server
+        ctx.state["token"] = token
+        ctx.state["communities"] = await _tenant(server.url, county, token)
+        yield
+
+
+@benchmark("http.commands_32c", GROUP, "req/s", compare=("litestar.hello_32c",))
+async def commands(ctx: Context) -> float:
+    """POST /v1/issues with a JWT and an Idempotency-Key, 32 keep-alive clients."""
+    server = ctx.state["server"]
+    communities: list[str] = ctx.state["communities"]
+    auth = f"Bearer {ctx.state['token']}"
+    run = uuid.uuid4().hex[:8]
+
+    def headers(i: int) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "Authorization": auth,
+            "Idempotency-Key": f"{run}-{i}",
+        }
+
+    def body(i: int) -> bytes:
+        return json.dumps(
+            {
+                "node_code": communities[i % len(communities)],
+                "title": "北门路灯不亮",
+                "category": "public-safety",
+                "source": "grid",
+            },
+            ensure_ascii=False,
+        ).encode()
+
+    res = await run_load(
+        f"{server.url}/v1/issues",
+        method="POST",
+        headers=headers,
+        body=body,
+        concurrency=CLIENTS,
+        duration=ctx.duration,
+        warmup=ctx.warmup,
+    )
+    ctx.report("p50_ms", res.p50_ms, "ms")
+    ctx.report("p99_ms", res.p99_ms, "ms")
+    ctx.report("errors", res.errors, "count")
+    if res.errors:
+        raise RuntimeError(f"{res.errors} errors, e.g. {res.error_samples[:2]}")
+    return res.rps
