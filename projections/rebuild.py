@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -290,7 +291,12 @@ async def replay(
 ) -> tuple[int, int]:
     """Apply every settled event after ``after`` into the tables of ``schema``; returns
     (position reached, events applied). Each batch is its own short transaction. With a
-    ``reader`` connection the next batch is read while the current one is applied."""
+    ``reader`` connection the next batch is read while the current one is applied.
+
+    After each batch the objects alive are frozen out of the cyclic garbage collector's
+    reach (``gc.freeze``; reference counting still frees them) until the replay ends: a
+    replica may keep hundreds of thousands of states in memory, and re-scanning them at
+    every full collection would cost more than the replay itself."""
     types = list(projection.handles)
     applied = 0
     source = reader or conn
@@ -308,6 +314,7 @@ async def replay(
                 async with conn.transaction():
                     await projection.apply(conn, events)
             applied += len(events)
+            gc.freeze()
             after = max(after, events[-1].position if full else horizon - 1)
             if on_batch is not None:
                 on_batch(len(events))
@@ -319,6 +326,7 @@ async def replay(
             else:
                 events, horizon = await _fetch(source, types, after, batch_size)
     finally:
+        gc.unfreeze()
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(BaseException):

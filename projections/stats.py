@@ -264,11 +264,12 @@ CROSS JOIN LATERAL (
 ) a
 """
 
+# (rows as JSON arrays: [root_id, id, node_id, kind, flags, due_at, version])
 SAVE_AGGREGATES = """
 INSERT INTO rm_stats_aggregates (root_id, id, node_id, kind, flags, due_at, version)
-SELECT * FROM json_to_recordset($1::json)
-    AS x(root_id uuid, id uuid, node_id uuid, kind text, flags int2, due_at timestamptz,
-         version int4)
+SELECT (x->>0)::uuid, (x->>1)::uuid, (x->>2)::uuid, x->>3, (x->>4)::int2,
+       (x->>5)::timestamptz, (x->>6)::int4
+FROM json_array_elements($1::json) AS x
 ON CONFLICT (root_id, id) DO UPDATE
 SET node_id = EXCLUDED.node_id, flags = EXCLUDED.flags, due_at = EXCLUDED.due_at,
     version = EXCLUDED.version
@@ -315,15 +316,30 @@ SELECT {_COLS} FROM rm_stats_daily
 WHERE root_id = $1 AND node_id = $2 ORDER BY day DESC LIMIT 1
 """
 
-_DELTA_RECORD = ", ".join(f"{c} int8" for c in COUNTERS)
 
-# One row per (node, day): the day's cumulative figures become the latest row on or before
-# that day (the day's own row, else the one it carries forward, else zero) + the delta.
+# The deltas, as JSON arrays [root_id, node_id, day, delta of each counter...], one per
+# (node, day) with something to add.
+_DELTAS = f"""
+SELECT (x->>0)::uuid AS root_id, (x->>1)::uuid AS node_id, (x->>2)::date AS day,
+       {", ".join(f"(x->>{i + 3})::int8 AS {c}" for i, c in enumerate(COUNTERS))}
+FROM json_array_elements($1::json) AS x
+"""
+
+# One row per (node, day): the day's cumulative figures become the latest stored row on or
+# before that day (the day's own row, else the one it carries forward, else zero) + the sum
+# of the node's deltas up to and including that day (a window over the node's days: later
+# days of the same write carry the earlier deltas).
 UPSERT_DAYS = f"""
+WITH d AS (
+    SELECT root_id, node_id, day,
+           {", ".join(f"sum({c}) OVER w AS {c}" for c in COUNTERS)}
+    FROM ({_DELTAS}) x
+    WINDOW w AS (PARTITION BY root_id, node_id ORDER BY day)
+)
 INSERT INTO rm_stats_daily (root_id, node_id, day, {_COLS})
 SELECT d.root_id, d.node_id, d.day,
        {", ".join(f"coalesce(p.{c}, 0) + d.{c}" for c in COUNTERS)}
-FROM json_to_recordset($1::json) AS d(root_id uuid, node_id uuid, day date, {_DELTA_RECORD})
+FROM d
 LEFT JOIN LATERAL (
     SELECT * FROM rm_stats_daily p
     WHERE p.root_id = d.root_id AND p.node_id = d.node_id AND p.day <= d.day
@@ -333,10 +349,12 @@ ON CONFLICT (root_id, node_id, day) DO UPDATE
 SET {", ".join(f"{c} = EXCLUDED.{c}" for c in COUNTERS)}
 """
 
-# Nodes of the batch that already have rows after their first day in the batch: business
-# days arrived out of order (rare), and those later rows must carry the deltas too.
-LATER_ROWS = """
-SELECT k.i FROM json_to_recordset($1::json) AS k(i int, root_id uuid, node_id uuid, day date)
+# Nodes that already have stored rows after their first day in the write: business days
+# arrived out of order (rare), and those later rows must carry the deltas too. Asked before
+# the upsert, so that only rows stored before it count.
+LATER_ROWS = f"""
+SELECT k.root_id, k.node_id
+FROM (SELECT root_id, node_id, min(day) AS day FROM ({_DELTAS}) x GROUP BY root_id, node_id) k
 WHERE EXISTS (SELECT 1 FROM rm_stats_daily r
               WHERE r.root_id = k.root_id AND r.node_id = k.node_id AND r.day > k.day)
 """
@@ -466,8 +484,9 @@ class _Batch:
     async def load(self, decoded: Sequence[tuple[StoredEvent, Any]]) -> None:
         """Fetch the stored state of the aggregates and nodes the events name (one query
         each, for what is not in memory already)."""
-        agg_keys: set[tuple[UUID, UUID]] = set()
-        node_keys: set[NodeKey] = set()
+        known, paths = self.aggregates, self.paths
+        agg_keys: set[tuple[UUID, UUID]] = set()  # to fetch
+        node_keys: set[NodeKey] = set()  # to fetch, unless in ``paths`` already
         created: set[tuple[UUID, UUID]] = set()
         for e, data in decoded:
             t = e.type
@@ -483,26 +502,26 @@ class _Batch:
             key = (e.root_id, e.stream_id)
             attr = CREATION_NODE.get(t)
             if attr is not None:
-                node_keys.add((_root(e.root_id), getattr(data, attr)))
+                node = (_root(e.root_id), getattr(data, attr))
+                if node not in paths:
+                    node_keys.add(node)
                 if self.exclusive:
                     created.add(key)
                     continue
             elif t == "MemberTransferred":
-                node_keys.add((_root(e.root_id), data.to_community_id))
-            agg_keys.add(key)
-        known = self.aggregates
-        wanted = [
-            {"root_id": r, "id": i}
-            for r, i in agg_keys
-            if (r, i) not in known and (r, i) not in created
-        ]
-        if wanted:
+                node = (_root(e.root_id), data.to_community_id)
+                if node not in paths:
+                    node_keys.add(node)
+            if key not in known:
+                agg_keys.add(key)
+        agg_keys -= created
+        if agg_keys:
+            wanted = [{"root_id": r, "id": i} for r, i in agg_keys]
             for r in await self.conn.fetch(LOAD_AGGREGATES, _json(wanted)):
                 a = _Aggregate(r[0], r[1], str(r[2]), r[3], r[4], r[5], r[6])
                 known[(a.root_id, a.id)] = a
-        for a in (known[k] for k in agg_keys if k in known):
-            node_keys.add((a.root, a.node))
-        paths = self.paths
+                if (a.root, a.node) not in paths:
+                    node_keys.add((a.root, a.node))
         nodes = [{"root_id": r, "node_id": n} for r, n in node_keys if (r, n) not in paths]
         if nodes:
             for r in await self.conn.fetch(LOAD_NODES, _json(nodes)):
@@ -728,55 +747,26 @@ class _Batch:
         if self.dirty:
             aggregates = self.aggregates
             rows = [
-                {
-                    "root_id": a.root,
-                    "id": a.id,
-                    "node_id": a.node,
-                    "kind": a.kind,
-                    "flags": a.flags,
-                    "due_at": a.due_at,
-                    "version": a.version,
-                }
+                (a.root, a.id, a.node, a.kind, a.flags, a.due_at, a.version)
                 for a in (aggregates[k] for k in self.dirty)
             ]
             await self.conn.execute(SAVE_AGGREGATES, _json(rows))
 
     async def _flush_days(self) -> None:
-        """Write each touched (node, day) row as (latest stored row on or before the day) +
-        (the deltas of that node up to and including the day): the later days of a batch
-        carry its earlier deltas through these running sums, so the rows stored after a
-        node's first day in the batch (out-of-order business days) are the only ones left
-        to fix, in a rare second step."""
-        per_node: dict[NodeKey, list[tuple[date, list[int]]]] = {}
-        for (root, node, day), vec in self.deltas.items():
-            if any(vec):
-                per_node.setdefault((root, node), []).append((day, vec))
-        if not per_node:
+        """Write the deltas into the cumulative rows (see UPSERT_DAYS); then, in the rare
+        case of stored rows after a node's first day here (out-of-order business days),
+        add the deltas to those rows as well."""
+        rows = [(*key, *vec) for key, vec in self.deltas.items() if any(vec)]
+        if not rows:
             return
-        rows: list[dict[str, Any]] = []
-        for (root, node), entries in per_node.items():
-            if len(entries) > 1:
-                entries.sort(key=lambda entry: entry[0])
-            running = [0] * N_COUNTERS
-            for day, vec in entries:
-                running = [a + b for a, b in zip(running, vec, strict=True)]
-                row: dict[str, Any] = dict(zip(COUNTERS, running, strict=True))
-                row["root_id"], row["node_id"], row["day"] = root, node, day
-                rows.append(row)
-        keys = list(per_node)
-        later = await self.conn.fetch(
-            LATER_ROWS,
-            _json(
-                [
-                    {"i": i, "root_id": k[0], "node_id": k[1], "day": per_node[k][0][0]}
-                    for i, k in enumerate(keys, start=1)
-                ]
-            ),
-        )
-        await self.conn.execute(UPSERT_DAYS, _json(rows))
+        payload = _json(rows)
+        later = await self.conn.fetch(LATER_ROWS, payload)
+        await self.conn.execute(UPSERT_DAYS, payload)
         for r in later:
-            (root, node) = keys[r["i"] - 1]
-            entries = per_node[(root, node)]
+            root, node = str(r["root_id"]), str(r["node_id"])
+            entries = sorted(
+                (day, vec) for (rt, nd, day), vec in self.deltas.items() if (rt, nd) == (root, node)
+            )
             running = [0] * N_COUNTERS
             for k, (day, vec) in enumerate(entries):
                 running = [a + b for a, b in zip(running, vec, strict=True)]
