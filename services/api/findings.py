@@ -45,12 +45,12 @@ from services.api.deps import (
     read_scope,
     require,
 )
-from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
+from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.auth import Principal
 from services.commands import findings as commands
 from services.commands.session import run_command
 from services.context import AppContext
-from services.problems import FieldError, ProblemError, not_found
+from services.problems import ProblemError, not_found
 from services.roles import ASSIGNEES, INSPECTORS, READERS, WRITERS
 
 PROJECTIONS = ("findings",)
@@ -290,23 +290,6 @@ async def _unit_id(conn: asyncpg.Connection, code: str | None) -> UUID | None:
     return unit.id
 
 
-def _cursor_key(cursor: str | None) -> tuple[datetime, UUID] | None:
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    try:
-        at, last_id = key
-        return datetime.fromisoformat(at), UUID(last_id)
-    except (TypeError, ValueError):
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        ) from None
-
-
 def _today(ctx: AppContext) -> date:
     return business_date(ctx.clock())
 
@@ -516,7 +499,7 @@ class FindingController(Controller):
     ) -> Page[FindingView]:
         require(principal, READERS, "listing findings")
         today = _today(ctx)
-        after = _cursor_key(cursor)
+        after = decode_time_id_cursor(cursor)
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):

@@ -38,7 +38,7 @@ from services.api.deps import (
     read_scope,
     require,
 )
-from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
+from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.commands import issues as cmd
 from services.commands.session import CommandRequest, CommandSession, run_command
 from services.problems import FieldError, ProblemError, forbidden, handle_exception, not_found
@@ -401,23 +401,6 @@ def _statuses(raw: str | None) -> list[str] | None:
             errors=[FieldError(field="status", message=f"unknown status {', '.join(unknown)}")],
         )
     return wanted
-
-
-def _cursor_key(cursor: str | None) -> tuple[datetime, UUID] | None:
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    try:
-        at, last = key
-        return datetime.fromisoformat(at), UUID(last)
-    except (TypeError, ValueError):
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        ) from None
 
 
 async def _subtree(conn: asyncpg.Connection, scope: Scope, where: _Where, node: str | None) -> None:
@@ -835,7 +818,7 @@ class IssueController(Controller):
     ) -> Page[IssueView]:
         require(principal, READERS, "listing issues")
         wanted = _statuses(status)
-        after = _cursor_key(cursor)
+        after = decode_time_id_cursor(cursor)
         where = _Where(ctx.clock())
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS

@@ -43,13 +43,13 @@ from services.api.deps import (
     read_scope,
     require,
 )
-from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
+from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.auth import Principal
 from services.commands import members as commands
 from services.commands.session import run_command
 from services.context import AppContext
 from services.personal_data_view import Reveal, person_view, record_reveals
-from services.problems import FieldError, ProblemError, not_found
+from services.problems import ProblemError, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS, Role
 
 PROJECTIONS = ("members",)
@@ -255,23 +255,6 @@ def _view(
         updated_at=r["updated_at"],
         version=r["version"],
     )
-
-
-def _cursor_key(cursor: str | None) -> tuple[datetime, UUID] | None:
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    try:
-        at, ident = key
-        return datetime.fromisoformat(at), UUID(ident)
-    except (TypeError, ValueError):
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        ) from None
 
 
 class MemberController(Controller):
@@ -499,7 +482,7 @@ class MemberController(Controller):
         min_position: MinPosition = None,
     ) -> Page[MemberView]:
         require(principal, READERS, "reading members")
-        after = _cursor_key(cursor)
+        after = decode_time_id_cursor(cursor)
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeAlias, TypeVar
+from uuid import UUID
 
 import msgspec
 from litestar.params import QueryParameter
@@ -46,14 +48,30 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
     except (binascii.Error, ValueError, msgspec.DecodeError):
         key = None
     if not isinstance(key, list):
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        )
+        raise _invalid_cursor()
     return key
+
+
+def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """The common ``(recorded time, id)`` keyset cursor of the list endpoints."""
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    try:
+        at, ident = key
+        return datetime.fromisoformat(at), UUID(ident)
+    except (TypeError, ValueError):
+        raise _invalid_cursor() from None
+
+
+def _invalid_cursor() -> ProblemError:
+    return ProblemError(
+        400,
+        "Bad Request",
+        "the cursor is not one this API returned",
+        slug="validation",
+        errors=[FieldError(field="cursor", message="invalid cursor")],
+    )
 
 
 def page_of(items: list[T], limit: int, key_of: Any) -> Page[T]:

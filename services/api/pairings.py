@@ -37,10 +37,10 @@ from services.api.deps import (
     read_scope,
     require,
 )
-from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
+from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.commands import pairings as commands
 from services.commands.session import run_command
-from services.problems import FieldError, ProblemError, not_found
+from services.problems import ProblemError, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS
 
 PROJECTIONS = ("pairings",)
@@ -204,23 +204,6 @@ def _view(r: asyncpg.Record, today: date) -> PairingView:
         signed_at=r["signed_at"],
         updated_at=r["updated_at"],
     )
-
-
-def _cursor_key(cursor: str | None) -> tuple[datetime, UUID] | None:
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    try:
-        at, ident = key
-        return datetime.fromisoformat(at), UUID(ident)
-    except (TypeError, ValueError):
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        ) from None
 
 
 class PairingController(Controller):
@@ -418,7 +401,7 @@ class PairingController(Controller):
         min_position: MinPosition = None,
     ) -> Page[PairingView]:
         require(principal, READERS, "reading pairings")
-        after = _cursor_key(cursor)
+        after = decode_time_id_cursor(cursor)
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
