@@ -59,6 +59,17 @@ def not_found(what: str) -> ProblemError:
     return ProblemError(404, "Not Found", f"{what} not found (or outside your scope)")
 
 
+def not_caught_up(what: str) -> ProblemError:
+    """Recorded, but the read model has not reached it yet: retry, or pass min_position."""
+    return ProblemError(
+        503,
+        "Service Unavailable",
+        f"the {what} is recorded but not yet readable; retry or pass min_position",
+        slug="not-caught-up",
+        headers={"Retry-After": "1"},
+    )
+
+
 def forbidden(detail: str) -> ProblemError:
     return ProblemError(403, "Forbidden", detail)
 

@@ -16,7 +16,7 @@ from litestar.params import QueryParameter
 from infra.database import Scope, scoped_transaction
 from projections.runner import wait_for_position
 from services.auth import Principal, decode_token
-from services.commands.session import CommandOutcome, CommandRequest
+from services.commands.session import CommandOutcome, CommandRequest, Decide, run_command
 from services.context import AppContext
 from services.problems import ProblemError, forbidden
 from services.roles import Role
@@ -96,6 +96,14 @@ async def command_request(request: Request[Any, Any, Any]) -> CommandRequest:
         correlation_id=_parse_uuid(request.headers.get("x-correlation-id"))
         or _parse_uuid(request.scope.get("state", {}).get("request_id")),
     )
+
+
+async def run_and_respond(
+    request: Request[Any, Any, Any], ctx: AppContext, principal: Principal, decide: Decide
+) -> Response[bytes]:
+    """Run a command for this request and answer with its outcome (every POST does this)."""
+    outcome = await run_command(ctx, principal, await command_request(request), decide)
+    return command_response(outcome)
 
 
 def command_response(outcome: CommandOutcome) -> Response[bytes]:

@@ -38,19 +38,17 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    command_request,
-    command_response,
     provide_ctx,
     provide_principal,
     read_scope,
     require,
+    run_and_respond,
 )
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.auth import Principal
 from services.commands import findings as commands
-from services.commands.session import run_command
 from services.context import AppContext
-from services.problems import ProblemError, not_found
+from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, INSPECTORS, READERS, WRITERS
 
 PROJECTIONS = ("findings",)
@@ -321,10 +319,10 @@ class FindingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "recording a finding")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.record(
                 s,
                 node_code=data.node_code,
@@ -337,7 +335,6 @@ class FindingController(Controller):
                 round=data.round,
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{finding_id:uuid}/progress",
@@ -354,15 +351,14 @@ class FindingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "reporting rectification progress")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.report_progress(
                 s, finding_id=finding_id, note=data.note, evidence=data.evidence
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{finding_id:uuid}/complete",
@@ -379,13 +375,12 @@ class FindingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "completing a rectification")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.complete(s, finding_id=finding_id, summary=data.summary),
         )
-        return command_response(outcome)
 
     @post(
         "/{finding_id:uuid}/verify",
@@ -402,15 +397,14 @@ class FindingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, INSPECTORS, "verifying a rectification")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.verify(
                 s, finding_id=finding_id, accepted=data.accepted, comment=data.comment
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{finding_id:uuid}/reopen",
@@ -427,15 +421,14 @@ class FindingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, INSPECTORS, "reopening a finding")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.reopen(
                 s, finding_id=finding_id, reason=data.reason, due_on=data.due_on
             ),
         )
-        return command_response(outcome)
 
     @get(
         "/{finding_id:uuid}",
@@ -460,13 +453,7 @@ class FindingController(Controller):
             recorded = row is None and await conn.fetchval(STREAM_EXISTS, scope.root_id, finding_id)
         if row is None:
             if recorded:
-                raise ProblemError(
-                    503,
-                    "Service Unavailable",
-                    "the finding is recorded but not yet readable; retry or pass min_position",
-                    slug="not-caught-up",
-                    headers={"Retry-After": "1"},
-                )
+                raise not_caught_up("finding")
             raise not_found(f"finding {finding_id}")
         return Response(
             content=msgspec.json.encode(_view(row, today)),

@@ -32,16 +32,23 @@ from services.api.deps import (
     Ctx,
     MinPosition,
     command_request,
-    command_response,
     provide_ctx,
     provide_principal,
     read_scope,
     require,
+    run_and_respond,
 )
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.commands import issues as cmd
 from services.commands.session import CommandRequest, CommandSession, run_command
-from services.problems import FieldError, ProblemError, forbidden, handle_exception, not_found
+from services.problems import (
+    FieldError,
+    ProblemError,
+    forbidden,
+    handle_exception,
+    not_caught_up,
+    not_found,
+)
 from services.roles import ASSIGNEES, READERS, WRITERS, Role
 
 PROJECTIONS = ("issues",)
@@ -429,13 +436,6 @@ async def _subtree(conn: asyncpg.Connection, scope: Scope, where: _Where, node: 
 Handler = Callable[[CommandSession], Awaitable[tuple[int, msgspec.Struct]]]
 
 
-async def _run(
-    request: Request[Any, Any, Any], ctx: Ctx, principal: Caller, decide: Handler
-) -> Response[bytes]:
-    outcome = await run_command(ctx, principal, await command_request(request), decide)
-    return command_response(outcome)
-
-
 class IssueController(Controller):
     path = "/v1/issues"
     tags = ["issues"]
@@ -460,7 +460,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "reporting an issue")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -493,7 +493,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "assigning an issue")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -514,7 +514,9 @@ class IssueController(Controller):
         self, issue_id: IssueId, request: Request[Any, Any, Any], ctx: Ctx, principal: Caller
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "accepting an issue")
-        return await _run(request, ctx, principal, lambda s: cmd.accept(s, issue_id=issue_id))
+        return await run_and_respond(
+            request, ctx, principal, lambda s: cmd.accept(s, issue_id=issue_id)
+        )
 
     @post(
         "/{issue_id:uuid}/return",
@@ -532,7 +534,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "returning an issue")
-        return await _run(
+        return await run_and_respond(
             request, ctx, principal, lambda s: cmd.return_(s, issue_id=issue_id, reason=data.reason)
         )
 
@@ -553,7 +555,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "extending an issue's deadline")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -576,7 +578,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "noting progress")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -600,7 +602,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "blowing the whistle on an issue")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -629,7 +631,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "answering a whistle")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -652,7 +654,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "resolving an issue")
-        return await _run(
+        return await run_and_respond(
             request, ctx, principal, lambda s: cmd.resolve(s, issue_id=issue_id, result=data.result)
         )
 
@@ -672,7 +674,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "recording the callback")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -706,7 +708,7 @@ class IssueController(Controller):
         override = data.override_reason if data is not None else None
         if override is not None and not principal.is_admin:
             raise forbidden("closing with an override_reason needs the role admin")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -729,7 +731,7 @@ class IssueController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "reopening an issue")
-        return await _run(
+        return await run_and_respond(
             request,
             ctx,
             principal,
@@ -756,13 +758,7 @@ class IssueController(Controller):
             recorded = row is None and await conn.fetchval(STREAM_VISIBLE, scope.root_id, issue_id)
         if row is None:
             if recorded:
-                raise ProblemError(
-                    503,
-                    "Service Unavailable",
-                    "the issue is recorded but not yet readable; retry or pass min_position",
-                    slug="not-caught-up",
-                    headers={"Retry-After": "1"},
-                )
+                raise not_caught_up("issue")
             raise not_found(f"issue {issue_id}")
         return Response(content=_view(row), headers={"ETag": f'"{row["version"]}"'})
 

@@ -36,20 +36,18 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    command_request,
-    command_response,
     provide_ctx,
     provide_principal,
     read_scope,
     require,
+    run_and_respond,
 )
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.auth import Principal
 from services.commands import members as commands
-from services.commands.session import run_command
 from services.context import AppContext
 from services.personal_data_view import Reveal, person_view, record_reveals
-from services.problems import ProblemError, not_found
+from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS, Role
 
 PROJECTIONS = ("members",)
@@ -281,10 +279,10 @@ class MemberController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "registering a member")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.register(
                 s,
                 community_code=data.community_code,
@@ -295,7 +293,6 @@ class MemberController(Controller):
                 grid_code=data.grid_code,
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{member_id:uuid}/services",
@@ -312,15 +309,14 @@ class MemberController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "recording service")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.record_service(
                 s, member_id=member_id, served_on=data.served_on, hours=data.hours, kind=data.kind
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{member_id:uuid}/points",
@@ -338,15 +334,14 @@ class MemberController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "adjusting points")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.adjust_points(
                 s, member_id=member_id, delta=data.delta, reason=data.reason
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{member_id:uuid}/transfer",
@@ -365,10 +360,10 @@ class MemberController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "transferring a member")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.transfer(
                 s,
                 member_id=member_id,
@@ -376,7 +371,6 @@ class MemberController(Controller):
                 grid_code=data.grid_code,
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{member_id:uuid}/deregister",
@@ -393,13 +387,12 @@ class MemberController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "deregistering a member")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.deregister(s, member_id=member_id, reason=data.reason),
         )
-        return command_response(outcome)
 
     @post(
         "/{member_id:uuid}/erase",
@@ -418,13 +411,9 @@ class MemberController(Controller):
     ) -> Response[bytes]:
         require(principal, frozenset({Role.ADMIN}), "erasing a member's personal data")
         reason = data.reason if data is not None else None
-        outcome = await run_command(
-            ctx,
-            principal,
-            await command_request(request),
-            lambda s: commands.erase(s, member_id=member_id, reason=reason),
+        return await run_and_respond(
+            request, ctx, principal, lambda s: commands.erase(s, member_id=member_id, reason=reason)
         )
-        return command_response(outcome)
 
     @get("/{member_id:uuid}", summary="Read a member (ETag: its version)")
     async def read(
@@ -445,13 +434,7 @@ class MemberController(Controller):
                     RECORDED_HERE, scope.root_id, member_id, scope.path, scope.path[:-1] + "0"
                 )
                 if recorded:
-                    raise ProblemError(
-                        503,
-                        "Service Unavailable",
-                        "the member is recorded but not yet readable; retry or pass min_position",
-                        slug="not-caught-up",
-                        headers={"Retry-After": "1"},
-                    )
+                    raise not_caught_up("member")
                 raise not_found(f"member {member_id}")
         reveals: list[Reveal] = []
         view = _view(row, principal, ctx, scope.root_id, reveals)
@@ -533,15 +516,14 @@ class UnitRegistrationController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "registering a unit at a community")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.register_unit(
                 s, unit_code=unit_code, community_code=data.community_code
             ),
         )
-        return command_response(outcome)
 
     @get(
         "/{unit_code:str}/registrations",

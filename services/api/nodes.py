@@ -22,10 +22,11 @@ from services.api.deps import (
     provide_principal,
     read_scope,
     require,
+    run_and_respond,
 )
 from services.commands import nodes as node_commands
 from services.commands.session import run_command
-from services.problems import ProblemError, not_found
+from services.problems import ProblemError, not_caught_up, not_found
 from services.roles import READERS, WRITERS, Role
 
 NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
@@ -166,13 +167,7 @@ class NodeController(Controller):
             row = await conn.fetchrow(READ_NODE, found.id)
         if row is None:
             # Registered, but the read model has not caught up yet.
-            raise ProblemError(
-                503,
-                "Service Unavailable",
-                "the node is recorded but not yet readable; retry or pass min_position",
-                slug="not-caught-up",
-                headers={"Retry-After": "1"},
-            )
+            raise not_caught_up("node")
         view = NodeView(
             id=row["id"],
             code=row["code"],
@@ -209,10 +204,10 @@ class NodeController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "moving a node")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: node_commands.move(
                 s,
                 code=code,
@@ -221,7 +216,6 @@ class NodeController(Controller):
                 reason=data.reason,
             ),
         )
-        return command_response(outcome)
 
     @post("/{code:str}/rename", status_code=200, summary="Rename a node", responses=CHANGED)
     async def rename(
@@ -233,13 +227,9 @@ class NodeController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "renaming a node")
-        outcome = await run_command(
-            ctx,
-            principal,
-            await command_request(request),
-            lambda s: node_commands.rename(s, code=code, name=data.name),
+        return await run_and_respond(
+            request, ctx, principal, lambda s: node_commands.rename(s, code=code, name=data.name)
         )
-        return command_response(outcome)
 
     @post(
         "/{code:str}/close",
@@ -256,10 +246,6 @@ class NodeController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, frozenset({Role.ADMIN}), "closing a node")
-        outcome = await run_command(
-            ctx,
-            principal,
-            await command_request(request),
-            lambda s: node_commands.close(s, code=code, reason=data.reason),
+        return await run_and_respond(
+            request, ctx, principal, lambda s: node_commands.close(s, code=code, reason=data.reason)
         )
-        return command_response(outcome)

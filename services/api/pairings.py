@@ -30,17 +30,15 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    command_request,
-    command_response,
     provide_ctx,
     provide_principal,
     read_scope,
     require,
+    run_and_respond,
 )
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.commands import pairings as commands
-from services.commands.session import run_command
-from services.problems import ProblemError, not_found
+from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS
 
 PROJECTIONS = ("pairings",)
@@ -231,10 +229,10 @@ class PairingController(Controller):
     ) -> Response[bytes]:
         require(principal, WRITERS, "signing a pairing")
         commitments = [(c.title, c.due_on) for c in data.commitments]
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.sign(
                 s,
                 unit_code=data.unit_code,
@@ -244,7 +242,6 @@ class PairingController(Controller):
                 commitments=commitments,
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{pairing_id:uuid}/commitments/{index:int}/fulfil",
@@ -263,15 +260,14 @@ class PairingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "fulfilling a commitment")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.fulfil(
                 s, pairing_id=pairing_id, index=index, evidence=data.evidence
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{pairing_id:uuid}/activities",
@@ -288,10 +284,10 @@ class PairingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, ASSIGNEES, "recording an activity")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.hold_activity(
                 s,
                 pairing_id=pairing_id,
@@ -300,7 +296,6 @@ class PairingController(Controller):
                 participants=data.participants,
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{pairing_id:uuid}/review",
@@ -318,15 +313,14 @@ class PairingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "reviewing a pairing")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.review(
                 s, pairing_id=pairing_id, rating=data.rating, comment=data.comment
             ),
         )
-        return command_response(outcome)
 
     @post(
         "/{pairing_id:uuid}/terminate",
@@ -343,13 +337,12 @@ class PairingController(Controller):
         principal: Caller,
     ) -> Response[bytes]:
         require(principal, WRITERS, "terminating a pairing")
-        outcome = await run_command(
+        return await run_and_respond(
+            request,
             ctx,
             principal,
-            await command_request(request),
             lambda s: commands.terminate(s, pairing_id=pairing_id, reason=data.reason),
         )
-        return command_response(outcome)
 
     @get("/{pairing_id:uuid}", summary="Read a pairing (ETag: its version)")
     async def read(
@@ -369,13 +362,7 @@ class PairingController(Controller):
                     STREAM_RECORDED, scope.root_id, pairing_id, "pairing"
                 )
                 if recorded:
-                    raise ProblemError(
-                        503,
-                        "Service Unavailable",
-                        "the pairing is recorded but not yet readable; retry or pass min_position",
-                        slug="not-caught-up",
-                        headers={"Retry-After": "1"},
-                    )
+                    raise not_caught_up("pairing")
                 raise not_found(f"pairing {pairing_id}")
         view = _view(row, business_date(ctx.clock()))
         return Response(content=view, headers={"ETag": f'"{view.version}"'})
