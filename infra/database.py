@@ -87,12 +87,28 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=str, decoder=str, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def _end_open_transaction(conn: asyncpg.Connection) -> None:
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, session_state: bool = True
+) -> asyncpg.Pool:
+    """An asyncpg pool whose connections decode jsonb as text.
+
+    ``session_state=False``: the pool's users leave nothing in the session (transactions set
+    their role and scope with SET LOCAL; a session advisory lock is released in a ``finally``),
+    so a released connection needs no reset round trip (asyncpg's default runs
+    ``RESET ALL``, ``UNLISTEN *``, ``pg_advisory_unlock_all()``... on every release, one round
+    trip of the few a command makes). A transaction left open is still rolled back.
+    """
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=None if session_state else _end_open_transaction,
         command_timeout=60,
         max_inactive_connection_lifetime=300,
     )

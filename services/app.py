@@ -93,8 +93,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         database_url = resolve_database_url(settings)
+        # Request connections keep no session state (see create_pool); workers hold
+        # LISTENs and session advisory locks, so their pool keeps asyncpg's full reset.
         pool = await create_pool(
-            database_url, min_size=settings.pool_min, max_size=settings.pool_max
+            database_url,
+            min_size=settings.pool_min,
+            max_size=settings.pool_max,
+            session_state=False,
         )
         ctx.pool = pool
         runner: ProjectionRunner | None = None

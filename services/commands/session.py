@@ -3,7 +3,11 @@
 ``run_command`` owns the cross-cutting rules every POST follows:
 * the principal's scope is entered, so row-level security guards every statement;
 * ``Idempotency-Key``: a retry with the same body gets the first response, a different
-  body gets 422; concurrent duplicates are settled by the key's primary key;
+  body gets 422; concurrent duplicates are settled by the key's primary key. The first
+  attempt does not look the key up: its record goes in with the COMMIT, and a key already
+  stored fails that COMMIT, so the retry looks it up and replays. A fresh key (the normal
+  case) thus costs no round trip; a decision that fails looks the key up afterwards, so a
+  retry of a command that succeeded earlier still gets its first answer;
 * ``If-Match``: the aggregate's version must match, else 412;
 * without ``If-Match``, a version conflict is retried (fresh load, fresh decision).
 """
@@ -24,6 +28,7 @@ import msgspec
 
 from domain.base import CivicAggregate
 from infra.database import (
+    DatabaseUnavailable,
     Scope,
     bootstrap_transaction,
     defer_until_commit,
@@ -195,21 +200,43 @@ async def run_command(
     while True:
         attempt += 1
         try:
-            return await _attempt(ctx, principal, request, decide, bootstrap_root)
-        except ConcurrencyError:
-            if request.if_match is not None:
-                raise ProblemError(
-                    412,
-                    "Precondition Failed",
-                    "the aggregate changed while the command ran; reload and retry",
-                ) from None
-            if attempt >= MAX_ATTEMPTS:
+            return await _attempt(
+                ctx, principal, request, decide, bootstrap_root, look_up_key=attempt > 1
+            )
+        except Exception as exc:
+            if _retryable(exc, request, attempt):
+                await asyncio.sleep(random.uniform(0.001, 0.01) * attempt)
+                continue
+            failure = _failure(exc, request)
+            if request.idempotency_key is not None and attempt == 1:
+                # A retry of a command that succeeded may fail as a new decision (the issue
+                # it closed is closed now, the node it made exists): its first answer wins.
+                replay = await _stored_outcome(ctx, principal, request)
+                if replay is not None:
+                    return replay
+            if failure is exc:
                 raise
-        except asyncpg.UniqueViolationError as exc:
-            # Two requests with one Idempotency-Key raced; the loser replays the winner.
-            if exc.table_name != "idempotency_keys" or attempt >= MAX_ATTEMPTS:
-                raise
-        await asyncio.sleep(random.uniform(0.001, 0.01) * attempt)
+            raise failure from None
+
+
+def _retryable(exc: Exception, request: CommandRequest, attempt: int) -> bool:
+    if attempt >= MAX_ATTEMPTS:
+        return False
+    if isinstance(exc, ConcurrencyError):
+        return request.if_match is None
+    # Two requests with one Idempotency-Key raced (or the key was used before): the retry
+    # looks the key up and replays the first answer.
+    return isinstance(exc, asyncpg.UniqueViolationError) and exc.table_name == "idempotency_keys"
+
+
+def _failure(exc: Exception, request: CommandRequest) -> Exception:
+    if isinstance(exc, ConcurrencyError) and request.if_match is not None:
+        return ProblemError(
+            412,
+            "Precondition Failed",
+            "the aggregate changed while the command ran; reload and retry",
+        )
+    return exc
 
 
 async def _attempt(
@@ -218,11 +245,15 @@ async def _attempt(
     request: CommandRequest,
     decide: Decide,
     bootstrap_root: UUID | None,
+    *,
+    look_up_key: bool,
 ) -> CommandOutcome:
     async with ctx.db.acquire() as conn:
         if bootstrap_root is not None:
             async with bootstrap_transaction(conn, bootstrap_root):
-                outcome = await _decide_and_record(ctx, conn, None, principal, request, decide)
+                outcome = await _decide_and_record(
+                    ctx, conn, None, principal, request, decide, look_up_key
+                )
         else:
             async with scoped_transaction(
                 conn,
@@ -230,7 +261,9 @@ async def _attempt(
                 statement_timeout_ms=ctx.settings.statement_timeout_ms,
                 cache=ctx.scopes,
             ) as (_, scope):
-                outcome = await _decide_and_record(ctx, conn, scope, principal, request, decide)
+                outcome = await _decide_and_record(
+                    ctx, conn, scope, principal, request, decide, look_up_key
+                )
     if not outcome.replayed:
         for hook in ctx.after_commit:
             hook(outcome)
@@ -244,19 +277,13 @@ async def _decide_and_record(
     principal: Principal,
     request: CommandRequest,
     decide: Decide,
+    look_up_key: bool,
 ) -> CommandOutcome:
     key = request.idempotency_key
-    if key is not None:
-        row = await conn.fetchrow(FIND_KEY, principal.idempotency_owner, key)
-        if row is not None:
-            if bytes(row["request_hash"]) != request.fingerprint:
-                raise ProblemError(
-                    422,
-                    "Idempotency Key Reused",
-                    "this Idempotency-Key was already used with a different request",
-                    slug="idempotency-key-reused",
-                )
-            return CommandOutcome(row["status"], bytes(row["response"]), replayed=True)
+    if key is not None and look_up_key:
+        replay = _replay(request, await conn.fetchrow(FIND_KEY, principal.idempotency_owner, key))
+        if replay is not None:
+            return replay
     session = CommandSession(ctx, conn, scope, principal, request, ctx.clock())
     status, body = await decide(session)
     encoded = msgspec.json.encode(body)
@@ -274,3 +301,32 @@ async def _decide_and_record(
         )
     position = session.tx.results[-1].position if session.tx.results else None
     return CommandOutcome(status, encoded, position=position)
+
+
+def _replay(request: CommandRequest, row: asyncpg.Record | None) -> CommandOutcome | None:
+    """The stored first answer to this key, or 422 when the key came with another request."""
+    if row is None:
+        return None
+    if bytes(row["request_hash"]) != request.fingerprint:
+        raise ProblemError(
+            422,
+            "Idempotency Key Reused",
+            "this Idempotency-Key was already used with a different request",
+            slug="idempotency-key-reused",
+        )
+    return CommandOutcome(row["status"], bytes(row["response"]), replayed=True)
+
+
+async def _stored_outcome(
+    ctx: AppContext, principal: Principal, request: CommandRequest
+) -> CommandOutcome | None:
+    """Look the request's key up on its own (after a failed first attempt); None when it is
+    not stored or cannot be looked up now (the original failure is then what the client gets)."""
+    try:
+        async with ctx.db.acquire() as conn:
+            row = await conn.fetchrow(
+                FIND_KEY, principal.idempotency_owner, request.idempotency_key
+            )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, DatabaseUnavailable):
+        return None
+    return _replay(request, row)

@@ -569,6 +569,35 @@ async def test_idempotency_key_replays_and_refuses_other_bodies(client, jwt, clo
     assert await event_types(pool, created_id(first.json())) == ["IssueReported", "IssueAssigned"]
 
 
+async def test_a_retry_replays_whether_the_new_decision_would_fail_or_succeed(
+    client, jwt, clock, pool
+):
+    """The first attempt does not look the key up (run_command): a retry is still a replay,
+    both when deciding again fails (closing a closed issue) and when it would succeed
+    (a second progress note), and nothing is recorded twice."""
+    w = await world(client, jwt, clock)
+    issue_id = (await w.report(source="grid"))["id"]
+    await w.assign(issue_id)
+    await w.act(issue_id, "accept", headers=w.unit_h)
+    h = {**w.unit_h, "Idempotency-Key": f"note-{uuid4()}"}
+    url = f"/v1/issues/{issue_id}/progress"
+    first = await client.post(url, json={"note": "已联系物业"}, headers=h)
+    again = await client.post(url, json={"note": "已联系物业"}, headers=h)
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    await w.act(issue_id, "resolve", {"result": "已处理"}, w.unit_h)
+    h = {**w.op, "Idempotency-Key": f"close-{uuid4()}"}
+    first = await client.post(f"/v1/issues/{issue_id}/close", headers=h)
+    again = await client.post(f"/v1/issues/{issue_id}/close", headers=h)
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    # the same key with another request is still refused, also when deciding would fail
+    other = await client.post(f"/v1/issues/{issue_id}/reopen", json={"reason": "反弹"}, headers=h)
+    assert_problem(other, 422)
+    types = await event_types(pool, created_id({"id": issue_id}))
+    assert types.count("IssueProgressNoted") == 1 and types.count("IssueClosed") == 1
+
+
 async def test_concurrent_closes_record_one_issue_closed(client, jwt, clock, pool):
     w = await world(client, jwt, clock)
     issue_id = (await w.report(source="grid"))["id"]
