@@ -3,11 +3,12 @@
 Every function runs inside the caller's transaction, normally a scoped read-only one, so
 row-level security limits it to the caller's subtree whatever the query says.
 
-Verification streams each node's events in ``node_seq`` order through a server-side
-cursor (memory stays bounded by the prefetch), recomputes each event's digest from the
-stored columns and its link from the previous hash, and compares both with what is stored
-and with the node's chain head. The head is read by the same statement as the events (one
-snapshot), so a concurrent append is never mistaken for an inserted or missing event.
+Verification streams every chain of the subtree, node by node in path order and each in
+``node_seq`` order, through one server-side cursor (memory stays bounded by the prefetch),
+recomputes each event's digest from the stored columns and its link from the previous hash,
+and compares both with what is stored and with the node's chain head. The heads are read by
+the same statement as the events (one snapshot), so a concurrent append is never mistaken
+for an inserted or missing event.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from infra.chain import GENESIS, ChainHasher, canonical_event
+from infra.chain import GENESIS, CanonicalText, ChainHasher, canonical_event, encode_canonical
 from infra.directory import DirectoryNode
 from infra.event_codec import decode_json
 from infra.merkle import Head, Step, inclusion_path, leaf_hash, merkle_root
@@ -34,6 +35,8 @@ PREFETCH = 2000
 MAX_LISTED_FAILURES = 100
 #: a proof lists every link from the event to the head; beyond this, ask for a nearer checkpoint.
 MAX_PROOF_LINKS = 100_000
+
+_decoder = msgspec.json.Decoder()  # as event_codec.decode_json, bound once for the hot loop
 
 Reason = Literal["altered", "missing", "inserted", "broken_link"]
 
@@ -53,17 +56,31 @@ _CANONICAL_COLUMNS = (
     " e.idempotency_key"
 )
 
-# One node's chain, oldest first, with its head (InitPlans: evaluated once, same snapshot).
-NODE_CHAIN = f"""
-SELECT e.node_seq, e.position, e.prev_hash, e.hash, {_CANONICAL_COLUMNS},
-       (SELECT h.seq FROM chain_heads h WHERE h.node_id = $1) AS head_seq,
-       (SELECT h.hash FROM chain_heads h WHERE h.node_id = $1) AS head_hash
-FROM events e
-WHERE e.node_id = $1
-ORDER BY e.node_seq
-"""
+# The canonical columns as the JSON text canonical_event writes for them, in CanonicalText's
+# field order (node_id aside): PostgreSQL renders ids and instants, so no UUID or datetime
+# object is built and formatted per event in Python. An infinite instant renders as NULL:
+# no Python datetime stores as one, so such a row can only be a tampered one, and its digest
+# then fails to match.
+_INSTANT = "to_char(e.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+_CANONICAL_TEXT_COLUMNS = (
+    "e.actor, e.causation_id::text, e.correlation_id::text, e.data, e.event_id::text,"
+    f" e.idempotency_key, {_INSTANT.format('occurred_at')}, {_INSTANT.format('recorded_at')},"
+    " e.root_id::text, e.schema_version, e.stream_id::text, e.stream_type, e.type, e.version"
+)
 
-NODE_HEAD = "SELECT seq, hash FROM chain_heads WHERE node_id = $1"
+# Every chain of a list of nodes, node by node (ord) and oldest first, each node's head on
+# every row of it, and one row of NULL events for a node without events. One statement: one
+# snapshot for all chains, and row-level security's scope subplans are built once, not once
+# per node (which cost as much as verifying ~300 events). The plan is a nested loop over the
+# nodes with an index scan per node and an incremental sort on node_seq within each node.
+SUBTREE_CHAINS = f"""
+SELECT n.ord, h.seq, h.hash, e.node_seq, e.position, e.prev_hash, e.hash,
+       {_CANONICAL_TEXT_COLUMNS}
+FROM unnest($1::uuid[]) WITH ORDINALITY AS n(id, ord)
+LEFT JOIN chain_heads h ON h.node_id = n.id
+LEFT JOIN LATERAL (SELECT * FROM events WHERE events.node_id = n.id) e ON true
+ORDER BY n.ord, e.node_seq
+"""
 
 # Heads of a subtree in path order, in one statement: one instant for the whole subtree.
 SUBTREE_HEADS = """
@@ -238,9 +255,9 @@ def _canonical(node_id: UUID, r: asyncpg.Record, offset: int) -> bytes:
     )
 
 
-async def _rows(
+async def _batches(
     conn: asyncpg.Connection, query: str, *args: Any, prefetch: int = PREFETCH
-) -> AsyncGenerator[asyncpg.Record, None]:
+) -> AsyncGenerator[list[asyncpg.Record], None]:
     """The rows of ``query`` through a server-side cursor, ``prefetch`` at a time.
 
     The next batch is requested before this one is handed out, so PostgreSQL produces it
@@ -259,12 +276,21 @@ async def _rows(
             if len(rows) == prefetch:
                 pending = asyncio.ensure_future(cursor.fetch(prefetch))
                 await asyncio.sleep(0)  # let it send the request
-            for r in rows:
-                yield r
+            yield rows
     finally:
         if pending is not None:
             with contextlib.suppress(Exception):
                 await pending
+
+
+async def _rows(
+    conn: asyncpg.Connection, query: str, *args: Any, prefetch: int = PREFETCH
+) -> AsyncGenerator[asyncpg.Record, None]:
+    """``_batches`` one row at a time (same ``aclosing`` rule)."""
+    async with contextlib.aclosing(_batches(conn, query, *args, prefetch=prefetch)) as batches:
+        async for rows in batches:
+            for r in rows:
+                yield r
 
 
 # ---------------------------------------------------------------------------------------
@@ -280,11 +306,127 @@ async def verify_subtree(
     nodes = await conn.fetch(SUBTREE_NODES, node.root_id, lo, hi)
     failures: list[Failure] = []
     events = 0
-    for n in nodes:
-        checked, failure = await _verify_chain(conn, n["id"], n["code"], hasher, prefetch)
+    digest, link, decode = hasher.digest, hasher.link, _decoder.decode
+
+    # The chain being checked, in plain locals: the loop below runs once per event of the
+    # subtree, so no checker object and no closure (its cell variables are slower to read).
+    current = 0  # its ord (1-based index in ``nodes``); 0 before the first row
+    code = ""
+    node_text = ""
+    head: tuple[int, bytes] | None = None
+    expected = 1  # the next seq the chain must have
+    prev = GENESIS  # the stored hash of the event before
+    before_prev: bytes | None = None
+    checked = 0
+    failure: Failure | None = None
+
+    ids = [n["id"] for n in nodes]
+    async with contextlib.aclosing(_batches(conn, SUBTREE_CHAINS, ids, prefetch=prefetch)) as it:
+        async for rows in it:
+            for (
+                ord_,
+                head_seq,
+                head_hash,
+                seq,
+                position,
+                prev_hash,
+                stored,
+                actor,
+                causation_id,
+                correlation_id,
+                data,
+                event_id,
+                idempotency_key,
+                occurred_at,
+                recorded_at,
+                root_id,
+                schema_version,
+                stream_id,
+                stream_type,
+                type_,
+                version,
+            ) in rows:
+                if ord_ != current:
+                    if current:
+                        events += checked
+                        _close_chain(failures, failure, code, expected, prev, head)
+                    current = ord_
+                    code = nodes[ord_ - 1]["code"]
+                    node_text = str(nodes[ord_ - 1]["id"])
+                    head = None if head_seq is None else (head_seq, head_hash)
+                    expected, prev, before_prev, checked, failure = 1, GENESIS, None, 0, None
+                    if seq is None:  # a node without events
+                        continue
+                if failure is not None:  # only the first failure of a chain is reported
+                    continue
+                checked += 1
+                if seq != expected:
+                    failure = (
+                        Failure(
+                            code, expected, "missing", f"seq {expected} is absent; next is {seq}"
+                        )
+                        if seq > expected
+                        else Failure(code, seq, "inserted", f"seq {seq} appears twice")
+                    )
+                elif head is None:
+                    failure = Failure(
+                        code, seq, "inserted", "events stored for a node without a chain head"
+                    )
+                elif seq > head[0]:
+                    failure = Failure(
+                        code, seq, "inserted", f"beyond the chain head (seq {head[0]})"
+                    )
+                elif prev_hash != prev:
+                    failure = (
+                        Failure(
+                            code, seq, "inserted", "links to the predecessor of the event before it"
+                        )
+                        if prev_hash == before_prev
+                        else Failure(
+                            code,
+                            seq,
+                            "broken_link",
+                            "prev_hash is not the hash of the event before it",
+                        )
+                    )
+                elif (
+                    link(
+                        prev_hash,
+                        seq,
+                        position,
+                        digest(
+                            encode_canonical(
+                                CanonicalText(
+                                    actor,
+                                    causation_id,
+                                    correlation_id,
+                                    decode(data),
+                                    event_id,
+                                    idempotency_key,
+                                    node_text,
+                                    occurred_at,
+                                    recorded_at,
+                                    root_id,
+                                    schema_version,
+                                    stream_id,
+                                    stream_type,
+                                    type_,
+                                    version,
+                                )
+                            )
+                        ),
+                    )
+                    != stored
+                ):
+                    failure = Failure(
+                        code, seq, "altered", "the content no longer matches the stored hash"
+                    )
+                else:
+                    before_prev, prev = prev, stored
+                    expected += 1
+    if current:
         events += checked
-        if failure is not None and len(failures) < MAX_LISTED_FAILURES:
-            failures.append(failure)
+        _close_chain(failures, failure, code, expected, prev, head)
     return VerifyReport(
         ok=not failures,
         nodes_checked=len(nodes),
@@ -295,57 +437,39 @@ async def verify_subtree(
     )
 
 
-async def _verify_chain(
-    conn: asyncpg.Connection, node_id: UUID, code: str, hasher: ChainHasher, prefetch: int
-) -> tuple[int, Failure | None]:
-    """(events checked, first failure or None) for one node's chain."""
-    digest, link = hasher.digest, hasher.link
-    expected = 1  # the next seq the chain must have
-    prev = GENESIS  # the stored hash of the event before
-    before_prev: bytes | None = None
-    head: tuple[int, bytes] | None = None
-    checked = 0
+def _close_chain(
+    failures: list[Failure],
+    failure: Failure | None,
+    code: str,
+    expected: int,
+    prev: bytes,
+    head: tuple[int, bytes] | None,
+) -> None:
+    """List the chain's first failure, or the failure of its end against its head."""
+    found = failure if failure is not None else _end_of_chain(code, expected, prev, head)
+    if found is not None and len(failures) < MAX_LISTED_FAILURES:
+        failures.append(found)
 
-    def fail(seq: int, reason: Reason, detail: str) -> tuple[int, Failure]:
-        return checked, Failure(node=code, seq=seq, reason=reason, detail=detail)
 
-    async with contextlib.aclosing(_rows(conn, NODE_CHAIN, node_id, prefetch=prefetch)) as rows:
-        async for r in rows:
-            if checked == 0 and r["head_seq"] is not None:
-                head = (r["head_seq"], bytes(r["head_hash"]))
-            checked += 1
-            seq: int = r[0]
-            if seq > expected:
-                return fail(expected, "missing", f"seq {expected} is absent; next is {seq}")
-            if seq < expected:
-                return fail(seq, "inserted", f"seq {seq} appears twice")
-            if head is None:
-                return fail(seq, "inserted", "events stored for a node without a chain head")
-            if seq > head[0]:
-                return fail(seq, "inserted", f"beyond the chain head (seq {head[0]})")
-            prev_hash = bytes(r[2])
-            if prev_hash != prev:
-                if prev_hash == before_prev:
-                    return fail(seq, "inserted", "links to the predecessor of the event before it")
-                return fail(seq, "broken_link", "prev_hash is not the hash of the event before it")
-            stored = bytes(r[3])
-            if link(prev_hash, seq, r[1], digest(_canonical(node_id, r, 4))) != stored:
-                return fail(seq, "altered", "the content no longer matches the stored hash")
-            before_prev, prev = prev, stored
-            expected += 1
-
-    if checked == 0:
-        row = await conn.fetchrow(NODE_HEAD, node_id)
-        head = (row["seq"], bytes(row["hash"])) if row else (0, GENESIS)
-    assert head is not None
+def _end_of_chain(
+    code: str, expected: int, prev: bytes, head: tuple[int, bytes] | None
+) -> Failure | None:
+    """The check of a chain whose events all verified against its head."""
     last = expected - 1
+    if head is None:  # no head and no events (events without a head fail at the first)
+        head = (0, GENESIS)
     if last < head[0]:
-        return fail(
-            last + 1, "missing", f"the chain head is at seq {head[0]}, the events end at {last}"
+        return Failure(
+            code,
+            last + 1,
+            "missing",
+            f"the chain head is at seq {head[0]}, the events end at {last}",
         )
     if head[1] != prev:
-        return fail(last, "broken_link", "the chain head's hash is not the last event's hash")
-    return checked, None
+        return Failure(
+            code, last, "broken_link", "the chain head's hash is not the last event's hash"
+        )
+    return None
 
 
 # ---------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ implement this interface and compute links in Python instead.
 from __future__ import annotations
 
 import hashlib
+import struct
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -19,6 +21,7 @@ import msgspec
 GENESIS = bytes(32)
 
 _encoder = msgspec.json.Encoder(order="sorted")
+_int8_pair = struct.Struct(">qq").pack  # two big-endian signed int8, as the SQL int8send
 
 
 class ChainHasher(Protocol):
@@ -36,12 +39,38 @@ class Sha256Chain:
         return hashlib.sha256(canonical).digest()
 
     def link(self, prev: bytes, seq: int, position: int, digest: bytes) -> bytes:
-        return hashlib.sha256(
-            prev
-            + seq.to_bytes(8, "big", signed=True)
-            + position.to_bytes(8, "big", signed=True)
-            + digest
-        ).digest()
+        # One pack and one join: about half the time of two to_bytes and three concatenations
+        # (verification computes a link per event).
+        return hashlib.sha256(b"".join((prev, _int8_pair(seq, position), digest))).digest()
+
+
+class CanonicalText(msgspec.Struct, gc=False):
+    """``canonical_event``'s fields with ids and instants already in the JSON text it writes
+    for them (``str(uuid)``; UTC ISO 8601 with microseconds, ``+00:00``) and ``data``
+    decoded. ``encode_canonical`` of one gives ``canonical_event``'s bytes: the fields are
+    declared in key order, so no dict is built and no id or datetime is converted per event
+    (verification's hot path; construct it positionally there).
+    """
+
+    actor: str
+    causation_id: str | None
+    correlation_id: str | None
+    data: Any
+    event_id: str
+    idempotency_key: str | None
+    node_id: str
+    occurred_at: str
+    recorded_at: str
+    root_id: str
+    schema_version: int
+    stream_id: str
+    stream_type: str
+    type: str
+    version: int
+
+
+#: the bytes of a ``CanonicalText`` (the encoder's own method: no wrapper call per event)
+encode_canonical: Callable[[CanonicalText], bytes] = _encoder.encode
 
 
 def _utc(ts: datetime) -> str:
