@@ -783,7 +783,7 @@ class Recount:
 
     def apply(self, e: StoredEvent) -> None:
         event = _decode(e)
-        before = self.aggregates.get(e.stream_id)
+        before: Any = self.aggregates.get(e.stream_id)  # None only for a stream's first event
         t = e.type
         if t == "CommitmentFulfilled":
             self.flows[before.community_id]["fulfilled"] += 1

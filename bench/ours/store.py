@@ -1,7 +1,9 @@
 """Our appends, measured the way a command writes: everything on.
 
-Each operation is one request transaction exactly as ``run_command`` runs it: switch to the
-runtime role and enter the community's scope (row-level security on), append through
+Each operation is one request transaction exactly as ``run_command`` runs it, on a pool made
+the way the API makes its request pool (``create_pool(..., session_state=False)``) and with the
+API's scope cache: switch to the runtime role and enter the community's scope (row-level
+security on; the scope rides along with BEGIN), append through
 ``EventStore.append`` (optimistic concurrency on the expected version, the node's hash-chain
 link, idempotency on the event id), store the request's Idempotency-Key with its response,
 commit. Eight writers on distinct streams spread over 300 community nodes of one county.
@@ -20,7 +22,8 @@ from bench.registry import Context, benchmark, group_fixture
 from bench.timing import async_rate
 from infra import migrator
 from infra.database import (
-    _init_connection,
+    ScopeCache,
+    create_pool,
     defer_until_commit,
     hex_bytea,
     hex_text,
@@ -40,7 +43,9 @@ async def _tree(conn: asyncpg.Connection) -> list[str]:
     """A county with 20 streets x 15 communities, written straight into the directory."""
     county_id = uuid.uuid4()
     county_code = f"{uuid.uuid4().int % 900000 + 100000:06d}000000"
-    rows = [(county_id, county_id, county_code, "县", "county", None, f"/{county_id}/", 1)]
+    rows: list[tuple[uuid.UUID, uuid.UUID, str, str, str, uuid.UUID | None, str, int]] = [
+        (county_id, county_id, county_code, "县", "county", None, f"/{county_id}/", 1)
+    ]
     codes: list[str] = []
     for s in range(1, STREETS + 1):
         sid = uuid.uuid4()
@@ -74,7 +79,10 @@ async def _schema(ctx: Context) -> AsyncIterator[None]:
 async def _appends(ctx: Context, batch: int) -> float:
     store = EventStore()
     communities: list[str] = ctx.state["communities"]
-    pool = await ctx.pool(WRITERS, init=_init_connection)
+    pool = await create_pool(
+        ctx.database_url, min_size=WRITERS, max_size=WRITERS, session_state=False
+    )
+    scopes = ScopeCache()  # as the API's: 2 s
     try:
         # each writer owns streams, each stream lives at one community node
         streams = [
@@ -95,7 +103,10 @@ async def _appends(ctx: Context, batch: int) -> float:
                 for _ in range(batch)
             ]
             key = f"bench-{uuid.uuid4()}"
-            async with pool.acquire() as conn, scoped_transaction(conn, code) as (_, scope):
+            async with (
+                pool.acquire() as conn,
+                scoped_transaction(conn, code, cache=scopes) as (_, scope),
+            ):
                 result = await store.append(
                     TxAppender(conn),
                     root_id=scope.root_id,
