@@ -4,14 +4,19 @@ The API runs exactly like the Litestar anchor (uvicorn subprocess, one worker, a
 with its projector, on the group's scratch database. Each request reports an issue in one of
 300 communities (20 streets x 15) with its own Idempotency-Key: a scoped transaction,
 row-level security, the domain decision, the append with its hash-chain link, the key record.
-Rate limiting is off for the run. Figures: requests/s, p50/p99, errors (must be 0).
+Rate limiting is off for the run. Figures: requests/s, p50/p99, errors (must be 0), and where
+the CPU went per request: ``.server_cpu_ms_per_req`` (the API process, its in-process projector
+included; the Litestar anchor reports the same figure) and ``.db_cpu_ms_per_req`` (the scratch
+database's PostgreSQL backends).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 
@@ -73,6 +78,30 @@ async def _server(ctx: Context) -> AsyncIterator[None]:
         yield
 
 
+def _cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU seconds of these processes (Linux /proc; gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def _backends(ctx: Context) -> set[int]:
+    conn = await ctx.connect()
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return {r["pid"] for r in rows}
+
+
 @benchmark("http.commands_32c", GROUP, "req/s", compare=("litestar.hello_32c",))
 async def commands(ctx: Context) -> float:
     """POST /v1/issues with a JWT and an Idempotency-Key, 32 keep-alive clients."""
@@ -99,6 +128,8 @@ async def commands(ctx: Context) -> float:
             ensure_ascii=False,
         ).encode()
 
+    backends = await _backends(ctx)
+    cpu0, db0 = server.cpu_seconds(), _cpu_seconds(backends)
     res = await run_load(
         f"{server.url}/v1/issues",
         method="POST",
@@ -111,6 +142,12 @@ async def commands(ctx: Context) -> float:
     ctx.report("p50_ms", res.p50_ms, "ms")
     ctx.report("p99_ms", res.p99_ms, "ms")
     ctx.report("errors", res.errors, "count")
+    new = (await _backends(ctx)) - backends  # the pool may have grown under load
+    cpu, db = server.cpu_seconds() - cpu0, _cpu_seconds(backends) - db0 + _cpu_seconds(new)
+    total = sum(res.statuses.values())
+    if total:
+        ctx.report("server_cpu_ms_per_req", cpu * 1000 / total, "ms")
+        ctx.report("db_cpu_ms_per_req", db * 1000 / total, "ms")
     if res.errors:
         raise RuntimeError(f"{res.errors} errors, e.g. {res.error_samples[:2]}")
     return res.rps
