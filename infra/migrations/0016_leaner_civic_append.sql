@@ -7,8 +7,7 @@
 -- (root_id, event_id) key: appends then slow down as the tenant grows (seen: ~16 ms each
 -- after 50k events). A retried append of stored events always finds its stream moved past
 -- the expected version (its own events moved it), so checking only there keeps the
--- semantics, costs nothing on the normal path, and the check now uses a plain variable on
--- the unique key.
+-- semantics and costs nothing on the normal path.
 --
 -- It also runs two statements where it ran five (head + version in one, insert + head move
 -- + answer in one): PostgreSQL's executor start-up per statement was most of an append's
