@@ -73,8 +73,12 @@ class CanonicalText(msgspec.Struct, gc=False):
 encode_canonical: Callable[[CanonicalText], bytes] = _encoder.encode
 
 
-def _utc(ts: datetime) -> str:
+def canonical_instant(ts: datetime) -> str:
+    """How canonical bytes write an instant: UTC, ISO 8601, microseconds, ``+00:00``."""
     return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+_utc = canonical_instant
 
 
 def canonical_event(

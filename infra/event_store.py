@@ -12,7 +12,13 @@ from uuid import UUID
 
 import asyncpg
 
-from infra.chain import ChainHasher, Sha256Chain, canonical_event
+from infra.chain import (
+    CanonicalText,
+    ChainHasher,
+    Sha256Chain,
+    canonical_instant,
+    encode_canonical,
+)
 from infra.event_codec import NewEvent, decode_json
 
 _CONCURRENCY_SQLSTATE = "CV409"
@@ -137,26 +143,37 @@ class EventStore:
         if not events:
             raise ValueError("nothing to append")
         recorded_at = datetime.now(UTC)
-        digests = []
-        for offset, event in enumerate(events, start=1):
-            canonical = canonical_event(
-                root_id=root_id,
-                node_id=node_id,
-                stream_id=stream_id,
-                stream_type=stream_type,
-                version=expected_version + offset,
-                event_id=event.event_id,
-                type=event.type,
-                schema_version=event.schema_version,
-                data=decode_json(event.data),
-                occurred_at=event.occurred_at,
-                recorded_at=recorded_at,
-                actor=context.actor,
-                correlation_id=context.correlation_id,
-                causation_id=context.causation_id,
-                idempotency_key=context.idempotency_key,
+        # canonical_event's bytes, with what the batch shares rendered once (a batch of 100
+        # spent most of its Python time formatting the same ids and instant 100 times)
+        recorded_text = canonical_instant(recorded_at)
+        root_text, node_text, stream_text = str(root_id), str(node_id), str(stream_id)
+        causation = None if context.causation_id is None else str(context.causation_id)
+        correlation = None if context.correlation_id is None else str(context.correlation_id)
+        digest = self.hasher.digest
+        digests = [
+            digest(
+                encode_canonical(
+                    CanonicalText(
+                        context.actor,
+                        causation,
+                        correlation,
+                        decode_json(event.data),
+                        str(event.event_id),
+                        context.idempotency_key,
+                        node_text,
+                        canonical_instant(event.occurred_at),
+                        recorded_text,
+                        root_text,
+                        event.schema_version,
+                        stream_text,
+                        stream_type,
+                        event.type,
+                        expected_version + offset,
+                    )
+                )
             )
-            digests.append(self.hasher.digest(canonical))
+            for offset, event in enumerate(events, start=1)
+        ]
         try:
             rows = await tx.conn.fetch(
                 APPEND,
