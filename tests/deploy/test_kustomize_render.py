@@ -253,7 +253,7 @@ def test_json6902_and_targeted_strategic_merge(fixture_dir: Path) -> None:
 
 def test_json6902_operations() -> None:
     doc = {"a": {"b": [1, 2]}, "c": "x"}
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "add", "path": "/a/b/0", "value": 0},
         {"op": "replace", "path": "/c", "value": "y"},
         {"op": "move", "from": "/c", "path": "/d~1e"},

@@ -269,6 +269,7 @@ async def test_verification_streams_with_a_small_prefetch(client, jwt, pool, ctx
         small = await verify_subtree(conn, node, hasher, prefetch=2)
         large = await verify_subtree(conn, node, hasher, prefetch=5000)
     assert small.first_failure == large.first_failure
+    assert small.first_failure is not None
     assert (small.first_failure.node, small.first_failure.seq, small.first_failure.reason) == (
         t.busy,
         5,
@@ -575,6 +576,7 @@ async def test_inclusion_proofs(client, jwt, pool, app):
 
     # a stored checkpoint covering the event is preferred
     stored = await own_checkpointer(app, pool).take_and_store(t.county)
+    assert stored is not None
     proof = (await client.get(f"/v1/events/{events[5]['event_id']}/proof", headers=h)).json()
     assert proof["checkpoint"]["id"] == stored.id and proof["chain"] == []
     assert verify_proof(proof, trusted_public_key=key)

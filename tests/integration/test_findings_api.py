@@ -4,6 +4,7 @@ review and 回头看, warnings, scope and roles, and every status code the contr
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -545,7 +546,7 @@ async def test_openapi_describes_findings(app):
         assert path in paths, path
 
 
-COMMANDS = {
+COMMANDS: dict[str, tuple[dict[str, Any], tuple[str, ...], str]] = {
     # endpoint: (a valid body, the roles that may send it, the state it needs)
     "progress": ({"note": "推进中", "evidence": "doc://1"}, ("unit",), "assigned"),
     "complete": ({"summary": "已完成"}, ("unit",), "assigned"),

@@ -238,7 +238,7 @@ async def test_a_failed_rebuild_leaves_the_live_projection_alone(app, pool):
 class Unsupported:
     name = "unsupported_demo"
     handles = frozenset({"NodeRegistered"})
-    tables = ("events",)  # has triggers: refused before anything is touched
+    tables: tuple[str, ...] = ("events",)  # has triggers: refused before anything is touched
 
     async def apply(self, conn: Any, events: Sequence[StoredEvent]) -> None:
         raise AssertionError("never called")

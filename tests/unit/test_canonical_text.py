@@ -35,7 +35,7 @@ def text_of(value: UUID | None) -> str | None:
 
 # PostgreSQL text and jsonb strings hold neither NUL nor lone surrogates; anything else goes.
 texts = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=40
 )
 json_values = st.recursive(
     st.none()

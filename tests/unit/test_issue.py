@@ -195,6 +195,7 @@ def test_report_at_a_closed_node() -> None:
 def test_report_keeps_the_platforms_work_order_number() -> None:
     issue = report(source="hotline", external_id="  12345-20240301-0007 ")
     events = list(issue.collect_events())
+    assert isinstance(events[0], Issue.Reported)
     assert events[0].external_id == "12345-20240301-0007"
     assert issue.external_id == "12345-20240301-0007"
     assert replay(events).external_id == "12345-20240301-0007"
