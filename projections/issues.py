@@ -2,7 +2,9 @@
 
 One row per issue in ``rm_issues`` (migration 0012). Every statement is guarded by the
 stream version (``version < $v``), so a batch applied twice changes nothing; an event for an
-issue the table does not know raises (the runner stops and retries, never skips).
+issue the table does not know raises (the runner stops and retries, never skips). A batch is
+written with a few set-based or pipelined statements (see ``IssuesProjection.apply``): the
+projector shares the API's event loop, where every awaited round trip costs a turn.
 
 ``overdue`` is deliberately not stored: it depends on the time of the read (see
 ``OVERDUE_SQL``), while ``overdue_recorded_due_at`` says which deadline the clock has already
@@ -42,11 +44,15 @@ ESCALATION_OVERDUE_SQL = (
     "AND i.escalation_respond_by < {now})))"
 )
 
-INSERT_ISSUE = """
+# Every IssueReported of a batch in one statement (one array per column).
+INSERT_ISSUES = """
 INSERT INTO rm_issues (root_id, id, node_id, node_code, title, description, category, source,
                        external_id, status, requested_due_at, due_at, reported_at, version,
                        updated_at)
-VALUES ($1, $2, $5, $6, $7, $8, $9, $10, $11, 'reported', $12, $12, $4, $3, $4)
+SELECT r, i, n, nc, t, d, c, s, x, 'reported', due, due, at, v, at
+FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::timestamptz[], $5::uuid[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+     AS u(r, i, v, at, n, nc, t, d, c, s, x, due)
 ON CONFLICT (root_id, id) DO NOTHING
 """
 
@@ -97,7 +103,12 @@ REOPENED = _update(
 OVERDUE = _update("overdue_recorded_due_at = $5, overdue_recorded_at = $4")
 ESCALATION_OVERDUE = _update("escalation_overdue = true")
 
-KNOWN_VERSION = "SELECT version FROM rm_issues WHERE root_id = $1 AND id = $2"
+# The first of the given issues that is not in the read model, if any.
+FIRST_UNKNOWN = """
+SELECT k.ord FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(root_id, id, ord)
+WHERE NOT EXISTS (SELECT 1 FROM rm_issues i WHERE i.root_id = k.root_id AND i.id = k.id)
+ORDER BY k.ord LIMIT 1
+"""
 
 
 class _Reported(msgspec.Struct):
@@ -207,33 +218,64 @@ class IssuesProjection:
     tables: tuple[str, ...] = ("rm_issues",)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+        """The batch in a few statements, with the effect of applying its events one by one.
+
+        Creations go first, in one INSERT: an issue's IssueReported precedes all its other
+        events, and rows of different issues do not interact. The updates go in rounds,
+        the k-th round holding every issue's k-th update of the batch, one pipelined
+        ``executemany`` per event type and round: each row still sees its events in order.
+        """
+        reported: list[tuple[Any, ...]] = []
+        # round -> event type -> parameters, in order of first appearance
+        rounds: list[dict[str, list[tuple[Any, ...]]]] = []
+        seen: dict[tuple[UUID, UUID], int] = {}
+        updated: list[StoredEvent] = []
         for e in events:
             if e.type == "IssueReported":
                 r = msgspec.json.decode(e.data, type=_Reported)
-                await conn.execute(
-                    INSERT_ISSUE,
-                    e.root_id,
-                    e.stream_id,
-                    e.version,
-                    e.occurred_at,
-                    r.node_id,
-                    r.node_code,
-                    r.title,
-                    r.description,
-                    r.category,
-                    r.source,
-                    r.external_id,
-                    r.due_at,
+                reported.append(
+                    (
+                        e.root_id,
+                        e.stream_id,
+                        e.version,
+                        e.occurred_at,
+                        r.node_id,
+                        r.node_code,
+                        r.title,
+                        r.description,
+                        r.category,
+                        r.source,
+                        r.external_id,
+                        r.due_at,
+                    )
                 )
                 continue
-            sql, extra = UPDATES[e.type]
-            status = await conn.execute(
-                sql, e.root_id, e.stream_id, e.version, e.occurred_at, *extra(e.data)
+            _sql, extra = UPDATES[e.type]
+            key = (e.root_id, e.stream_id)
+            k = seen.get(key, 0)
+            seen[key] = k + 1
+            if k == len(rounds):
+                rounds.append({})
+            rounds[k].setdefault(e.type, []).append(
+                (e.root_id, e.stream_id, e.version, e.occurred_at, *extra(e.data))
             )
-            if status == "UPDATE 0":
-                known = await conn.fetchval(KNOWN_VERSION, e.root_id, e.stream_id)
-                if known is None:
-                    raise RuntimeError(
-                        f"{e.type} v{e.version} of issue {e.stream_id}: the issue is not in the "
-                        "read model"
-                    )
+            updated.append(e)
+        if reported:
+            await conn.execute(
+                INSERT_ISSUES, *(list(column) for column in zip(*reported, strict=True))
+            )
+        for by_type in rounds:
+            for event_type, rows in by_type.items():
+                await conn.executemany(UPDATES[event_type][0], rows)
+        if updated:
+            # An update of an issue the table does not know would have changed nothing: it
+            # must stop the projection (never skip), whatever the version guards did.
+            first = await conn.fetchval(
+                FIRST_UNKNOWN, [e.root_id for e in updated], [e.stream_id for e in updated]
+            )
+            if first is not None:
+                e = updated[first - 1]
+                raise RuntimeError(
+                    f"{e.type} v{e.version} of issue {e.stream_id}: the issue is not in the "
+                    "read model"
+                )

@@ -4,7 +4,12 @@
   connection that also writes the projection's rows. If the owner dies, its connection
   closes, the lock is released, and another process's runner takes over.
 * Exactly once: a batch's read-model writes and the checkpoint commit together.
+* Cheap when idle: the settled events are read outside any transaction (one statement that
+  also returns the horizon); a batch that applies nothing writes nothing, its checkpoint
+  kept in memory and stored at most every ``checkpoint_interval`` (see ``wait_for_position``
+  for what readers make of a checkpoint that lags behind positions it has no events at).
 * Live: woken by in-process pokes and by NOTIFY from other processes; polls as a fallback.
+  A projection that has been idle for ``quiet_after`` polls at most every ``quiet_poll_gap``.
 * Only settled positions are read (below the transaction horizon), so nothing appears
   behind a checkpoint later.
 * A failing projection stops and reports (log, metric, ``projection_checkpoints.error``);
@@ -23,7 +28,7 @@ import asyncio
 import contextlib
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -41,20 +46,48 @@ NOTIFY_CHANNEL = "civic_events"
 CONTROL_CHANNEL = "civic_projection_control"
 _LOCK_CLASS = 0x6369  # advisory-lock namespace "ci"
 
+# The horizon first, then the events (NULLs when there are none): one statement, so one
+# snapshot and one round trip, and no transaction held open while the batch is prepared.
 READ_BATCH = f"""
-SELECT {EVENT_COLUMNS} FROM events
-WHERE position > $1 AND position < $2 AND type = ANY($3::text[])
-ORDER BY position
-LIMIT $4
+SELECT h.horizon, e.*
+FROM (SELECT civic_horizon() AS horizon) h
+LEFT JOIN LATERAL (
+    SELECT {EVENT_COLUMNS} FROM events
+    WHERE position > $1 AND position < h.horizon AND type = ANY($2::text[])
+    ORDER BY position
+    LIMIT $3
+) e ON true
 """
 
 ENSURE_CHECKPOINT = """
 INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING
 """
 READ_CHECKPOINT = "SELECT position FROM projection_checkpoints WHERE name = $1"
-SAVE_CHECKPOINT = """
-UPDATE projection_checkpoints SET position = $2, updated_at = now(), error = NULL WHERE name = $1
-"""
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"  # standard_conforming_strings: the default
+
+
+def begin_batch(name: str, checkpoint: int) -> str:
+    """Opens a batch's transaction and moves the checkpoint in one round trip (the simple
+    protocol takes several statements, not parameters: hence the literals). Moved first, so
+    the batch's statements follow without waiting in between; should one fail, all of it
+    rolls back.
+
+    Asynchronous commit: the rows and the checkpoint still commit atomically, so a server
+    crash can only lose the last few batches *together with* their checkpoint, and those
+    are replayed from the events (committed synchronously, and earlier in the WAL than any
+    batch derived from them). What it saves is a WAL flush per batch, which the commit
+    would otherwise wait for while the API's transactions queue behind it.
+    """
+    return (
+        "BEGIN; SET LOCAL synchronous_commit TO off; "
+        f"UPDATE projection_checkpoints SET position = {int(checkpoint)}, updated_at = now(),"
+        f" error = NULL WHERE name = {_literal(name)}"
+    )
+
+
 SAVE_ERROR = "UPDATE projection_checkpoints SET error = $2, updated_at = now() WHERE name = $1"
 
 # The oldest settled event a projection has still to process, and how long ago it was recorded.
@@ -94,34 +127,71 @@ class Wakeup:
 class ProjectionState:
     projection: Projection
     wakeup: Wakeup = field(default_factory=Wakeup)
+    #: everything settled up to here is applied (in memory; may be ahead of ``stored``).
     checkpoint: int = 0
+    #: the checkpoint as stored in ``projection_checkpoints``, and when it was written.
+    stored: int = 0
+    stored_at: float = 0.0
+    #: when a batch last applied events (monotonic clock).
+    active_at: float = 0.0
     owned: bool = False
     applied: int = 0
     #: another process (a rebuild) asked the owner to release the projection.
     yield_requested: bool = False
 
 
+async def read_batch(
+    conn: asyncpg.Connection, projection: Projection, after: int, batch_size: int
+) -> tuple[int, list[StoredEvent]]:
+    """The horizon and the first ``batch_size`` settled events ``projection`` handles after
+    ``after``."""
+    rows = await conn.fetch(READ_BATCH, after, list(projection.handles), batch_size)
+    horizon: int = rows[0][0]
+    if rows[0][1] is None:
+        return horizon, []
+    return horizon, [StoredEvent(*tuple(r)[1:]) for r in rows]
+
+
+def stores(events: Sequence[StoredEvent], checkpoint: int, stored: int, store_idle: bool) -> bool:
+    """Whether a batch writes its checkpoint: always with events, else when ``store_idle``
+    and it moves past the stored one."""
+    return bool(events) or (store_idle and checkpoint > stored)
+
+
 async def apply_batch(
-    conn: asyncpg.Connection, projection: Projection, checkpoint: int, batch_size: int
+    conn: asyncpg.Connection,
+    projection: Projection,
+    checkpoint: int,
+    batch_size: int,
+    *,
+    stored: int | None = None,
+    store_idle: bool = True,
 ) -> tuple[int, int, Sequence[StoredEvent]]:
     """One step: read what is settled after ``checkpoint``, apply it, move the checkpoint.
 
-    Returns (new checkpoint, horizon, events applied). Runs in its own transaction.
+    Returns (new checkpoint, horizon, events applied). The events are read before the write
+    transaction opens, so it stays as short as the writes: an open transaction holds back
+    the horizon of every reader. A batch without events writes the checkpoint only when
+    ``store_idle`` and it is ahead of ``stored`` (the stored checkpoint, by default
+    ``checkpoint``).
     """
-    async with conn.transaction():
-        horizon: int = await conn.fetchval("SELECT civic_horizon()")
-        rows = await conn.fetch(
-            READ_BATCH, checkpoint, horizon, list(projection.handles), batch_size
-        )
-        events = [StoredEvent.from_record(r) for r in rows]
+    horizon, events = await read_batch(conn, projection, checkpoint, batch_size)
+    # A short batch means everything below the horizon has been seen.
+    new_checkpoint = events[-1].position if len(events) == batch_size else horizon - 1
+    new_checkpoint = max(new_checkpoint, checkpoint)
+    stored = checkpoint if stored is None else stored
+    if not stores(events, new_checkpoint, stored, store_idle):
+        return new_checkpoint, horizon, events
+    await conn.execute(begin_batch(projection.name, new_checkpoint))
+    try:
         if events:
             await projection.apply(conn, events)
-        # A short batch means everything below the horizon has been seen.
-        new_checkpoint = events[-1].position if len(events) == batch_size else horizon - 1
-        if new_checkpoint > checkpoint:
-            await conn.execute(SAVE_CHECKPOINT, projection.name, new_checkpoint)
-        else:
-            new_checkpoint = checkpoint
+        await conn.execute("COMMIT")
+    except BaseException:
+        if conn.is_in_transaction():
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+        raise
     return new_checkpoint, horizon, events
 
 
@@ -136,6 +206,9 @@ class ProjectionRunner:
         poll_interval: float = 1.0,
         acquire_interval: float = 2.0,
         lag_interval: float = 5.0,
+        checkpoint_interval: float = 1.0,
+        quiet_after: float = 0.5,
+        quiet_poll_gap: float = 0.02,
     ) -> None:
         self.pool = pool
         self.states = {p.name: ProjectionState(p) for p in projections}
@@ -144,6 +217,9 @@ class ProjectionRunner:
         self.poll_interval = poll_interval
         self.acquire_interval = acquire_interval
         self.lag_interval = lag_interval
+        self.checkpoint_interval = checkpoint_interval
+        self.quiet_after = quiet_after
+        self.quiet_poll_gap = quiet_poll_gap
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
         self._stopping = asyncio.Event()
@@ -261,6 +337,7 @@ class ProjectionRunner:
     async def _run(self, conn: asyncpg.Connection, state: ProjectionState) -> None:
         projection = state.projection
         state.checkpoint = await conn.fetchval(READ_CHECKPOINT, projection.name) or 0
+        state.stored, state.stored_at = state.checkpoint, time.monotonic()
         backoff = 0.5
         quick_polls = 0
         while not self._stopping.is_set():
@@ -269,8 +346,19 @@ class ProjectionRunner:
                 return  # the caller releases the lock; someone else may take it now
             try:
                 started = time.perf_counter()
+                polled_at = time.monotonic()
+                # Every commit wakes every projection: storing the checkpoint of a batch
+                # that applied nothing would cost each of them a write transaction per
+                # commit. Stored now and then instead, so that a restart does not rescan
+                # long and ``projection_status`` stays meaningful.
+                store_idle = time.monotonic() - state.stored_at >= self.checkpoint_interval
                 new_cp, _horizon, events = await apply_batch(
-                    conn, projection, state.checkpoint, self.batch_size
+                    conn,
+                    projection,
+                    state.checkpoint,
+                    self.batch_size,
+                    stored=state.stored,
+                    store_idle=store_idle,
                 )
             except (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
                 raise
@@ -284,6 +372,8 @@ class ProjectionRunner:
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 0.5
+            if stores(events, new_cp, state.stored, store_idle):
+                state.stored, state.stored_at = new_cp, time.monotonic()
             state.checkpoint = new_cp
             state.applied += len(events)
             if self.metrics:
@@ -301,6 +391,7 @@ class ProjectionRunner:
             # back after a wake-up, so re-poll quickly a few times before waiting long.
             if events:
                 quick_polls = 5
+                state.active_at = time.monotonic()
             if quick_polls > 0:
                 quick_polls -= 1
                 timeout = 0.005 * (6 - quick_polls)
@@ -308,6 +399,14 @@ class ProjectionRunner:
                 timeout = self.poll_interval
             if await state.wakeup.wait(timeout):
                 quick_polls = 5
+            # Every commit pokes every projection. One that has had nothing to apply for a
+            # while (the load is not its events) re-polls at most every ``quiet_poll_gap``
+            # however often it is poked: its polls would cost the API's event loop and the
+            # database a query per commit. The price: its next event may wait that long.
+            if time.monotonic() - state.active_at > self.quiet_after:
+                gap = self.quiet_poll_gap - (time.monotonic() - polled_at)
+                if gap > 0:
+                    await asyncio.sleep(gap)
 
     async def _sample_lag(self) -> None:
         """Every ``lag_interval``: every projection's lag from the database, owned here or
@@ -332,20 +431,61 @@ async def lag_seconds(conn: asyncpg.Connection, projection: Projection, checkpoi
     return lag or 0.0
 
 
+# Reached when the stored checkpoint is at ``position``, or when ``position`` is settled and
+# the projection has no event in (stored checkpoint, position]: its read model then already
+# says what it will say as of ``position``. The runner stores a checkpoint only with a batch
+# that applied events (and now and then), so without the second branch a reader would wait
+# for a projection that had nothing to do. Only for the projections whose events are known
+# (``$3`` names, ``$4`` / ``$5`` their (name, type) pairs); others need the checkpoint.
+REACHED = """
+SELECT count(*) = cardinality($1::text[]) AND coalesce(bool_and(
+    c.position >= $2 OR (
+        c.name = ANY($3::text[]) AND $2 < civic_horizon() AND NOT EXISTS (
+            SELECT 1 FROM events e
+            WHERE e.position > c.position AND e.position <= $2
+              AND e.type IN (SELECT h.type FROM unnest($4::text[], $5::text[]) AS h(name, type)
+                             WHERE h.name = c.name)))), true)
+FROM projection_checkpoints c WHERE c.name = ANY($1::text[])
+"""
+
+
+def _handles_by_name() -> dict[str, frozenset[str]]:
+    from projections.registry import all_projections  # the registry imports every module
+
+    return {p.name: p.handles for p in all_projections()}
+
+
+_HANDLES: dict[str, frozenset[str]] = {}
+
+
 async def wait_for_position(
-    conn: asyncpg.Connection, names: Sequence[str], position: int, *, timeout: float = 5.0
+    conn: asyncpg.Connection,
+    names: Sequence[str],
+    position: int,
+    *,
+    timeout: float = 5.0,
+    handles: Mapping[str, frozenset[str]] | None = None,
 ) -> bool:
-    """Wait until every named projection has processed ``position``; False on timeout."""
+    """Wait until every named projection has processed ``position``; False on timeout.
+
+    ``handles``: the events of each projection, by default those of the registry's."""
+    if handles is None:
+        if not _HANDLES:
+            _HANDLES.update(_handles_by_name())
+        handles = _HANDLES
+    known = [n for n in names if n in handles]
+    pairs = [(n, t) for n in known for t in sorted(handles[n])]
+    args = (
+        list(names),
+        position,
+        known,
+        [n for n, _ in pairs],
+        [t for _, t in pairs],
+    )
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
-        reached = await conn.fetchval(
-            "SELECT coalesce(min(position), 0) >= $2 AND count(*) = cardinality($1::text[])"
-            " FROM projection_checkpoints WHERE name = ANY($1::text[])",
-            list(names),
-            position,
-        )
-        if reached:
+        if await conn.fetchval(REACHED, *args):
             return True
         if time.monotonic() >= deadline:
             return False

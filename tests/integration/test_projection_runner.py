@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -13,7 +13,7 @@ import msgspec
 from infra.database import system_transaction
 from infra.event_codec import NewEvent
 from infra.event_store import AppendContext, EventStore, StoredEvent, TxAppender
-from projections.runner import ProjectionRunner, apply_batch
+from projections.runner import ProjectionRunner, apply_batch, wait_for_position
 
 store = EventStore()
 
@@ -34,7 +34,7 @@ class Recorder:
         )
 
 
-async def _probe_events(pool: asyncpg.Pool, n: int) -> list[int]:
+async def _probe_events(pool: asyncpg.Pool, n: int, kind: str = "RunnerProbe") -> list[int]:
     root, node = uuid4(), uuid4()
     positions: list[int] = []
     for _ in range(n):
@@ -47,7 +47,7 @@ async def _probe_events(pool: asyncpg.Pool, n: int) -> list[int]:
                 stream_id=uuid4(),
                 stream_type="probe",
                 expected_version=0,
-                events=[NewEvent(uuid4(), "RunnerProbe", 1, data, datetime.now(UTC))],
+                events=[NewEvent(uuid4(), kind, 1, data, datetime.now(UTC))],
                 context=AppendContext(actor="test"),
             )
             positions.extend(result.positions)
@@ -142,3 +142,87 @@ async def test_a_failed_batch_moves_nothing(pool):
         new_checkpoint, _, events = await apply_batch(conn, projection, start, 100)
         assert [e.position for e in events] == positions
         assert new_checkpoint >= positions[-1]
+
+
+async def _stored(pool: asyncpg.Pool, name: str) -> int:
+    async with pool.acquire() as conn:
+        value: int = await conn.fetchval(
+            "SELECT position FROM projection_checkpoints WHERE name = $1", name
+        )
+    return value
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition never met"
+        await asyncio.sleep(0.02)
+
+
+async def test_batches_without_events_store_no_checkpoint_yet_readers_are_not_kept_waiting(pool):
+    projection = await _setup(pool)
+    handles = {projection.name: projection.handles}
+    runner = ProjectionRunner(
+        pool, [projection], poll_interval=0.05, acquire_interval=0.1, checkpoint_interval=3600
+    )
+    await runner.start()
+    state = runner.states[projection.name]
+    try:
+        [applied] = await _probe_events(pool, 1)
+        await _wait_for(pool, projection.table, 1)
+        assert await _stored(pool, projection.name) >= applied  # stored with the rows
+
+        others = await _probe_events(pool, 3, kind="OtherProbe")
+        runner.poke()
+
+        async def passed_others() -> bool:
+            return state.checkpoint >= others[-1]
+
+        await _until(passed_others)
+        # the runner moved past them in memory only ...
+        assert await _stored(pool, projection.name) < others[0]
+        async with pool.acquire() as conn:
+            # ... and a reader waiting for them is not kept waiting: nothing to apply there
+            assert await wait_for_position(
+                conn, [projection.name], others[-1], timeout=2, handles=handles
+            )
+            # without knowing the projection's events, only the stored checkpoint counts
+            assert not await wait_for_position(
+                conn, [projection.name], others[-1], timeout=0.1, handles={}
+            )
+    finally:
+        await runner.stop()
+
+    # an event it handles, not applied (nobody runs it): a reader must wait for it
+    [pending] = await _probe_events(pool, 1)
+    async with pool.acquire() as conn:
+        for _ in range(500):
+            if await conn.fetchval("SELECT civic_horizon()") > pending:
+                break
+            await asyncio.sleep(0.01)
+        assert not await wait_for_position(
+            conn, [projection.name], pending, timeout=0.2, handles=handles
+        )
+        assert not await wait_for_position(
+            conn, [projection.name], pending + 1, timeout=0.2, handles=handles
+        )
+
+
+async def test_an_idle_checkpoint_is_stored_after_the_interval(pool):
+    projection = await _setup(pool)
+    runner = ProjectionRunner(
+        pool, [projection], poll_interval=0.05, acquire_interval=0.1, checkpoint_interval=0.2
+    )
+    await runner.start()
+    try:
+        others = await _probe_events(pool, 2, kind="OtherProbe")
+        runner.poke()
+
+        async def stored() -> bool:
+            return await _stored(pool, projection.name) >= others[-1]
+
+        await _until(stored)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval(f"SELECT count(*) FROM {projection.table}") == 0
+    finally:
+        await runner.stop()
