@@ -329,13 +329,13 @@ FROM json_array_elements($1::json) AS x
 # before that day (the day's own row, else the one it carries forward, else zero) + the sum
 # of the node's deltas up to and including that day (a window over the node's days: later
 # days of the same write carry the earlier deltas).
-_RUNNING_DELTAS = f"""
+UPSERT_DAYS = f"""
+WITH d AS (
     SELECT root_id, node_id, day,
            {", ".join(f"sum({c}) OVER w AS {c}" for c in COUNTERS)}
     FROM ({_DELTAS}) x
     WINDOW w AS (PARTITION BY root_id, node_id ORDER BY day)
-"""
-_UPSERT_DAYS = f"""
+)
 INSERT INTO rm_stats_daily (root_id, node_id, day, {_COLS})
 SELECT d.root_id, d.node_id, d.day,
        {", ".join(f"coalesce(p.{c}, 0) + d.{c}" for c in COUNTERS)}
@@ -358,17 +358,6 @@ FROM (SELECT root_id, node_id, min(day) AS day FROM ({_DELTAS}) x GROUP BY root_
 WHERE EXISTS (SELECT 1 FROM rm_stats_daily r
               WHERE r.root_id = k.root_id AND r.node_id = k.node_id AND r.day > k.day)
 """
-
-# The whole write of a batch in one round trip: the aggregates ($1, as for SAVE_AGGREGATES),
-# the day rows ($2, through d into _UPSERT_DAYS) and, as its result, LATER_ROWS. Every part
-# sees the snapshot from before the statement, so LATER_ROWS sees only rows stored before.
-WRITE_BATCH = f"""
-WITH aggregates AS ({SAVE_AGGREGATES}),
-d AS ({_RUNNING_DELTAS.replace("$1", "$2")}),
-days AS ({_UPSERT_DAYS})
-{LATER_ROWS.replace("$1", "$2")}
-"""
-
 # Add a delta to a node's stored rows in (after, before), bounds excluded (``before`` NULL:
 # no upper bound).
 CARRY_FORWARD = f"""
@@ -750,19 +739,29 @@ class _Batch:
 
     # -- writing ---------------------------------------------------------------------------
     async def flush(self) -> None:
-        """Write the dirty aggregates and the deltas into the cumulative rows (see
-        WRITE_BATCH) in one statement; then, in the rare case of stored rows after a node's
-        first day here (out-of-order business days), add the deltas to those rows as well."""
         self.propagate()
-        aggregates = self.aggregates
-        agg_rows = [
-            (a.root, a.id, a.node, a.kind, a.flags, a.due_at, a.version)
-            for a in (aggregates[k] for k in self.dirty)
-        ]
-        day_rows = [(*key, *vec) for key, vec in self.deltas.items() if any(vec)]
-        if not agg_rows and not day_rows:
+        await self.write_aggregates()
+        await self._flush_days()
+
+    async def write_aggregates(self) -> None:
+        if self.dirty:
+            aggregates = self.aggregates
+            rows = [
+                (a.root, a.id, a.node, a.kind, a.flags, a.due_at, a.version)
+                for a in (aggregates[k] for k in self.dirty)
+            ]
+            await self.conn.execute(SAVE_AGGREGATES, _json(rows))
+
+    async def _flush_days(self) -> None:
+        """Write the deltas into the cumulative rows (see UPSERT_DAYS); then, in the rare
+        case of stored rows after a node's first day here (out-of-order business days),
+        add the deltas to those rows as well."""
+        rows = [(*key, *vec) for key, vec in self.deltas.items() if any(vec)]
+        if not rows:
             return
-        later = await self.conn.fetch(WRITE_BATCH, _json(agg_rows), _json(day_rows))
+        payload = _json(rows)
+        later = await self.conn.fetch(LATER_ROWS, payload)
+        await self.conn.execute(UPSERT_DAYS, payload)
         for r in later:
             root, node = str(r["root_id"]), str(r["node_id"])
             entries = sorted(
