@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -102,13 +102,12 @@ async def _backends(ctx: Context) -> set[int]:
     return {r["pid"] for r in rows}
 
 
-@benchmark("http.commands_32c", GROUP, "req/s", compare=("litestar.hello_32c",))
-async def commands(ctx: Context) -> float:
-    """POST /v1/issues with a JWT and an Idempotency-Key, 32 keep-alive clients."""
-    server = ctx.state["server"]
-    communities: list[str] = ctx.state["communities"]
-    auth = f"Bearer {ctx.state['token']}"
-    run = uuid.uuid4().hex[:8]
+def issue_requests(
+    communities: list[str], token: str, run: str
+) -> tuple[Callable[[int], dict[str, str]], Callable[[int], bytes]]:
+    """Headers and body of the i-th ``POST /v1/issues`` of a run: a report in community
+    ``i mod 300``, with its own Idempotency-Key."""
+    auth = f"Bearer {token}"
 
     def headers(i: int) -> dict[str, str]:
         return {
@@ -128,6 +127,16 @@ async def commands(ctx: Context) -> float:
             ensure_ascii=False,
         ).encode()
 
+    return headers, body
+
+
+@benchmark("http.commands_32c", GROUP, "req/s", compare=("litestar.hello_32c",))
+async def commands(ctx: Context) -> float:
+    """POST /v1/issues with a JWT and an Idempotency-Key, 32 keep-alive clients."""
+    server = ctx.state["server"]
+    headers, body = issue_requests(
+        ctx.state["communities"], ctx.state["token"], uuid.uuid4().hex[:8]
+    )
     backends = await _backends(ctx)
     cpu0, db0 = server.cpu_seconds(), _cpu_seconds(backends)
     res = await run_load(

@@ -47,15 +47,14 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import httpx
 
 from bench.load import run_load
-from bench.ours.http import SECRET, _tenant, _token
+from bench.ours.http import SECRET, _tenant, _token, issue_requests
 from bench.registry import Context, benchmark, group_fixture
 from bench.server import Server, uvicorn_server
 from bench.timing import percentile
@@ -171,29 +170,10 @@ async def _get_until_visible(
     return None, n
 
 
-def _requests(ctx: Context, run: str) -> tuple[Any, Any]:
-    communities: list[str] = ctx.state["communities"]
-    auth = f"Bearer {ctx.state['token']}"
-
-    def headers(i: int) -> dict[str, str]:
-        return {
-            "Content-Type": "application/json",
-            "Authorization": auth,
-            "Idempotency-Key": f"{run}-{i}",
-        }
-
-    def body(i: int) -> bytes:
-        return json.dumps(
-            {
-                "node_code": communities[i % len(communities)],
-                "title": "北门路灯不亮",
-                "category": "public-safety",
-                "source": "grid",
-            },
-            ensure_ascii=False,
-        ).encode()
-
-    return headers, body
+def _requests(
+    ctx: Context, run: str
+) -> tuple[Callable[[int], dict[str, str]], Callable[[int], bytes]]:
+    return issue_requests(ctx.state["communities"], ctx.state["token"], run)
 
 
 @benchmark("projection.lag_half_load", GROUP, "req/s", higher_is_better=True)

@@ -28,10 +28,10 @@ from infra.database import scoped_transaction
 from infra.directory import DirectoryNode
 from services.auth import Principal
 from services.commands.lookup import node_in_root, node_in_scope
-from services.commands.session import FIND_KEY, CommandRequest, CommandSession
+from services.commands.session import FIND_KEY, CommandRequest, CommandSession, stored_answer
 from services.context import AppContext
 from services.deadlines import DueItem
-from services.problems import ProblemError, forbidden, not_found
+from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 
 
@@ -378,16 +378,8 @@ async def batch_replay(
         if request.idempotency_key is None:
             return None
         row = await conn.fetchrow(FIND_KEY, principal.idempotency_owner, request.idempotency_key)
-    if row is None:
-        return None
-    if bytes(row["request_hash"]) != request.fingerprint:
-        raise ProblemError(
-            422,
-            "Idempotency Key Reused",
-            "this Idempotency-Key was already used with a different request",
-            slug="idempotency-key-reused",
-        )
-    return row["status"], bytes(row["response"])
+    replay = stored_answer(request, row)
+    return None if replay is None else (replay.status, replay.body)
 
 
 async def batch_remember(

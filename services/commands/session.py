@@ -281,7 +281,9 @@ async def _decide_and_record(
 ) -> CommandOutcome:
     key = request.idempotency_key
     if key is not None and look_up_key:
-        replay = _replay(request, await conn.fetchrow(FIND_KEY, principal.idempotency_owner, key))
+        replay = stored_answer(
+            request, await conn.fetchrow(FIND_KEY, principal.idempotency_owner, key)
+        )
         if replay is not None:
             return replay
     session = CommandSession(ctx, conn, scope, principal, request, ctx.clock())
@@ -303,7 +305,7 @@ async def _decide_and_record(
     return CommandOutcome(status, encoded, position=position)
 
 
-def _replay(request: CommandRequest, row: asyncpg.Record | None) -> CommandOutcome | None:
+def stored_answer(request: CommandRequest, row: asyncpg.Record | None) -> CommandOutcome | None:
     """The stored first answer to this key, or 422 when the key came with another request."""
     if row is None:
         return None
@@ -329,4 +331,4 @@ async def _stored_outcome(
             )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, DatabaseUnavailable):
         return None
-    return _replay(request, row)
+    return stored_answer(request, row)
