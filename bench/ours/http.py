@@ -12,6 +12,7 @@ database's PostgreSQL backends).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -60,8 +61,10 @@ async def _tenant(url: str, county: str, token: str) -> list[str]:
     return communities
 
 
-@group_fixture(GROUP)
-async def _server(ctx: Context) -> AsyncIterator[None]:
+@contextlib.asynccontextmanager
+async def api_with_county(ctx: Context, county: str) -> AsyncIterator[None]:
+    """Our API under uvicorn on the group's database (rate limit off), with a county of 20
+    streets x 15 communities; ``ctx.state`` gets ``server``, ``token`` and ``communities``."""
     env = {
         "DATABASE_URL": ctx.database_url,
         "CIVIC_JWT_SECRET": SECRET,
@@ -70,11 +73,16 @@ async def _server(ctx: Context) -> AsyncIterator[None]:
         "CIVIC_DB_POOL_MAX": "20",
     }
     async with uvicorn_server("services.app:app_from_env", factory=True, env=env) as server:
-        county = "371202000000"
         token = _token(county)
         ctx.state["server"] = server
         ctx.state["token"] = token
         ctx.state["communities"] = await _tenant(server.url, county, token)
+        yield
+
+
+@group_fixture(GROUP)
+async def _server(ctx: Context) -> AsyncIterator[None]:
+    async with api_with_county(ctx, "371202000000"):
         yield
 
 

@@ -54,9 +54,9 @@ import asyncpg
 import httpx
 
 from bench.load import run_load
-from bench.ours.http import SECRET, _tenant, _token, issue_requests
+from bench.ours.http import api_with_county, issue_requests
 from bench.registry import Context, benchmark, group_fixture
-from bench.server import Server, uvicorn_server
+from bench.server import Server
 from bench.timing import percentile
 
 GROUP = "lag"
@@ -73,19 +73,7 @@ POLL = "SELECT position, civic_horizon() FROM projection_checkpoints WHERE name 
 
 @group_fixture(GROUP)
 async def _server(ctx: Context) -> AsyncIterator[None]:
-    env = {
-        "DATABASE_URL": ctx.database_url,
-        "CIVIC_JWT_SECRET": SECRET,
-        "CIVIC_RATE_LIMIT": "0",
-        "CIVIC_LOG_LEVEL": "WARNING",
-        "CIVIC_DB_POOL_MAX": "20",
-    }
-    async with uvicorn_server("services.app:app_from_env", factory=True, env=env) as server:
-        county = "371203000000"
-        token = _token(county)
-        ctx.state["server"] = server
-        ctx.state["token"] = token
-        ctx.state["communities"] = await _tenant(server.url, county, token)
+    async with api_with_county(ctx, "371203000000"):
         ctx.state["info"] = {"runs": []}
         # Litestar's logging config (the anchor app, at import) puts the root logger at INFO:
         # one line per GET of the cross-check would drown the progress output.
