@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncpg
 
 from infra.database import RUNTIME_ROLE, create_pool, scoped_transaction
+from tests.support import fresh_county_code
 
 
 async def _single(database_url: str) -> asyncpg.Pool:
@@ -33,12 +34,12 @@ async def test_a_transaction_left_open_is_rolled_back_on_release(database_url: s
 async def test_a_failed_request_transaction_leaves_no_scope_behind(
     database_url: str, pool: asyncpg.Pool
 ) -> None:
-    code = "330106999000"
+    code = fresh_county_code()
     async with pool.acquire() as setup:
         await setup.execute(
             "INSERT INTO nodes (id, root_id, code, name, kind, parent_id, path, depth, version)"
             " SELECT id, id, $1, '县', 'county', NULL, '/' || id || '/', 1, 1"
-            " FROM (SELECT gen_random_uuid() AS id) g ON CONFLICT DO NOTHING",
+            " FROM (SELECT gen_random_uuid() AS id) g",
             code,
         )
     requests = await _single(database_url)
