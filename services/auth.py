@@ -15,7 +15,7 @@ import jwt
 
 from services.roles import Role
 
-#: node codes are at most 40 characters (services/api/nodes.py); a scope is one of them.
+#: node codes are at most 40 characters (services/api/fields.py); a scope is one of them.
 MAX_SCOPE_LENGTH = 64
 
 

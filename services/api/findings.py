@@ -29,7 +29,7 @@ from litestar.response import Stream
 
 from domain.finding import GREEN_DAYS, MAX_EVIDENCE, MAX_MEASURES, YELLOW_DAYS
 from domain.finding import warning as warning_of
-from domain.refs import MAX_TEXT, MAX_TITLE, business_date
+from domain.refs import business_date
 from infra import directory
 from infra.database import Scope
 from infra.directory import DirectoryNode
@@ -44,6 +44,7 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
+from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.auth import Principal
 from services.commands import findings as commands
@@ -53,9 +54,6 @@ from services.roles import ASSIGNEES, INSPECTORS, READERS, WRITERS
 
 PROJECTIONS = ("findings",)
 
-NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TITLE)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
 Category = Literal["immediate", "deadline", "long_term"]
 Status = Literal["assigned", "in_progress", "completed", "verified"]
 Warning = Literal["none", "green", "yellow", "red"]

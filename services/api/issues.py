@@ -38,6 +38,7 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
+from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.commands import issues as cmd
 from services.commands.session import CommandRequest, CommandSession, run_command
@@ -60,9 +61,6 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 #: batch items run this many at a time (each in its own transaction).
 BATCH_CONCURRENCY = 4
 
-NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 ExternalId = Annotated[
     str,
     msgspec.Meta(

@@ -42,6 +42,7 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
+from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.auth import Principal
 from services.commands import members as commands
@@ -51,10 +52,6 @@ from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS, Role
 
 PROJECTIONS = ("members",)
-
-NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
 class UnitRegister(msgspec.Struct, forbid_unknown_fields=True):

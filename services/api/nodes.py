@@ -24,19 +24,16 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
+from services.api.fields import NodeCode, Text, Title
 from services.commands import nodes as node_commands
 from services.commands.session import run_command
 from services.problems import ProblemError, not_caught_up, not_found
 from services.roles import READERS, WRITERS, Role
 
-NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-
 
 class NodeCreate(msgspec.Struct, forbid_unknown_fields=True):
     code: NodeCode
-    name: Text
+    name: Title
     kind: Annotated[
         str, msgspec.Meta(description="province, city, county, street, community, grid or unit")
     ]
@@ -45,16 +42,16 @@ class NodeCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 class NodeMove(msgspec.Struct, forbid_unknown_fields=True):
     new_parent_code: NodeCode
-    reason: Reason
+    reason: Text
     new_code: NodeCode | None = None
 
 
 class NodeRename(msgspec.Struct, forbid_unknown_fields=True):
-    name: Text
+    name: Title
 
 
 class NodeClose(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Reason
+    reason: Text
 
 
 class NodeView(msgspec.Struct):

@@ -36,16 +36,13 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
+from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.commands import pairings as commands
 from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS
 
 PROJECTIONS = ("pairings",)
-
-NodeCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
 class CommitmentIn(msgspec.Struct, forbid_unknown_fields=True):
