@@ -9,6 +9,7 @@ from projections.members import MembersProjection
 from projections.nodes import NodesProjection
 from projections.pairings import PairingsProjection
 from projections.stats import StatsProjection
+from projections.unit_stats import UnitStatsProjection
 
 
 def all_projections() -> list[Projection]:
@@ -19,4 +20,5 @@ def all_projections() -> list[Projection]:
         PairingsProjection(),
         MembersProjection(),
         StatsProjection(),
+        UnitStatsProjection(),
     ]

@@ -40,6 +40,7 @@ from services.api.nodes import NodeController
 from services.api.pairings import PairingController
 from services.api.reveals import RevealAuditController
 from services.api.stats import StatsController
+from services.api.unit_stats import UnitStatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
 from services.context import AppContext
@@ -195,6 +196,7 @@ def _api_routes() -> list[type[Controller]]:
         MemberController,
         UnitRegistrationController,
         StatsController,
+        UnitStatsController,
     ]
 
 

@@ -49,7 +49,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: bytes per chunk when a saved workbook is streamed out.
 CHUNK = 64 * 1024
 
-Kind = Literal["text", "number", "date", "datetime"]
+Kind = Literal["text", "number", "percent", "date", "datetime"]
 
 
 def looks_like_formula(text: str) -> bool:
@@ -113,7 +113,11 @@ _THIN = Side(style="thin", color="808080")
 _BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
 _WRAP_TOP = Alignment(wrap_text=True, vertical="top")
 _CENTER_TOP = Alignment(horizontal="center", vertical="top", wrap_text=True)
-_FORMATS: dict[Kind, str] = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm"}
+_FORMATS: dict[Kind, str] = {
+    "date": "yyyy-mm-dd",
+    "datetime": "yyyy-mm-dd hh:mm",
+    "percent": "0.0%",
+}
 _FONT = Font(name="宋体", size=10)
 _ALARM_FONT = Font(name="宋体", size=10, color="C00000", bold=True)
 _HEADER_FONT = Font(name="黑体", size=11, bold=True)
