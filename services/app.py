@@ -37,6 +37,7 @@ from services.api.findings import FindingController
 from services.api.history import HistoryController
 from services.api.issues import IssueBatchController, IssueController
 from services.api.members import MemberController, UnitRegistrationController
+from services.api.node_import import NodeImportController
 from services.api.nodes import NodeController
 from services.api.pairings import PairingController
 from services.api.reveals import RevealAuditController
@@ -185,6 +186,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
 def _api_routes() -> list[type[Controller]]:
     return [
         NodeController,
+        NodeImportController,
         FeedController,
         WebhookController,
         HistoryController,
