@@ -11,8 +11,8 @@ from typing import Any
 
 from openpyxl import load_workbook
 
-from services.api.unit_stats import rank_key
 from projections.runner import wait_for_position
+from services.api.unit_stats import rank_key
 from tests.integration import test_stats
 from tests.spreadsheet_checks import csv_rows, xlsx_cells
 from tests.stats_world import china_day, load_events
