@@ -26,6 +26,7 @@ import csv
 import io
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Sequence
+from copy import copy
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import IO, Any, Literal
@@ -33,7 +34,9 @@ from urllib.parse import quote
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.worksheet import Worksheet
@@ -188,19 +191,37 @@ class XlsxSheet:
             header.append(cell)
         ws.row_dimensions[self.header_row].height = 24
         ws.append(header)
+        # Each column's cell styles, resolved once: assigning a style to a cell looks it up
+        # in the workbook by hashing it, ~4x the cost of writing the cell (measured: 63% of
+        # the time of a 22-column row), so rows copy these instead.
+        self.styles = [
+            (self._style(column, alarm=False), self._style(column, alarm=True))
+            for column in self.columns
+        ]
+
+    def _style(self, column: Column, *, alarm: bool) -> StyleArray:
+        probe = WriteOnlyCell(self.ws, value=None)
+        probe.border = _BORDER
+        probe.alignment = _CENTER_TOP if column.centered else _WRAP_TOP
+        probe.font = _ALARM_FONT if alarm else _FONT
+        number_format = _FORMATS.get(column.kind)
+        if number_format is not None:
+            probe.number_format = number_format
+        return StyleArray(probe._style)
 
     def append(self, values: Sequence[Any]) -> None:
+        ws = self.ws
         cells = []
-        for column, value in zip(self.columns, values, strict=True):
-            cell = text_cell(self.ws, value)
-            cell.border = _BORDER
-            cell.alignment = _CENTER_TOP if column.centered else _WRAP_TOP
-            cell.font = _ALARM_FONT if column.alarm and value else _FONT
-            number_format = _FORMATS.get(column.kind)
-            if number_format is not None:
-                cell.number_format = number_format
+        for (plain, alarm), column, value in zip(self.styles, self.columns, values, strict=True):
+            if isinstance(value, datetime):
+                value = china_local(value)
+            style = alarm if column.alarm and value else plain
+            cell = Cell(ws, column=1, row=1, value=value, style_array=copy(style))
+            if isinstance(value, str) and looks_like_formula(value):
+                cell.data_type = "s"
+                cell.quotePrefix = True
             cells.append(cell)
-        self.ws.append(cells)
+        ws.append(cells)
         self.rows += 1
 
     def extend(self, rows: Iterable[Sequence[Any]]) -> None:
