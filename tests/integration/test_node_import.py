@@ -7,7 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.findings_support import assert_problem
+from tests.integration.test_rebuild import civic
 from tests.support import auth, fresh_county_code, post_ok
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "xihu-330106-divisions.csv"
@@ -217,3 +220,39 @@ async def test_limits_roles_and_bad_files(client, jwt):
     r = await client.post("/v1/nodes:import?root=U1", content=ok, headers={**admin, **CSV})
     assert_problem(r, 422)
     assert other_admin
+
+
+@pytest.mark.timeout(300)
+async def test_cli_imports_with_a_progress_bar_and_a_rerun_creates_nothing(
+    client, jwt, database_url, tmp_path, pool
+):
+    county, _ = await county_root(client, jwt)
+    path = tmp_path / "divisions.csv"
+    path.write_text(sample_for(county), encoding="utf-8")
+    args = ("nodes", "import", str(path), "--root", county)
+    dry = civic(*args, "--dry-run", database_url=database_url, tmp_path=tmp_path)
+    assert dry.returncode == 0, dry.stderr + dry.stdout
+    assert "36 would be created" in dry.stdout
+
+    async def count() -> int:
+        async with pool.acquire() as conn:
+            n: int = await conn.fetchval(
+                "SELECT count(*) FROM nodes WHERE root_id = (SELECT id FROM nodes WHERE code = $1)",
+                county,
+            )
+        return n
+
+    assert await count() == 1
+    done = civic(*args, "--batch", "10", database_url=database_url, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "36 created" in done.stdout and "import" in done.stdout and "36/36" in done.stdout
+    assert await count() == 37
+    again = civic(*args, database_url=database_url, tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert "0 created" in again.stdout and "37 unchanged" in again.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("code,name\n123,坏\n", encoding="utf-8")
+    failed = civic(
+        "nodes", "import", str(bad), "--root", county, database_url=database_url, tmp_path=tmp_path
+    )
+    assert failed.returncode == 1 and "line 2" in failed.stdout
