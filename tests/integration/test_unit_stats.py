@@ -117,19 +117,22 @@ async def test_every_unit_now_as_of_and_daily_equals_a_recount(client, jwt, pool
 
     # a unit's entry among its parent's children is its record, now and as of a day
     day = rng.choice(days)
-    for as_of, counts in ((None, now), (day, snapshots[day])):
-        q = f"/v1/nodes/{gen.county_code}/stats" + (f"?as_of={as_of}" if as_of else "")
-        r = await client.get(q, headers=headers)
-        assert r.status_code == 200, r.text
-        kids = {c["code"]: c for c in r.json()["children"]}
-        county_units = [u for u in gen.units if u.parent_id == gen.root.id]
-        assert county_units
-        for unit in county_units:
-            entry = kids[unit.code]
-            assert entry["kind"] == "unit"
-            assert groups_of(entry) == expected_child_groups(counts[unit.id]), (unit.code, as_of)
-        street = gen.streets[0]
-        assert kids[street.code]["kind"] == "street"
+    parents = {u.parent_id for u in gen.units}
+    assert gen.root.id in parents and len(parents) == 2  # under the county and a street
+    for parent_id in parents:
+        parent = gen.nodes[parent_id]  # type: ignore[index]
+        for as_of, counts in ((None, now), (day, snapshots[day])):
+            q = f"/v1/nodes/{parent.code}/stats" + (f"?as_of={as_of}" if as_of else "")
+            r = await client.get(q, headers=headers)
+            assert r.status_code == 200, r.text
+            kids = {c["code"]: c for c in r.json()["children"]}
+            for unit in [u for u in gen.units if u.parent_id == parent_id]:
+                entry = kids[unit.code]
+                assert entry["kind"] == "unit"
+                expected = expected_child_groups(counts[unit.id])
+                assert groups_of(entry) == expected, (unit.code, as_of)
+            others = [c for c in kids.values() if c["kind"] != "unit"]
+            assert others and all(c["kind"] in ("street", "community") for c in others)
 
 
 async def test_ranking_export_opens_with_the_ranking_rows(client, jwt, pool):
