@@ -169,3 +169,25 @@ async def test_member_export_masks_unless_admin_and_records_admin_reveals(client
             assert line[2:5] == ["张三", "13812341234", "11010519491231002X"]
         found = await reveals()
         assert len(found) == n and all(f["reason"] == "annual review" for f in found)
+
+
+async def test_exports_beyond_the_budget_answer_429_at_once(client, jwt, app):
+    """Each export holds a pool connection while it reads: at most MAX_CONCURRENT at a time
+    per process, the next one is told to come back (it never waits for a connection)."""
+    from services.api.exports import MAX_CONCURRENT, _budget
+
+    tree, made = await _work(client, jwt)
+    viewer = auth(jwt, tree.county, "viewer")
+    budget = _budget(app.state.ctx)
+    for _ in range(MAX_CONCURRENT):
+        await budget.acquire()
+    try:
+        for fmt in ("xlsx", "csv"):
+            r = await client.get(f"/v1/issues/export?format={fmt}", headers=viewer)
+            body = assert_problem(r, 429)
+            assert r.headers["retry-after"] and "exports" in body["detail"]
+    finally:
+        for _ in range(MAX_CONCURRENT):
+            budget.release()
+    r = await client.get(f"/v1/issues/export?format=csv&min_position={made['pos']}", headers=viewer)
+    assert r.status_code == 200 and len(csv_rows(r.content)) == 3

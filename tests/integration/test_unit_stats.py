@@ -120,7 +120,7 @@ async def test_every_unit_now_as_of_and_daily_equals_a_recount(client, jwt, pool
     parents = {u.parent_id for u in gen.units}
     assert gen.root.id in parents and len(parents) == 2  # under the county and a street
     for parent_id in parents:
-        parent = gen.nodes[parent_id]  # type: ignore[index]
+        parent = gen.nodes[parent_id]
         for as_of, counts in ((None, now), (day, snapshots[day])):
             q = f"/v1/nodes/{parent.code}/stats" + (f"?as_of={as_of}" if as_of else "")
             r = await client.get(q, headers=headers)
@@ -129,8 +129,8 @@ async def test_every_unit_now_as_of_and_daily_equals_a_recount(client, jwt, pool
             for unit in [u for u in gen.units if u.parent_id == parent_id]:
                 entry = kids[unit.code]
                 assert entry["kind"] == "unit"
-                expected = expected_child_groups(counts[unit.id])
-                assert groups_of(entry) == expected, (unit.code, as_of)
+                entry_groups = expected_child_groups(counts[unit.id])
+                assert groups_of(entry) == entry_groups, (unit.code, as_of)
             others = [c for c in kids.values() if c["kind"] != "unit"]
             assert others and all(c["kind"] in ("street", "community") for c in others)
 
