@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
 from infra import directory
@@ -147,6 +148,7 @@ class NodeImportController(Controller):
         "/nodes:import",
         status_code=200,
         request_max_body_size=node_import.MAX_BYTES,
+        responses={200: ResponseSpec(data_container=ImportReport, description="the report")},
         summary="Import the statistics bureau's division codes (统计用区划代码) under a root",
         description=(
             "Body: text/csv, UTF-8 (BOM accepted), header `code,name[,urban_rural_code]`. "

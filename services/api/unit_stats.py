@@ -246,7 +246,7 @@ class UnitStatsController(Controller):
         principal: Caller,
         as_of: AsOf = None,
         min_position: MinPosition = None,
-    ) -> Response[bytes]:
+    ) -> UnitStats:
         require(principal, READERS, "reading a unit's record")
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
@@ -256,7 +256,7 @@ class UnitStatsController(Controller):
         body = UnitStats(
             found.code, found.name, as_of.isoformat() if as_of else None, *_groups(figures)
         )
-        return Response(content=msgspec.json.encode(body), media_type="application/json")
+        return body
 
     @get(
         "/units/{code:str}/stats/daily",
@@ -280,7 +280,7 @@ class UnitStatsController(Controller):
             QueryParameter(required=False, description="Last day (YYYY-MM-DD); default today."),
         ] = None,
         min_position: MinPosition = None,
-    ) -> Response[bytes]:
+    ) -> UnitDaily:
         require(principal, READERS, "reading a unit's record")
         last = to or business_date(ctx.clock())
         first = from_ or date.fromordinal(max(1, last.toordinal() - (DEFAULT_DAYS - 1)))
@@ -299,7 +299,7 @@ class UnitStatsController(Controller):
             last.isoformat(),
             [UnitDay(day.isoformat(), *_groups(f)) for day, f in series],
         )
-        return Response(content=msgspec.json.encode(body), media_type="application/json")
+        return body
 
     @get(
         "/nodes/{code:str}/units",
@@ -321,7 +321,7 @@ class UnitStatsController(Controller):
         limit: Limit = 100,
         cursor: Cursor = None,
         min_position: MinPosition = None,
-    ) -> Response[bytes]:
+    ) -> UnitRanking:
         require(principal, READERS, "ranking units")
         after = _after(cursor)
         async with read_scope(
@@ -337,7 +337,7 @@ class UnitStatsController(Controller):
             [RankedUnit(r.code, r.name, *_groups(r.figures)) for r in page],
             encode_cursor(list(page[-1].key)) if more and page else None,
         )
-        return Response(content=msgspec.json.encode(body), media_type="application/json")
+        return body
 
     @get(
         "/nodes/{code:str}/units/export",
