@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import Cell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
@@ -127,10 +127,18 @@ _HEADER_FONT = Font(name="黑体", size=11, bold=True)
 _HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
 
 
+def xml_safe(text: str) -> str:
+    """Text an XLSX can hold: characters XML 1.0 forbids (most C0 controls) would make
+    openpyxl refuse the whole file, so each becomes U+FFFD."""
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)
+
+
 def text_cell(ws: WriteOnlyWorksheet, value: Any) -> WriteOnlyCell:
     """A cell for ``value``; formula-looking text stays literal text (see the module)."""
     if isinstance(value, datetime):
         value = china_local(value)
+    elif isinstance(value, str):
+        value = xml_safe(value)
     cell = WriteOnlyCell(ws, value=value)
     if isinstance(value, str) and looks_like_formula(value):
         cell.data_type = "s"
@@ -215,6 +223,8 @@ class XlsxSheet:
         for (plain, alarm), column, value in zip(self.styles, self.columns, values, strict=True):
             if isinstance(value, datetime):
                 value = china_local(value)
+            elif isinstance(value, str):
+                value = xml_safe(value)
             style = alarm if column.alarm and value else plain
             cell = Cell(ws, column=1, row=1, value=value, style_array=copy(style))
             if isinstance(value, str) and looks_like_formula(value):

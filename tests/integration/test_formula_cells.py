@@ -62,3 +62,14 @@ def test_every_dangerous_start_is_literal_and_numbers_are_not_touched():
     assert lines[0] == ["文本", "数"]
     assert [line[0] for line in lines[1:]] == ["'" + t for t in HOSTILE] + ["普通文本 = 1"]
     assert [line[1] for line in lines[1:]] == ["-5"] * len(HOSTILE) + ["-1.5"]
+
+
+def test_characters_xml_forbids_do_not_break_the_workbook():
+    """A C0 control character in stored text (a node name is only stripped, not checked)
+    would make openpyxl refuse the whole export: it becomes U+FFFD instead."""
+    sheet = spreadsheets.XlsxSheet(
+        sheet="表", columns=[spreadsheets.Column("文本", 10)], title="区\x01", info="x\x1b"
+    )
+    sheet.append(["单位\x00名称\x08"])
+    rows = xlsx_cells(sheet.save(), "表")
+    assert rows == [["区\ufffd"], ["x\ufffd"], ["文本"], ["单位\ufffd名称\ufffd"]]
