@@ -12,20 +12,27 @@ from uuid import UUID
 
 import asyncpg
 
-FIND_BY_CODE = """
-SELECT n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, n.closed, n.version
+# ``closed`` is the node's own flag or an ancestor's: a closed node closes its subtree.
+_CLOSED = (
+    "EXISTS (SELECT 1 FROM nodes a WHERE a.id = ANY (civic_path_ids(n.path)) AND a.closed)"
+)
+_COLUMNS = f"n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, {_CLOSED}, n.version"
+
+FIND_BY_CODE = f"""
+SELECT {_COLUMNS}
 FROM nodes n
 WHERE n.code = $1
 UNION ALL
-SELECT n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, n.closed, n.version
-FROM node_aliases a JOIN nodes n ON n.id = a.node_id
-WHERE a.code = $1
+SELECT {_COLUMNS}
+FROM node_aliases al JOIN nodes n ON n.id = al.node_id
+WHERE al.code = $1
 LIMIT 1
 """
 
-FIND_BY_ID = """
-SELECT id, root_id, code, name, kind, parent_id, path, closed, version FROM nodes WHERE id = $1
-"""
+FIND_BY_ID = f"SELECT {_COLUMNS} FROM nodes n WHERE n.id = $1"
+
+#: SQLSTATE of ``civic_refuse_closed`` (migration 0020).
+NODE_CLOSED_SQLSTATE = "CV423"
 
 
 INSERT = """
@@ -59,6 +66,7 @@ class DirectoryNode:
     kind: str
     parent_id: UUID | None
     path: str
+    #: the node or one of its ancestors is closed
     closed: bool
     version: int
 
@@ -130,6 +138,15 @@ async def move(
     await conn.execute(RECODE, node.id, new_parent.id, new_code, version)
     if new_code != node.code:
         await conn.execute(ADD_ALIAS, node.code, node.id, node.root_id, at)
+
+
+def refuse_closed_statement(node_id: UUID, *, including_itself: bool = True) -> str:
+    """A statement that fails with ``NODE_CLOSED_SQLSTATE`` when ``node_id`` lies in a closed
+    subtree (for ``defer_until_commit``: built from a UUID's hex digits only)."""
+    return (
+        f"SELECT civic_refuse_closed('{node_id.hex}'::uuid, "
+        f"{'true' if including_itself else 'false'})"
+    )
 
 
 async def add_party(

@@ -295,7 +295,7 @@ SELECT r.code AS root_code, i.id
 FROM rm_issues i JOIN nodes r ON r.id = i.root_id
 WHERE i.status IN ('assigned', 'accepted') AND i.due_at < $1
   AND i.overdue_recorded_due_at IS DISTINCT FROM i.due_at
-  AND NOT r.closed
+  AND NOT r.closed AND NOT civic_subtree_closed(i.node_id)
 ORDER BY i.due_at
 LIMIT $2
 """
@@ -306,7 +306,7 @@ FROM rm_issues i JOIN nodes r ON r.id = i.root_id
 WHERE i.escalation_answered_at IS NULL AND NOT i.escalation_overdue
   AND i.escalation_respond_by < $1
   AND i.status IN ('reported', 'assigned', 'accepted')
-  AND NOT r.closed
+  AND NOT r.closed AND NOT civic_subtree_closed(i.node_id)
 ORDER BY i.escalation_respond_by
 LIMIT $2
 """

@@ -122,7 +122,7 @@ async def close(session: CommandSession, *, code: str, reason: str) -> tuple[int
     node = await _load_node(session, node_dir.id, f"node {code}")
     session.check_if_match(node)
     node.close(reason, session.now)
-    result = await session.save(node)
+    result = await session.save(node, closes_node=True)
     await directory.close(session.conn, node.id, result.version)
     session.ctx.scopes.clear()  # a closed scope's tokens stop working
     return 200, NodeChanged(node.id, node.code, result.version, result.position)
