@@ -160,3 +160,30 @@ async def add_party(
         stream_id,
         role,
     )
+
+
+REPLACE_PARTY = """
+WITH ended AS (
+    DELETE FROM stream_parties
+    WHERE root_id = $1 AND stream_id = $3 AND role = $4 AND node_id <> $2
+)
+INSERT INTO stream_parties (root_id, node_id, stream_id, role) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+"""
+
+END_PARTY = "DELETE FROM stream_parties WHERE root_id = $1 AND stream_id = $2 AND role = $3"
+
+
+async def set_party(
+    conn: asyncpg.Connection, root_id: UUID, stream_id: UUID, role: str, node_id: UUID | None
+) -> None:
+    """Make ``node_id`` the stream's one party in ``role`` (``None``: no party any more).
+
+    For roles held by one node at a time (an issue's assignee, its current whistle target):
+    a unit sees the stream only while it holds the role. Call it after the append, whose
+    row-level check may still need the party that is being ended.
+    """
+    if node_id is None:
+        await conn.execute(END_PARTY, root_id, stream_id, role)
+    else:
+        await conn.execute(REPLACE_PARTY, root_id, node_id, stream_id, role)

@@ -35,6 +35,12 @@ from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 
 
+#: stream_parties roles, each held by one node at a time: the assigned unit and the level
+#: the current whistle is blown to. Unit principals see an issue while they hold one.
+ASSIGNEE_ROLE = "assignee"
+ESCALATION_ROLE = "escalation"
+
+
 class IssueChanged(msgspec.Struct):
     id: UUID
     version: int
@@ -145,7 +151,8 @@ async def assign(
     unit = await node_in_root(session, assignee_code, f"unit {assignee_code}")
     issue.assign(assignee=node_ref(unit), due_at=due_at, at=session.now)
     answer = await _done(session, issue)
-    await directory.add_party(session.conn, session.root_id, unit.id, issue.id, "assignee")
+    # one assignee at a time: a reassignment ends the former unit's view of the issue
+    await directory.set_party(session.conn, session.root_id, issue.id, ASSIGNEE_ROLE, unit.id)
     return answer
 
 
@@ -157,7 +164,9 @@ async def return_(
     await _assignee_side(session, issue, "returning an issue")
     session.check_if_match(issue)
     issue.return_(reason, session.now)
-    return await _done(session, issue)
+    answer = await _done(session, issue)
+    await directory.set_party(session.conn, session.root_id, issue.id, ASSIGNEE_ROLE, None)
+    return answer
 
 
 async def accept(session: CommandSession, *, issue_id: UUID) -> tuple[int, IssueChanged]:
@@ -209,7 +218,9 @@ async def escalate(
         to=node_ref(target), respond_within_minutes=respond_within_minutes, at=session.now
     )
     answer = await _done(session, issue)
-    await directory.add_party(session.conn, session.root_id, target.id, issue.id, "escalation")
+    await directory.set_party(
+        session.conn, session.root_id, issue.id, ESCALATION_ROLE, target.id
+    )
     return answer
 
 
