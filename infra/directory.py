@@ -13,9 +13,7 @@ from uuid import UUID
 import asyncpg
 
 # ``closed`` is the node's own flag or an ancestor's: a closed node closes its subtree.
-_CLOSED = (
-    "EXISTS (SELECT 1 FROM nodes a WHERE a.id = ANY (civic_path_ids(n.path)) AND a.closed)"
-)
+_CLOSED = "EXISTS (SELECT 1 FROM nodes a WHERE a.id = ANY (civic_path_ids(n.path)) AND a.closed)"
 _COLUMNS = f"n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, {_CLOSED}, n.version"
 
 FIND_BY_CODE = f"""

@@ -34,7 +34,6 @@ from services.deadlines import DueItem
 from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 
-
 #: stream_parties roles, each held by one node at a time: the assigned unit and the level
 #: the current whistle is blown to. Unit principals see an issue while they hold one.
 ASSIGNEE_ROLE = "assignee"
@@ -218,9 +217,7 @@ async def escalate(
         to=node_ref(target), respond_within_minutes=respond_within_minutes, at=session.now
     )
     answer = await _done(session, issue)
-    await directory.set_party(
-        session.conn, session.root_id, issue.id, ESCALATION_ROLE, target.id
-    )
+    await directory.set_party(session.conn, session.root_id, issue.id, ESCALATION_ROLE, target.id)
     return answer
 
 

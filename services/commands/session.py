@@ -268,10 +268,7 @@ def _failure(exc: Exception, request: CommandRequest) -> Exception:
             "Precondition Failed",
             "the aggregate changed while the command ran; reload and retry",
         )
-    if (
-        isinstance(exc, asyncpg.PostgresError)
-        and exc.sqlstate == directory.NODE_CLOSED_SQLSTATE
-    ):
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate == directory.NODE_CLOSED_SQLSTATE:
         return node_closed("the node this command records on")
     return exc
 

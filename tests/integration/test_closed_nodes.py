@@ -74,29 +74,62 @@ async def test_commands_under_a_closed_street_answer_node_closed(client, jwt, cl
 
     attempts: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
         # nodes on it and under it
-        ("/v1/nodes", "grid", {"code": f"{community_a}G01", "name": "一网格", "kind": "grid",
-                               "parent_code": community_a}, admin),
+        (
+            "/v1/nodes",
+            "grid",
+            {
+                "code": f"{community_a}G01",
+                "name": "一网格",
+                "kind": "grid",
+                "parent_code": community_a,
+            },
+            admin,
+        ),
         (f"/v1/nodes/{community_a}/rename", "rename", {"name": "新名"}, admin),
-        (f"/v1/nodes/{community_a}/move", "move",
-         {"new_parent_code": street_b, "reason": "调整"}, admin),
+        (
+            f"/v1/nodes/{community_a}/move",
+            "move",
+            {"new_parent_code": street_b, "reason": "调整"},
+            admin,
+        ),
         (f"/v1/nodes/{street_a}/close", "close again", {"reason": "再次"}, admin),
         # issues
-        ("/v1/issues", "report", {"node_code": community_a, "title": "x", "category": "市政",
-                                  "source": "grid"}, op_a),
+        (
+            "/v1/issues",
+            "report",
+            {"node_code": community_a, "title": "x", "category": "市政", "source": "grid"},
+            op_a,
+        ),
         (f"/v1/issues/{issue['id']}/progress", "progress", {"note": "已联系"}, unit_h),
         (f"/v1/issues/{issue['id']}/accept", "accept", {}, unit_h),
-        (f"/v1/issues/{issue_b['id']}/assign", "assign to a closed unit",
-         {"assignee_code": street_unit, "due_at": due}, admin),
+        (
+            f"/v1/issues/{issue_b['id']}/assign",
+            "assign to a closed unit",
+            {"assignee_code": street_unit, "due_at": due},
+            admin,
+        ),
         # pairings
         ("/v1/pairings", "sign", sign_body(tree, unit=1), admin),
-        (f"/v1/pairings/{pairing['id']}/activities", "activity",
-         {"held_on": today.isoformat(), "title": "主题党日", "participants": 5}, admin),
+        (
+            f"/v1/pairings/{pairing['id']}/activities",
+            "activity",
+            {"held_on": today.isoformat(), "title": "主题党日", "participants": 5},
+            admin,
+        ),
         # members
-        ("/v1/members", "register", register_body(tree, person(), community_code=community_a),
-         admin),
+        (
+            "/v1/members",
+            "register",
+            register_body(tree, person(), community_code=community_a),
+            admin,
+        ),
         (f"/v1/members/{member['id']}/points", "points", {"delta": 1, "reason": "x"}, admin),
-        (f"/v1/members/{other_member['id']}/transfer", "transfer in",
-         {"to_community_code": community_a}, admin),
+        (
+            f"/v1/members/{other_member['id']}/transfer",
+            "transfer in",
+            {"to_community_code": community_a},
+            admin,
+        ),
         # findings
         ("/v1/findings", "record", finding_body(tree, today), admin),
         (f"/v1/findings/{finding['id']}/progress", "finding progress", {"note": "推进中"}, unit_h),

@@ -76,7 +76,10 @@ async def test_moves_give_codes_that_extend_the_new_parent(client, jwt):
     assert moved["code"] == f"{s2[:9]}007"
     # keeping the code (until the bureau reissues it) stays allowed within the root
     moved = await post_ok(
-        client, f"/v1/nodes/{moved['code']}/move", {"new_parent_code": s1, "reason": "撤回"},
-        admin, 200,
+        client,
+        f"/v1/nodes/{moved['code']}/move",
+        {"new_parent_code": s1, "reason": "撤回"},
+        admin,
+        200,
     )
     assert moved["code"] == f"{s2[:9]}007"

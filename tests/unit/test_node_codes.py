@@ -17,8 +17,9 @@ K = NodeKind
 COUNTY, STREET, COMMUNITY = "330106000000", "330106001000", "330106001001"
 
 
-def child(code: str, kind: NodeKind, parent_kind: NodeKind, parent_code: str,
-          root: str = COUNTY) -> None:
+def child(
+    code: str, kind: NodeKind, parent_kind: NodeKind, parent_code: str, root: str = COUNTY
+) -> None:
     check_child_code(code, kind, parent_kind=parent_kind, parent_code=parent_code, root_code=root)
 
 
