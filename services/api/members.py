@@ -548,6 +548,9 @@ class UnitRegistrationController(Controller):
             rows = await conn.fetch(
                 LIST_UNIT_REGISTRATIONS, scope.root_id, unit.id, scope.path, scope.path[:-1] + "0"
             )
+            if not rows and not scope.contains_path(unit.path):
+                # a unit outside the scope with nothing visible answers as an unknown code
+                raise not_found(f"unit {unit_code}")
         return [
             UnitRegistrationView(
                 id=r["id"],
