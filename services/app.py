@@ -42,6 +42,7 @@ from services.api.reveals import RevealAuditController
 from services.api.stats import StatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
+from services.content_type import require_json_body
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
 from services.integration import Integration
@@ -153,6 +154,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             }
         ),
         exception_handlers={Exception: handle_exception},
+        before_request=require_json_body,
         middleware=[
             request_context(ctx.metrics),
             rate_limit(ctx.jwt, settings.rate_limit_per_minute),
