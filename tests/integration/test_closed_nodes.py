@@ -151,3 +151,34 @@ async def test_commands_under_a_closed_street_answer_node_closed(client, jwt, cl
     assert r.status_code == 200 and len(r.json()["items"]) == 2
     r = await client.get(f"/v1/nodes/{street_a}", headers=admin)
     assert r.status_code == 200 and r.json()["closed"] is True
+
+
+async def test_the_deadline_clock_skips_closed_subtrees(client, jwt, clock, pool):
+    from services.commands.issues import IssueOverdueSweep
+
+    tree = await build_tree(client, jwt, streets=2, communities=1, units=1)
+    admin = auth(jwt, tree.county, "admin")
+    ids = {}
+    for street in tree.streets:
+        [community] = tree.communities[street]
+        issue = await post_ok(
+            client,
+            "/v1/issues",
+            {"node_code": community, "title": "占道经营", "category": "城管", "source": "grid"},
+            admin,
+        )
+        done = await post_ok(
+            client,
+            f"/v1/issues/{issue['id']}/assign",
+            {"assignee_code": tree.units[0], "due_at": (clock() + timedelta(hours=1)).isoformat()},
+            admin,
+            200,
+        )
+        ids[street] = issue["id"]
+    await client.get(f"/v1/issues?limit=1&min_position={done['position']}", headers=admin)
+    await post_ok(client, f"/v1/nodes/{tree.streets[0]}/close", {"reason": "撤并"}, admin, 200)
+    async with pool.acquire() as conn:
+        due = await IssueOverdueSweep().due(conn, clock() + timedelta(days=400), 100_000)
+    due_ids = {str(item.stream_id) for item in due}
+    # the open street's issue is due (the control), the closed street's is left alone
+    assert ids[tree.streets[1]] in due_ids and ids[tree.streets[0]] not in due_ids
