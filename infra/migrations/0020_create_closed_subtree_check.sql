@@ -8,13 +8,16 @@ CREATE FUNCTION civic_path_ids(p_path text) RETURNS uuid[] LANGUAGE sql IMMUTABL
 $$;
 
 -- True when the node or one of its ancestors is closed; p_self false skips the node itself
--- (the NodeClosed event is appended to the node it closes).
+-- (the NodeClosed event is appended to the node it closes). PL/pgSQL, like the scope
+-- functions of migration 0017: a SQL function with a subquery is not inlined, and would be
+-- planned again on every call; PL/pgSQL keeps its plan for the session.
 CREATE FUNCTION civic_subtree_closed(p_node uuid, p_self boolean DEFAULT true)
-RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN EXISTS (
         SELECT 1 FROM nodes n JOIN nodes a ON a.id = ANY (civic_path_ids(n.path))
-        WHERE n.id = p_node AND a.closed AND (p_self OR a.id <> p_node))
-$$;
+        WHERE n.id = p_node AND a.closed AND (p_self OR a.id <> p_node));
+END $$;
 
 -- Every append names the node whose chain it joins; the command pipeline sends this check
 -- with the COMMIT (no extra round trip), so any workflow, present or future, is refused on a
@@ -22,7 +25,10 @@ $$;
 CREATE FUNCTION civic_refuse_closed(p_node uuid, p_self boolean) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF civic_subtree_closed(p_node, p_self) THEN
+    IF EXISTS (
+        SELECT 1 FROM nodes n JOIN nodes a ON a.id = ANY (civic_path_ids(n.path))
+        WHERE n.id = p_node AND a.closed AND (p_self OR a.id <> p_node)
+    ) THEN
         RAISE EXCEPTION 'node % lies in a closed subtree', p_node USING ERRCODE = 'CV423';
     END IF;
 END $$;
