@@ -6,6 +6,7 @@ security limits it to the caller's root tenant.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -138,13 +139,13 @@ async def move(
         await conn.execute(ADD_ALIAS, node.code, node.id, node.root_id, at)
 
 
-def refuse_closed_statement(node_id: UUID, *, including_itself: bool = True) -> str:
-    """A statement that fails with ``NODE_CLOSED_SQLSTATE`` when ``node_id`` lies in a closed
-    subtree (for ``defer_until_commit``: built from a UUID's hex digits only)."""
-    return (
-        f"SELECT civic_refuse_closed('{node_id.hex}'::uuid, "
-        f"{'true' if including_itself else 'false'})"
-    )
+def refuse_closed_statement(node_ids: Iterable[UUID], *, except_id: UUID | None = None) -> str:
+    """A statement that fails with ``NODE_CLOSED_SQLSTATE`` when one of ``node_ids`` lies in
+    a closed subtree (``except_id`` may itself be closed). For ``defer_until_commit``: built
+    from UUIDs' hex digits only."""
+    ids = ",".join(f"'{node_id.hex}'" for node_id in node_ids)
+    excepted = f"'{except_id.hex}'::uuid" if except_id is not None else "NULL"
+    return f"SELECT civic_refuse_closed(ARRAY[{ids}]::uuid[], {excepted})"
 
 
 async def add_party(

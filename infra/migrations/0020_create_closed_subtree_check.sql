@@ -19,20 +19,22 @@ BEGIN
         WHERE n.id = p_node AND a.closed AND (p_self OR a.id <> p_node));
 END $$;
 
--- Every append names the node whose chain it joins; the command pipeline sends this check
--- with the COMMIT (no extra round trip), so any workflow, present or future, is refused on a
--- closed subtree without code of its own. SQLSTATE CV423 is mapped to 409 node-closed.
-CREATE FUNCTION civic_refuse_closed(p_node uuid, p_self boolean) RETURNS void
+-- Every append names the node whose chain it joins, and every command the principal's scope
+-- node: the command pipeline sends this check for both with the COMMIT (no extra round
+-- trip), so any workflow, present or future, is refused on a closed subtree without code of
+-- its own. p_except: a node that may be closed (NodeClosed is appended to the node it
+-- closes, which is closed by then). SQLSTATE CV423 is mapped to 409 node-closed.
+CREATE FUNCTION civic_refuse_closed(p_nodes uuid[], p_except uuid) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF EXISTS (
         SELECT 1 FROM nodes n JOIN nodes a ON a.id = ANY (civic_path_ids(n.path))
-        WHERE n.id = p_node AND a.closed AND (p_self OR a.id <> p_node)
+        WHERE n.id = ANY (p_nodes) AND a.closed AND a.id IS DISTINCT FROM p_except
     ) THEN
-        RAISE EXCEPTION 'node % lies in a closed subtree', p_node USING ERRCODE = 'CV423';
+        RAISE EXCEPTION 'the command names a node in a closed subtree' USING ERRCODE = 'CV423';
     END IF;
 END $$;
 
 GRANT EXECUTE ON FUNCTION civic_path_ids(text) TO civic_app;
 GRANT EXECUTE ON FUNCTION civic_subtree_closed(uuid, boolean) TO civic_app;
-GRANT EXECUTE ON FUNCTION civic_refuse_closed(uuid, boolean) TO civic_app;
+GRANT EXECUTE ON FUNCTION civic_refuse_closed(uuid[], uuid) TO civic_app;

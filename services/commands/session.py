@@ -168,9 +168,9 @@ class CommandSession:
     ) -> AppendResult:
         """Append the aggregate's pending events to its stream on ``node_id``'s chain.
 
-        The chain node must not lie in a closed subtree (checked with the COMMIT, so it costs
-        no round trip); ``closes_node``: the events close that node itself (NodeClosed), so
-        only its ancestors are checked.
+        Neither the chain node nor the principal's scope node may lie in a closed subtree
+        (checked with the COMMIT, so it costs no round trip); ``closes_node``: the events
+        close the chain node itself (NodeClosed), which may then be closed.
         """
         pending = aggregate.collect_events()
         if not pending:
@@ -178,10 +178,15 @@ class CommandSession:
         expected = aggregate.version - len(pending)
         root = root_id or self.root_id
         chain_node = node_id or aggregate.owner_node_id
-        if chain_node not in self._open_checked:
-            self._open_checked.add(chain_node)
+        unchecked = {chain_node} - self._open_checked
+        if self.scope is not None:
+            unchecked |= {self.scope.node_id} - self._open_checked
+        if unchecked:
+            self._open_checked |= unchecked
             defer_until_commit(
-                directory.refuse_closed_statement(chain_node, including_itself=not closes_node)
+                directory.refuse_closed_statement(
+                    sorted(unchecked), except_id=chain_node if closes_node else None
+                )
             )
         if any(self.ctx.codec.carries_personal_data(e) for e in pending):
             # the person's data key, created in this transaction on first registration

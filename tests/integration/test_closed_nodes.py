@@ -66,6 +66,21 @@ async def test_commands_under_a_closed_street_answer_node_closed(client, jwt, cl
         {"node_code": community_b, "title": "井盖缺失", "category": "市政", "source": "grid"},
         admin,
     )
+    # an open street's issue, assigned to the unit under street A before the close
+    issue_c = await post_ok(
+        client,
+        "/v1/issues",
+        {"node_code": community_b, "title": "楼道灯坏", "category": "市政", "source": "grid"},
+        admin,
+    )
+    await post_ok(
+        client,
+        f"/v1/issues/{issue_c['id']}/assign",
+        {"assignee_code": street_unit, "due_at": due},
+        admin,
+        200,
+    )
+    street_unit_h = auth(jwt, street_unit, "unit")
 
     closed = await post_ok(
         client, f"/v1/nodes/{street_a}/close", {"reason": "行政区划调整"}, admin, 200
@@ -108,6 +123,13 @@ async def test_commands_under_a_closed_street_answer_node_closed(client, jwt, cl
             {"assignee_code": street_unit, "due_at": due},
             admin,
         ),
+        # a principal inside the closed subtree, acting on an open node's issue
+        (
+            f"/v1/issues/{issue_c['id']}/progress",
+            "closed unit's progress",
+            {"note": "x"},
+            street_unit_h,
+        ),
         # pairings
         ("/v1/pairings", "sign", sign_body(tree, unit=1), admin),
         (
@@ -144,7 +166,9 @@ async def test_commands_under_a_closed_street_answer_node_closed(client, jwt, cl
         {"node_code": community_b, "title": "垃圾清运", "category": "环境", "source": "grid"},
         admin,
     )
-    # Reads and history stay.
+    # Reads and history stay (for principals inside the closed subtree too).
+    r = await client.get(f"/v1/issues/{issue_c['id']}", headers=street_unit_h)
+    assert r.status_code == 200, r.text
     r = await client.get(f"/v1/issues/{issue['id']}", headers=op_a)
     assert r.status_code == 200 and r.json()["status"] == "assigned"
     r = await client.get(f"/v1/streams/{issue['id']}/events", headers=op_a)
