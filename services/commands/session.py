@@ -10,9 +10,9 @@
   retry of a command that succeeded earlier still gets its first answer;
 * ``If-Match``: the aggregate's version must match, else 412;
 * without ``If-Match``, a version conflict is retried (fresh load, fresh decision);
-* a closed subtree takes no commands: every append checks, with the COMMIT, that no node on
-  its chain node's path is closed (409 ``node-closed``), and node look-ups refuse closed
-  nodes at once (``services.commands.lookup``).
+* a closed subtree takes no commands: every append checks, with the COMMIT, that neither
+  its chain node nor the principal's scope node lies under a closed node (409
+  ``node-closed``), and node look-ups refuse such nodes at once (``services.commands.lookup``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class CommandSession:
         self.tx = TxAppender(conn)
         #: the per-person data keys this transaction uses (sealing personal-data fields)
         self.keyring = PersonKeyring(master_key(ctx.settings))
-        #: chain nodes whose open-subtree check is already queued for the COMMIT
+        #: nodes (chain and scope) whose open-subtree check is already queued for the COMMIT
         self._open_checked: set[UUID] = set()
         self.append_context = AppendContext(
             actor=f"{principal.subject}@{principal.scope}",
