@@ -159,6 +159,34 @@ async def test_commands_under_a_closed_street_answer_node_closed(client, jwt, cl
     for url, what, body, headers in attempts:
         assert_node_closed(await client.post(url, json=body, headers=headers), what)
 
+    # a batch refuses the closed subtree's item only
+    batch = await client.post(
+        "/v1/issues:batch",
+        json={
+            "items": [
+                {
+                    "idempotency_key": f"closed-{street_a}",
+                    "node_code": community_a,
+                    "title": "x",
+                    "category": "市政",
+                    "source": "hotline",
+                },
+                {
+                    "idempotency_key": f"open-{street_b}",
+                    "node_code": community_b,
+                    "title": "y",
+                    "category": "市政",
+                    "source": "hotline",
+                },
+            ]
+        },
+        headers=auth(jwt, tree.county, "integrator"),
+    )
+    assert batch.status_code == 200, batch.text
+    refused, created = batch.json()["items"]
+    assert refused["status"] == 409 and refused["error"]["type"].endswith("/node-closed")
+    assert created["status"] == 201
+
     # The rest of the tenant is unaffected.
     await post_ok(
         client,
@@ -167,7 +195,9 @@ async def test_commands_under_a_closed_street_answer_node_closed(client, jwt, cl
         admin,
     )
     # Reads and history stay (for principals inside the closed subtree too).
-    r = await client.get(f"/v1/issues/{issue_c['id']}", headers=street_unit_h)
+    r = await client.get(
+        f"/v1/issues/{issue_c['id']}?min_position={created['position']}", headers=street_unit_h
+    )
     assert r.status_code == 200, r.text
     r = await client.get(f"/v1/issues/{issue['id']}", headers=op_a)
     assert r.status_code == 200 and r.json()["status"] == "assigned"
