@@ -166,7 +166,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
         exception_handlers={Exception: handle_exception},
         middleware=[
             request_context(ctx.metrics),
-            rate_limit(ctx.jwt, settings.rate_limit_per_minute),
+            rate_limit(
+                ctx.jwt,
+                settings.rate_limit_per_minute,
+                settings.anonymous_rate_limit_per_minute,
+            ),
         ],
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=[], allow_methods=["GET", "POST", "DELETE"]),

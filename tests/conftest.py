@@ -126,6 +126,7 @@ async def app(database_url: str, session_clock: MovableClock) -> AsyncIterator[A
         # (tests of both limits run their own app).
         webhook_allow_hosts=("127.0.0.1",),
         anonymous_rate_limit_per_minute=0,
+        metrics_token="test-metrics-token-" + "m" * 20,
     )
     application = create_app(settings, clock=session_clock)
     async with AsyncTestClient(application) as client:
