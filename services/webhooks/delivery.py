@@ -65,7 +65,7 @@ from infra.feed import FeedEvent, FeedPage, read_one_scoped, read_scoped
 from projections.runner import NOTIFY_CHANNEL
 from services import cloudevents
 from services.live import LiveSignal
-from services.webhooks.addresses import AddressPolicy, guarded_transport, refused
+from services.webhooks.addresses import AddressPolicy, guarded_transport, redacted, refused
 
 log = structlog.get_logger("civic.webhooks")
 
@@ -454,6 +454,7 @@ class WebhookWorker:
                     log.warning(
                         "webhook dead letter",
                         subscription=str(target.id),
+                        url=redacted(target.url),
                         position=item.position,
                         attempts=attempts,
                     )
