@@ -31,6 +31,7 @@ MinPosition: TypeAlias = Annotated[
     int | None,
     QueryParameter(
         ge=0,
+        le=2**63 - 1,
         required=False,
         description=(
             "Wait (at most 5 s) until read models include this position; 503 if not, 422 "
