@@ -15,7 +15,8 @@ Requests without a usable token (none, a bad one, the metrics token) are limited
 address instead, at ``CIVIC_ANON_RATE_LIMIT`` (default 120): each bad token costs a
 signature check, and nothing unauthenticated needs more. The address is the peer's, or the
 ``X-Forwarded-For`` one when the peer is a trusted proxy (uvicorn's ``FORWARDED_ALLOW_IPS``).
-Health probes are never limited. The limits are per API process: behind N replicas a
+Health probes, and the static pages of ``/console`` and ``/schema`` (which load many assets
+without a token), are never limited. The limits are per API process: behind N replicas a
 client gets up to N times as much.
 """
 
@@ -35,6 +36,8 @@ from services.problems import PROBLEM_JSON
 _TYPE = "https://civic-ledger.dev/problems/rate-limited"
 _TOKEN_CACHE_SECONDS = 60.0
 _MAX_CACHED_TOKENS = 10_000
+#: path prefixes never limited: probes, and static pages that load assets without a token
+_UNLIMITED = ("/health/", "/console", "/schema")
 
 
 class TokenBuckets:
@@ -120,7 +123,7 @@ def rate_limit(jwt: JwtConfig, per_minute: int, anonymous_per_minute: int = 0) -
             return key
 
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http" or scope.get("path", "").startswith("/health/"):
+            if scope["type"] != "http" or scope.get("path", "").startswith(_UNLIMITED):
                 await app(scope, receive, send)
                 return
             header = _bearer(scope)
