@@ -551,7 +551,7 @@ class FindingController(Controller):
         today = _today(ctx)
         # Resolve the node first: a 404 (or a timeout's 503) answers before any byte is sent.
         async with read_scope(
-            ctx, principal, min_position=min_position, projections=PROJECTIONS
+            ctx, principal, min_position=min_position, projections=PROJECTIONS, heavy=True
         ) as (conn, scope):
             if node is not None:
                 target = await _node_in_scope(conn, scope, node)
@@ -607,7 +607,7 @@ async def _csv_stream(
     ledger. Every fetch runs under the statement timeout, and a client that stops reading
     for ``LEDGER_IDLE_TIMEOUT_MS`` loses the connection rather than pinning a snapshot."""
     yield ledger.csv_chunk((), header=True)
-    async with read_scope(ctx, principal) as (conn, scope):
+    async with read_scope(ctx, principal, heavy=True) as (conn, scope):
         await conn.execute(
             f"SET LOCAL idle_in_transaction_session_timeout = {LEDGER_IDLE_TIMEOUT_MS}"
         )

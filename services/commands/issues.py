@@ -359,17 +359,33 @@ class EscalationOverdueSweep:
 # -- the batch's own Idempotency-Key ------------------------------------------------------------
 # Each batch item carries its own key and runs through ``run_command``; a key on the batch
 # request itself replays the whole first answer, like any other POST.
+#
+# Twins racing with one key: the answer is stored only when the batch is done, so a twin
+# that started meanwhile finds nothing to replay. Each batch therefore first *claims* its
+# key: a row under a key of its own namespace, holding the request's fingerprint, committed
+# before any item runs. Exactly one twin inserts it; the others read it and answer 422 when
+# their body differs. A twin with the same body goes on: its items replay the winner's one
+# by one (their own keys settle that), so nothing is created twice. The claim is never
+# replayed as an answer (only this check reads it).
 
 SAVE_BATCH_KEY = """
 INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
 VALUES ($1, $2, $3, $4, $5)
 """
+CLAIM_BATCH_KEY = """
+INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
+VALUES ($1, $2, $3, 202, '') ON CONFLICT (principal, key) DO NOTHING
+RETURNING true
+"""
+BATCH_CLAIM_PREFIX = "issues:batch-claim:"
 
 
 async def batch_replay(
     ctx: AppContext, principal: Principal, request: CommandRequest
 ) -> tuple[int, bytes] | None:
-    """The stored answer to this batch request's Idempotency-Key (422 if the body differs).
+    """The stored answer to this batch request's Idempotency-Key (422 if the body differs),
+    else None, having claimed the key for this request (422 if a twin with another body
+    claimed it first).
 
     Enters the caller's scope even without a key, so a token whose scope node does not exist
     is refused (401) once for the batch, not once per item.
@@ -385,7 +401,16 @@ async def batch_replay(
     ):
         if request.idempotency_key is None:
             return None
-        row = await conn.fetchrow(FIND_KEY, principal.idempotency_owner, request.idempotency_key)
+        owner = principal.idempotency_owner
+        row = await conn.fetchrow(FIND_KEY, owner, request.idempotency_key)
+        if row is None:
+            claim = BATCH_CLAIM_PREFIX + request.idempotency_key
+            # A concurrent twin's insert waits for ours to commit, then does nothing.
+            if not await conn.fetchval(CLAIM_BATCH_KEY, owner, claim, request.fingerprint):
+                claimed = await conn.fetchrow(FIND_KEY, owner, claim)
+                if claimed is not None:
+                    stored_answer(request, claimed)  # 422 for another body
+                return None
     replay = stored_answer(request, row)
     return None if replay is None else (replay.status, replay.body)
 
