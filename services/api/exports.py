@@ -47,7 +47,7 @@ from services.api.deps import (
 )
 from services.auth import Principal
 from services.context import AppContext
-from services.personal_data_view import Reveal, person_view, record_reveals
+from services.personal_data_view import Reveal, may_reveal, person_view, record_reveals
 from services.problems import ProblemError, not_found
 from services.roles import READERS
 from services.spreadsheets import Column
@@ -376,7 +376,7 @@ def _member_rows(ctx: AppContext, principal: Principal) -> Rows:
         for n, r in enumerate(chunk, first):
             person = person_view(
                 r["person"],
-                principal,
+                reveal=may_reveal(principal, scope, r["community_path"]),
                 settings=ctx.settings,
                 root_id=scope.root_id,
                 member_id=r["id"],
