@@ -156,6 +156,16 @@ async def test_member_export_masks_unless_admin_and_records_admin_reveals(client
         items: list[dict[str, Any]] = r.json()["items"]
         return [i for i in items if i["endpoint"] == "GET /v1/members/export"]
 
+    # a unit's admin sees its in-service members, masked (clear text stays with admins of
+    # the member's community or above)
+    unit_admin = auth(jwt, tree.units[0], "admin")
+    r = await client.get(f"{url}&format=csv", headers=unit_admin)
+    [_, line] = csv_rows(r.content)
+    assert line[1] == made["member"]["id"] and line[2:5] == [
+        "张*",
+        "138****1234",
+        "110105********002X",
+    ]
     assert await reveals() == []  # masked exports reveal nothing
     admin = {**auth(jwt, tree.county, "admin"), "X-Reveal-Reason": "annual review"}
     for fmt, n in (("xlsx", 1), ("csv", 2)):
