@@ -171,7 +171,7 @@ class NodeImportController(Controller):
         dry: Annotated[
             bool,
             QueryParameter(
-                query="dry_run", required=False, description="report only (default false)"
+                name="dry_run", required=False, description="report only (default false)"
             ),
         ] = False,
     ) -> Response[bytes]:
