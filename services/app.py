@@ -48,6 +48,7 @@ from services.integration import Integration
 from services.keys import jwt_config
 from services.middleware import request_context
 from services.notifier import CommitNotifier
+from services.openapi_contract import finish, operation_id, tags
 from services.problems import handle_exception
 from services.ratelimit import rate_limit
 
@@ -175,9 +176,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
                 }
             ),
             security=[{"bearer": []}],
+            tags=tags(),
+            operation_id_creator=operation_id,
         ),
+        on_startup=[_finish_openapi],
         debug=False,
     )
+
+
+def _finish_openapi(app: Litestar) -> None:
+    # The served document is the plugin's cached dict: completing it in place is what
+    # /schema/openapi.json (and every renderer) then serves.
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    finish(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
 
 
 def _api_routes() -> list[type[Controller]]:

@@ -46,6 +46,7 @@ from services.api.deps import (
 )
 from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.responses import ETAG, documented
 from services.auth import Principal
 from services.commands import findings as commands
 from services.context import AppContext
@@ -305,6 +306,7 @@ class FindingController(Controller):
         "/",
         status_code=201,
         summary="Record a finding and assign its rectification (建账)",
+        responses=documented(201, commands.FindingChanged, "The recorded finding"),
         description="FindingRecorded + RectificationAssigned in one append. A due date in the "
         "past is accepted (imported ledgers): the finding is then overdue at once. Roles: "
         "operator, admin.",
@@ -338,6 +340,7 @@ class FindingController(Controller):
         "/{finding_id:uuid}/progress",
         status_code=200,
         summary="Report rectification progress (更新)",
+        responses=documented(200, commands.FindingChanged, "The finding's new version"),
         description="Roles: the responsible unit (role unit), operator, admin.",
     )
     async def progress(
@@ -362,6 +365,7 @@ class FindingController(Controller):
         "/{finding_id:uuid}/complete",
         status_code=200,
         summary="Report the rectification completed (awaits verification)",
+        responses=documented(200, commands.FindingChanged, "The finding's new version"),
         description="Roles: the responsible unit (role unit), operator, admin.",
     )
     async def complete(
@@ -384,6 +388,7 @@ class FindingController(Controller):
         "/{finding_id:uuid}/verify",
         status_code=200,
         summary="Verify a completed rectification: 销号 (accepted) or back to work",
+        responses=documented(200, commands.FindingChanged, "The finding's new version"),
         description="Roles: inspector, admin (of the finding's node).",
     )
     async def verify(
@@ -408,6 +413,7 @@ class FindingController(Controller):
         "/{finding_id:uuid}/reopen",
         status_code=200,
         summary="Reopen a verified finding (回头看 found a relapse)",
+        responses=documented(200, commands.FindingChanged, "The finding's new version"),
         description="Roles: inspector, admin (of the finding's node).",
     )
     async def reopen(
@@ -431,6 +437,8 @@ class FindingController(Controller):
     @get(
         "/{finding_id:uuid}",
         summary="Read a finding (warning and overdue_days as of today, China date)",
+        responses=documented(200, FindingView, "The finding (ETag: its version)"),
+        response_headers=ETAG,
     )
     async def read(
         self,

@@ -40,6 +40,7 @@ from services.api.deps import (
 )
 from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.responses import ETAG
 from services.commands import issues as cmd
 from services.commands.session import CommandRequest, CommandSession, run_command
 from services.problems import (
@@ -743,6 +744,7 @@ class IssueController(Controller):
         summary="Read an issue (status, overdue, deadlines, assignee, whistle, callback)",
         description="ETag: the issue's version (send it as If-Match to commands). `overdue` is "
         "computed at read time.",
+        response_headers=ETAG,
     )
     async def read(
         self, issue_id: IssueId, ctx: Ctx, principal: Caller, min_position: MinPosition = None

@@ -44,6 +44,7 @@ from services.api.deps import (
 )
 from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.responses import ETAG, documented
 from services.auth import Principal
 from services.commands import members as commands
 from services.context import AppContext
@@ -264,6 +265,7 @@ class MemberController(Controller):
         "/",
         status_code=201,
         summary="Register a member at their residential community (MemberRegistered)",
+        responses=documented(201, commands.MemberChanged, "The registered member (never personal data)"),
         description="Roles: operator, admin — the community inside your scope; the home "
         "unit anywhere in the root tenant. 409 when the same person (ID number, else mobile) "
         "is already registered there.",
@@ -295,6 +297,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/services",
         status_code=200,
         summary="Record service hours (ServiceRecorded)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description="Roles: operator, admin of the member's current community.",
     )
     async def record_service(
@@ -319,6 +322,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/points",
         status_code=200,
         summary="Award (delta > 0) or deduct (delta < 0) points (积分)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description="Roles: operator, admin of the member's current community. delta 0 → 422; "
         "the balance never goes below zero.",
     )
@@ -344,6 +348,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/transfer",
         status_code=200,
         summary="Transfer a member to another community (MemberTransferred)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description="Roles: operator, admin of the member's current community. The "
         "destination may be any community of the root tenant. Events so far stay on the old "
         "community's chain (so does MemberTransferred); later ones join the new one's.",
@@ -373,6 +378,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/deregister",
         status_code=200,
         summary="Deregister a member (MemberDeregistered)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description="Roles: operator, admin of the member's current community.",
     )
     async def deregister(
@@ -395,6 +401,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/erase",
         status_code=200,
         summary="Erase a member's personal data (MemberErased)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description='Role: admin. The body is optional ({"reason": ...}). Afterwards name, '
         "phone and ID number read as [erased].",
     )
@@ -412,7 +419,7 @@ class MemberController(Controller):
             request, ctx, principal, lambda s: commands.erase(s, member_id=member_id, reason=reason)
         )
 
-    @get("/{member_id:uuid}", summary="Read a member (ETag: its version)")
+    @get("/{member_id:uuid}", summary="Read a member (ETag: its version)", response_headers=ETAG)
     async def read(
         self,
         member_id: FromPath[UUID],
@@ -501,6 +508,7 @@ class UnitRegistrationController(Controller):
         "/{unit_code:str}/registrations",
         status_code=201,
         summary="A unit reports to a community (UnitRegistered; an extension to the API spine)",
+        responses=documented(201, commands.UnitRegistrationChanged, "The registration"),
         description="Roles: unit (scoped to that unit: any community of the root tenant), "
         "operator or admin (the community inside your scope). Once per unit and community.",
     )

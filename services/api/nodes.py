@@ -8,7 +8,6 @@ from uuid import UUID, uuid4
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from infra import directory
@@ -25,6 +24,7 @@ from services.api.deps import (
     run_and_respond,
 )
 from services.api.fields import NodeCode, Text, Title
+from services.api.responses import ETAG, documented
 from services.commands import nodes as node_commands
 from services.commands.session import run_command
 from services.problems import ProblemError, not_caught_up, not_found
@@ -84,12 +84,7 @@ WHERE n.id = $1
 """
 
 
-def _documented(status: int, body: type[msgspec.Struct], what: str) -> dict[int, ResponseSpec]:
-    """Handlers answer pre-encoded bytes (for ETag and position headers): say what they hold."""
-    return {status: ResponseSpec(data_container=body, description=what, generate_examples=False)}
-
-
-CHANGED = _documented(200, node_commands.NodeChanged, "The node's new version and position")
+CHANGED = documented(200, node_commands.NodeChanged, "The node's new version and position")
 
 
 class NodeController(Controller):
@@ -104,7 +99,7 @@ class NodeController(Controller):
         "/",
         status_code=201,
         summary="Register a node (a root tenant when parent_code is null)",
-        responses=_documented(201, node_commands.NodeChanged, "The registered node"),
+        responses=documented(201, node_commands.NodeChanged, "The registered node"),
     )
     async def create(
         self,
@@ -149,7 +144,8 @@ class NodeController(Controller):
     @get(
         "/{code:str}",
         summary="Read a node (former codes resolve to the node's current code)",
-        responses=_documented(200, NodeView, "The node (ETag: its version)"),
+        responses=documented(200, NodeView, "The node (ETag: its version)"),
+        response_headers=ETAG,
     )
     async def read(
         self, code: FromPath[str], ctx: Ctx, principal: Caller, min_position: MinPosition = None

@@ -34,6 +34,7 @@ from services.api.deps import (
     require,
 )
 from services.api.paging import Cursor, Page, decode_cursor, page_of
+from services.api.responses import documented
 from services.cloudevents import contract_name_of
 from services.commands.session import CommandSession, run_command
 from services.problems import FieldError, ProblemError, not_found
@@ -202,6 +203,7 @@ class WebhookController(Controller):
         "/",
         status_code=201,
         summary="Subscribe a URL to your subtree's events (signed, retried, dead-lettered)",
+        responses=documented(201, WebhookView, "The subscription (its secret is never shown again)"),
     )
     async def create(
         self,
@@ -321,6 +323,7 @@ class WebhookController(Controller):
         "/{webhook_id:uuid}/redrive",
         status_code=200,
         summary="Queue a subscription's dead letters again (delivered before newer events); admin",
+        responses=documented(200, Redriven, "How many dead letters were queued again"),
     )
     async def redrive(
         self,
