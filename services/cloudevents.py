@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from domain.clock import instant
 from infra.feed import FeedEvent
 
 SPEC_VERSION = "1.0"
@@ -98,14 +99,14 @@ def to_cloudevent(item: FeedEvent) -> CloudEvent:
         source=source_of(item.path_codes),
         type=event_type(e.type, e.schema_version),
         subject=str(e.stream_id),
-        time=e.occurred_at.isoformat(),
+        time=instant(e.occurred_at),
         datacontenttype="application/json",
         position=str(e.position),
         nodecode=item.node_code,
         nodeseq=e.node_seq,
         streamtype=e.stream_type,
         streamversion=e.version,
-        recordedat=e.recorded_at.isoformat(),
+        recordedat=instant(e.recorded_at),
         actor=e.actor,
         data=msgspec.Raw(e.data.encode() if isinstance(e.data, str) else e.data),
         correlationid=str(e.correlation_id) if e.correlation_id is not None else None,

@@ -156,13 +156,49 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("x-civic-finished"):
         return doc
     components = doc.setdefault("components", {})
-    components.setdefault("schemas", {}).update(PROBLEM_SCHEMAS)
+    schemas = components.setdefault("schemas", {})
+    for schema in schemas.values():
+        _normalise(schema)
+    schemas.update(PROBLEM_SCHEMAS)
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             if isinstance(op, dict) and "responses" in op:
                 _finish_operation(path, method, op)
     doc["x-civic-finished"] = True
     return doc
+
+
+def _normalise(schema: Any, name: str = "") -> None:
+    """Two repairs over a component schema, recursively.
+
+    A nullable closed set comes out of Litestar as ``{oneOf: [string, null], enum}``, which
+    refuses null: the enum moves into the string branch. Instants (``*_at``) and dates
+    (``*_on``) that views carry as RFC 3339 text get their ``format``.
+    """
+    if isinstance(schema, list):
+        for item in schema:
+            _normalise(item, name)
+        return
+    if not isinstance(schema, dict):
+        return
+    branches = schema.get("oneOf")
+    if "enum" in schema and isinstance(branches, list):
+        values = schema.pop("enum")
+        for branch in branches:
+            if branch.get("type") == "string":
+                branch["enum"] = values
+    if schema.get("type") == "string" and "format" not in schema and "enum" not in schema:
+        if name.endswith("_at"):
+            schema["format"] = "date-time"
+        elif name.endswith("_on"):
+            schema["format"] = "date"
+    if isinstance(branches, list) and name:
+        for branch in branches:
+            _normalise(branch, name)
+    for key, value in schema.get("properties", {}).items():
+        _normalise(value, key)
+    if "items" in schema:
+        _normalise(schema["items"])
 
 
 def _finish_operation(path: str, method: str, op: dict[str, Any]) -> None:

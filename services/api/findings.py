@@ -44,7 +44,14 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import (
+    FindingCategory,
+    FindingStatus,
+    FindingWarning,
+    NodeCode,
+    Text,
+    Title,
+)
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.responses import ETAG, documented
 from services.auth import Principal
@@ -119,15 +126,15 @@ class FindingView(msgspec.Struct):
     source: str
     round: str | None
     description: str
-    category: str
+    category: FindingCategory
     category_label: str
     responsible_unit_code: str | None
     responsible_unit_name: str | None
     measures: list[str]
     due_on: date | None
-    status: str
+    status: FindingStatus
     status_label: str
-    warning: str
+    warning: FindingWarning
     overdue: bool
     overdue_days: int
     overdue_recorded_for: date | None

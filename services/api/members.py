@@ -42,7 +42,7 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import MemberStatus, NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.responses import ETAG, documented
 from services.auth import Principal
@@ -130,7 +130,7 @@ class MemberView(msgspec.Struct):
     community_code: str
     home_unit_code: str
     grid_code: str | None
-    status: str
+    status: MemberStatus
     name: str
     phone: str
     id_number: str | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID, uuid4
 
 import msgspec
@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import FromPath, JSONBody
 
+from domain.clock import instant
 from infra import directory
 from services.api.deps import (
     Caller,
@@ -23,7 +24,7 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import NodeCode, NodeKindName, Text, Title
 from services.api.responses import ETAG, documented
 from services.commands import nodes as node_commands
 from services.commands.session import run_command
@@ -34,9 +35,7 @@ from services.roles import READERS, WRITERS, Role
 class NodeCreate(msgspec.Struct, forbid_unknown_fields=True):
     code: NodeCode
     name: Title
-    kind: Annotated[
-        str, msgspec.Meta(description="province, city, county, street, community, grid or unit")
-    ]
+    kind: NodeKindName
     parent_code: NodeCode | None = None
 
 
@@ -58,7 +57,7 @@ class NodeView(msgspec.Struct):
     id: UUID
     code: str
     name: str
-    kind: str
+    kind: NodeKindName
     parent_code: str | None
     path: list[str]
     children: list[str]
@@ -172,8 +171,8 @@ class NodeController(Controller):
             former_codes=list(row["former_codes"]),
             closed=row["closed"],
             version=row["version"],
-            registered_at=row["registered_at"].isoformat(),
-            updated_at=row["updated_at"].isoformat(),
+            registered_at=instant(row["registered_at"]),
+            updated_at=instant(row["updated_at"]),
             requested_code=code if code != row["code"] else None,
         )
         return Response(

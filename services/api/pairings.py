@@ -36,7 +36,7 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import NodeCode, PairingRating, PairingStatus, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.responses import ETAG, documented
 from services.commands import pairings as commands
@@ -74,7 +74,7 @@ class ActivityHold(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PairingReview(msgspec.Struct, forbid_unknown_fields=True):
-    rating: Annotated[str, msgspec.Meta(description=f"one of {', '.join(RATINGS)}")]
+    rating: PairingRating
     comment: Text | None = None
 
 
@@ -99,7 +99,7 @@ class PairingView(msgspec.Struct):
     community_code: str
     starts_on: date
     ends_on: date
-    status: str
+    status: PairingStatus
     #: active and today lies within the term
     in_force: bool
     commitments: list[CommitmentView]
@@ -108,7 +108,7 @@ class PairingView(msgspec.Struct):
     activity_count: int
     participant_total: int
     last_activity_on: date | None
-    rating: str | None
+    rating: PairingRating | None
     review_count: int
     terminated_at: datetime | None
     termination_reason: str | None

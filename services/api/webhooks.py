@@ -22,6 +22,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from domain.clock import instant
 from infra import outbox
 from services.api.deps import (
     Caller,
@@ -100,7 +101,7 @@ class Redriven(msgspec.Struct):
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return instant(value) if value is not None else None
 
 
 def view_of(s: outbox.SubscriptionView) -> WebhookView:
@@ -112,7 +113,7 @@ def view_of(s: outbox.SubscriptionView) -> WebhookView:
         status=s.status,
         position=s.position,
         created_by=s.created_by,
-        created_at=s.created_at.isoformat(),
+        created_at=instant(s.created_at),
         delivered=s.delivered_count,
         dead=s.dead,
         pending=s.pending,
