@@ -41,6 +41,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     statement_timeout_ms: int = 30_000
     clock_interval_seconds: float = 5.0
     checkpoint_interval_seconds: float = 3600.0
+    #: the language of problem details when a request sends no Accept-Language
+    default_language: str = "zh-CN"
 
     @property
     def is_production(self) -> bool:
@@ -87,4 +89,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             rate_limit_per_minute=int(env.get("CIVIC_RATE_LIMIT", "6000")),
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
+            default_language=env.get("CIVIC_DEFAULT_LANGUAGE", "zh-CN"),
         )

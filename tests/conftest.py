@@ -121,6 +121,9 @@ async def app(database_url: str, session_clock: MovableClock) -> AsyncIterator[A
         log_level="WARNING",
         pool_min=2,
         pool_max=20,
+        # the tests read the English the code raises; tests/integration/test_messages_api.py
+        # covers the zh-CN default and Accept-Language
+        default_language="en",
     )
     application = create_app(settings, clock=session_clock)
     async with AsyncTestClient(application) as client:

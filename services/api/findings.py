@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -24,6 +25,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
+from litestar.openapi.spec import Operation
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -301,6 +303,20 @@ def _today(ctx: AppContext) -> date:
 # -- the controller ------------------------------------------------------------------------
 
 
+@dataclass
+class _LedgerOperation(Operation):
+    """The ledger answers a file in one of two media types, by ``format``."""
+
+    def to_schema(self) -> dict[str, Any]:
+        schema = super().to_schema()
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        schema["responses"]["200"]["content"] = {
+            ledger.XLSX_MEDIA_TYPE: binary,
+            ledger.CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+        }
+        return schema
+
+
 class FindingController(Controller):
     path = "/v1/findings"
     tags = ["findings"]
@@ -536,6 +552,7 @@ class FindingController(Controller):
         "最新进展), in the order recorded. XLSX: sheet 整改台账 with a title row, frozen "
         "header, real dates. CSV: UTF-8 with BOM, streamed. Roles: every reading role.",
         response_description="the ledger file (XLSX or CSV), as an attachment",
+        operation_class=_LedgerOperation,
     )
     async def export_ledger(
         self,
