@@ -38,6 +38,7 @@ from services.api.issues import IssueBatchController, IssueController
 from services.api.members import MemberController, UnitRegistrationController
 from services.api.nodes import NodeController
 from services.api.pairings import PairingController
+from services.api.query_guard import refuse_unknown_query
 from services.api.reveals import RevealAuditController
 from services.api.stats import StatsController
 from services.api.webhooks import WebhookController
@@ -180,6 +181,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             operation_id_creator=operation_id,
         ),
         on_startup=[_finish_openapi],
+        before_request=refuse_unknown_query,
         debug=False,
     )
 

@@ -200,7 +200,9 @@ LEFT JOIN nodes u ON u.id = r.unit_id
 LEFT JOIN nodes c ON c.id = r.node_id
 WHERE r.root_id = $1 AND r.unit_id = $2
   AND (c.path >= $3 AND c.path < $4 OR u.path >= $3 AND u.path < $4)
+  AND ($5::timestamptz IS NULL OR (r.registered_at, r.id) > ($5, $6::uuid))
 ORDER BY r.registered_at, r.id
+LIMIT $7
 """
 
 # Recorded, with its current community in the subtree, but not yet in the read model.
@@ -540,8 +542,11 @@ class UnitRegistrationController(Controller):
         ctx: Ctx,
         principal: Caller,
         min_position: MinPosition = None,
-    ) -> list[UnitRegistrationView]:
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> Page[UnitRegistrationView]:
         require(principal, READERS, "reading unit registrations")
+        after = decode_time_id_cursor(cursor)
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
@@ -549,9 +554,16 @@ class UnitRegistrationController(Controller):
             if unit is None or unit.kind != "unit":
                 raise not_found(f"unit {unit_code}")
             rows = await conn.fetch(
-                LIST_UNIT_REGISTRATIONS, scope.root_id, unit.id, scope.path, scope.path[:-1] + "0"
+                LIST_UNIT_REGISTRATIONS,
+                scope.root_id,
+                unit.id,
+                scope.path,
+                scope.path[:-1] + "0",
+                after[0] if after else None,
+                after[1] if after else None,
+                limit + 1,
             )
-        return [
+        items = [
             UnitRegistrationView(
                 id=r["id"],
                 unit_code=r["unit_code"],
@@ -561,3 +573,4 @@ class UnitRegistrationController(Controller):
             )
             for r in rows
         ]
+        return page_of(items, limit, lambda v: [v.registered_at.isoformat(), str(v.id)])

@@ -285,7 +285,7 @@ class WebhookController(Controller):
 
     @get(
         "/{webhook_id:uuid}/deliveries",
-        summary="Delivery records of a subscription (status=dead lists the dead letters); admin",
+        summary="Delivery records of a subscription (status=dead lists the dead letters); integrator or admin",
     )
     async def deliveries(
         self,
@@ -301,7 +301,7 @@ class WebhookController(Controller):
         limit: ListLimit = 100,
         cursor: Cursor = None,
     ) -> Page[DeliveryItem]:
-        require(principal, ADMINS, "reading webhook deliveries")
+        require(principal, INTEGRATORS, "reading webhook deliveries")
         if status is not None and status not in DELIVERY_STATUSES:
             raise ProblemError(
                 400,
