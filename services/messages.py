@@ -75,9 +75,7 @@ class Catalog:
             m = pattern.match(text)
             if m is None:
                 continue
-            values = {
-                k: (self.lookup(v, depth + 1) or v) for k, v in m.groupdict().items()
-            }
+            values = {k: (self.lookup(v, depth + 1) or v) for k, v in m.groupdict().items()}
             return msgstr.format(**values)
         return None
 

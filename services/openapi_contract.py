@@ -17,11 +17,26 @@ from litestar.openapi.spec import Tag
 #: tag → (中文, English). Every tag an operation uses must be described here
 #: (tests/integration/test_openapi_contract.py checks it).
 TAGS: dict[str, tuple[str, str]] = {
-    "nodes": ("层级节点：县（区）、街道、社区、网格与单位", "The hierarchy: counties, streets, communities, grids and units"),
-    "pairings": ("结对共建：单位与社区结对、承诺事项与活动", "Pairing: units paired with communities, commitments and activities"),
-    "members": ("双报到：单位报到、在职党员报到、服务与积分", "Member registration: units and in-service party members, service and points"),
-    "issues": ("民情工单：受理、派单、签收、办结、回访与吹哨报到", "Issues and work orders: report, assign, accept, resolve, callback, escalate"),
-    "findings": ("巡视整改：建账、更新、销号与回头看", "Inspection findings and their rectification ledger"),
+    "nodes": (
+        "层级节点：县（区）、街道、社区、网格与单位",
+        "The hierarchy: counties, streets, communities, grids and units",
+    ),
+    "pairings": (
+        "结对共建：单位与社区结对、承诺事项与活动",
+        "Pairing: units paired with communities, commitments and activities",
+    ),
+    "members": (
+        "双报到：单位报到、在职党员报到、服务与积分",
+        "Member registration: units and in-service party members, service and points",
+    ),
+    "issues": (
+        "民情工单：受理、派单、签收、办结、回访与吹哨报到",
+        "Issues and work orders: report, assign, accept, resolve, callback, escalate",
+    ),
+    "findings": (
+        "巡视整改：建账、更新、销号与回头看",
+        "Inspection findings and their rectification ledger",
+    ),
     "stats": ("统计指标：按层级汇总", "Indicators rolled up the hierarchy"),
     "integration": ("数据对接：事件流、Webhook 推送", "Integration: the event feed and webhooks"),
     "audit": ("审计：哈希链、检查点与证明", "Audit: hash chains, checkpoints and proofs"),
@@ -212,14 +227,14 @@ def _finish_operation(path: str, method: str, op: dict[str, Any]) -> None:
         statuses = (401, 403, 429)
     else:
         statuses = (503,)
-    for status in statuses:
+    for code in statuses:
         response: dict[str, Any] = {
-            "description": _STATUS_TEXT[status],
+            "description": _STATUS_TEXT[code],
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        if status in _RESPONSE_HEADERS:
-            response["headers"] = dict(_RESPONSE_HEADERS[status])
-        responses[str(status)] = response
+        if code in _RESPONSE_HEADERS:
+            response["headers"] = dict(_RESPONSE_HEADERS[code])
+        responses[str(code)] = response
     params: list[dict[str, Any]] = op.setdefault("parameters", [])
     present = {(p.get("in"), p.get("name", "").lower()) for p in params}
 

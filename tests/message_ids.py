@@ -89,10 +89,7 @@ def messages_in(path: Path) -> Iterator[tuple[str, int, str]]:
         candidates = [node.args[i] for i in positions if i < len(node.args)]
         candidates += [k.value for k in node.keywords if k.arg in keywords]
         for arg in candidates:
-            if isinstance(arg, ast.IfExp):
-                parts = [arg.body, arg.orelse]
-            else:
-                parts = [arg]
+            parts = [arg.body, arg.orelse] if isinstance(arg, ast.IfExp) else [arg]
             for part in parts:
                 template = template_of(part)
                 # a bare placeholder is a value passed through ("{field}: {message}")
@@ -114,9 +111,7 @@ def missing(language: str) -> dict[str, list[str]]:
     from services.messages import catalog
 
     known = catalog(language)
-    shapes = {shape(k) for k in known.exact} | {
-        shape(msgid) for msgid in _template_ids(language)
-    }
+    shapes = {shape(k) for k in known.exact} | {shape(msgid) for msgid in _template_ids(language)}
     return {t: w for t, w in all_messages().items() if shape(t) not in shapes}
 
 
@@ -140,4 +135,3 @@ if __name__ == "__main__":
         print(f"msgid {_quote(template)}")
         print('msgstr ""\n')
     sys.exit(1 if gaps else 0)
-

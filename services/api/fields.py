@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, TypeAlias
 
 import msgspec
 
@@ -29,24 +29,30 @@ Title = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TITLE)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
 
 
-def closed_set(values: Iterable[str], description: str | None = None) -> Any:
-    """A string from a closed set, documented as an enum.
+def closed_set(values: Iterable[str], description: str | None = None) -> msgspec.Meta:
+    """The metadata of a string from a closed set: documented as an enum.
 
     Membership is the domain's decision (a value outside the set is its 422 with its own
     message), so the type stays ``str`` at runtime and the set shows in the document only.
     """
-    return Annotated[
-        str, msgspec.Meta(description=description, extra_json_schema={"extra": {"enum": list(values)}})
-    ]
+    return msgspec.Meta(
+        description=description, extra_json_schema={"extra": {"enum": list(values)}}
+    )
 
 
-NodeKindName = closed_set([k.value for k in NodeKind], "The kind of node")
-PairingRating = closed_set(RATINGS, "excellent, good, fair or poor")
-PairingStatus = closed_set(PAIRING_STATUSES)
-IssueStatus = closed_set(ISSUE_STATUSES)
-IssueSource = closed_set(SOURCES, "Where the issue came from")
-Satisfaction = closed_set(SATISFACTIONS, "The resident's satisfaction (回访)")
-FindingStatus = closed_set(FINDING_STATUSES)
-FindingCategory = closed_set(CATEGORIES, "immediate (立行立改), deadline (限期整改), long_term (长期坚持)")
-FindingWarning = closed_set(("none", "green", "yellow", "red"))
-MemberStatus = closed_set(MEMBER_STATUSES)
+NodeKindName: TypeAlias = Annotated[
+    str, closed_set([k.value for k in NodeKind], "The kind of node")
+]
+PairingRating: TypeAlias = Annotated[str, closed_set(RATINGS, "excellent, good, fair or poor")]
+PairingStatus: TypeAlias = Annotated[str, closed_set(PAIRING_STATUSES)]
+IssueStatus: TypeAlias = Annotated[str, closed_set(ISSUE_STATUSES)]
+IssueSource: TypeAlias = Annotated[str, closed_set(SOURCES, "Where the issue came from")]
+Satisfaction: TypeAlias = Annotated[
+    str, closed_set(SATISFACTIONS, "The resident's satisfaction (回访)")
+]
+FindingStatus: TypeAlias = Annotated[str, closed_set(FINDING_STATUSES)]
+FindingCategory: TypeAlias = Annotated[
+    str, closed_set(CATEGORIES, "immediate (立行立改), deadline (限期整改), long_term (长期坚持)")
+]
+FindingWarning: TypeAlias = Annotated[str, closed_set(("none", "green", "yellow", "red"))]
+MemberStatus: TypeAlias = Annotated[str, closed_set(MEMBER_STATUSES)]

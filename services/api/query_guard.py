@@ -30,9 +30,7 @@ def _known(app: Litestar, template: str, method: str) -> frozenset[str] | None:
     operation = _document(app).get("paths", {}).get(template, {}).get(method)
     if not isinstance(operation, dict):
         return None  # not a documented operation (the schema pages): nothing to hold it to
-    return frozenset(
-        p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"
-    )
+    return frozenset(p["name"] for p in operation.get("parameters", []) if p.get("in") == "query")
 
 
 async def refuse_unknown_query(request: Request[Any, Any, Any]) -> None:

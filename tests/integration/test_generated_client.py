@@ -25,8 +25,16 @@ def generate(doc: dict[str, Any], where: Path) -> tuple[str, Any]:
     source = where / "openapi.json"
     source.write_text(json.dumps(doc, ensure_ascii=False))
     result = subprocess.run(
-        [str(GENERATOR), "generate", "--path", str(source), "--meta", "none"]
-        + ["--output-path", str(where / "civic_client")],
+        [
+            str(GENERATOR),
+            "generate",
+            "--path",
+            str(source),
+            "--meta",
+            "none",
+            "--output-path",
+            str(where / "civic_client"),
+        ],
         capture_output=True,
         text=True,
         timeout=240,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from babel.messages.pofile import read_po
 
 from services.messages import LANGUAGES, LOCALE_DIR, catalog, negotiate, translate
-from tests.message_ids import all_messages, missing, shape
+from tests.message_ids import all_messages, missing
 
 
 def _ids(language: str) -> dict[str, str]:
