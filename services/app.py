@@ -31,6 +31,7 @@ from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from services.api import health
 from services.api.audit import AuditController
+from services.api.contract_docs import ContractDocsController
 from services.api.feed import FeedController
 from services.api.findings import FindingController
 from services.api.history import HistoryController
@@ -209,6 +210,7 @@ def _api_routes() -> list[type[Controller]]:
         MemberController,
         UnitRegistrationController,
         StatsController,
+        ContractDocsController,
     ]
 
 

@@ -38,6 +38,7 @@ class Integration:
                     max_attempts=settings.webhook_max_attempts,
                 ),
                 timeout_seconds=settings.webhook_timeout_seconds,
+                schema_base=settings.base_url,
             ),
         )
         relay = None
@@ -47,6 +48,7 @@ class Integration:
                 url=settings.nats_url,
                 stream=settings.nats_stream,
                 subject_prefix=settings.nats_subject_prefix,
+                schema_base=settings.base_url,
             )
         return cls(
             live=live,

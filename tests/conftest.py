@@ -25,6 +25,11 @@ from infra.dsn import with_database
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``after_all`` run last: they check what the whole session recorded."""
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)
+
+
 def _server_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
