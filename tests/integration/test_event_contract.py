@@ -92,19 +92,23 @@ async def test_asyncapi_document_parses_with_the_reference_parser(client, tmp_pa
     _install_parser(npm)
     source = tmp_path / "asyncapi.json"
     source.write_text(json.dumps(doc))
-    result = subprocess.run(
-        [node, str(PARSER_SOURCE / "parse.mjs"), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PARSER_DIR": str(PARSER_DIR), "PATH": str(Path(node).parent)},
-    )
+    result = _parse(node, source)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     errors = [d for d in report["diagnostics"] if d["severity"] == 0]
     assert report["parsed"] and not errors, errors[:10]
     declared = len(catalogue(event_classes()))
     assert report["messages"] >= declared and report["channels"] == 3
+
+
+def _parse(node: str, source: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [node, str(PARSER_SOURCE / "parse.mjs"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PARSER_DIR": str(PARSER_DIR), "PATH": str(Path(node).parent)},
+    )
 
 
 def _install_parser(npm: str) -> None:
