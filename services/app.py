@@ -14,7 +14,6 @@ from litestar import Controller, Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from domain.clock import Clock
@@ -46,6 +45,7 @@ from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
+from services.docs_assets import assets_router, render_plugins
 from services.integration import Integration
 from services.keys import jwt_config
 from services.middleware import request_context
@@ -145,7 +145,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             await pool.close()
 
     return Litestar(
-        route_handlers=[*(_api_routes() if api else []), health.live, health.ready, health.metrics],
+        route_handlers=[
+            *(_api_routes() if api else []),
+            *([assets_router()] if api else []),
+            health.live,
+            health.ready,
+            health.metrics,
+        ],
         lifespan=[lifespan],
         state=State(
             {
@@ -171,7 +177,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
                 "tamper-evident audit trail. Errors are application/problem+json (RFC 9457)."
             ),
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin(), YamlRenderPlugin()],
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
