@@ -12,7 +12,22 @@ def configure_logging(level: str = "INFO") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s", force=True)
+    # Records of the standard library's loggers (httpx, uvicorn, asyncio) leave as JSON too,
+    # with the fields structlog's own lines carry.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=structlog.processors.JSONRenderer(ensure_ascii=False),
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+            ],
+        )
+    )
+    logging.basicConfig(handlers=[handler], level=numeric, force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
