@@ -29,6 +29,9 @@ LANGUAGES = {"zh-CN": "zh_CN", "en": "en"}
 DEFAULT_LANGUAGE = "zh-CN"
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+#: messages answered untranslated since start-up (bounded); the test suite asserts none
+_misses: set[str] = set()
+_MAX_MISSES = 1000
 
 
 def _template_regex(msgid: str) -> re.Pattern[str]:
@@ -80,7 +83,12 @@ class Catalog:
         return None
 
     def translate(self, text: str) -> str:
-        return self.lookup(text) or text
+        found = self.lookup(text)
+        if found is None:
+            if len(_misses) < _MAX_MISSES:
+                _misses.add(text[:200])
+            return text
+        return found
 
 
 @cache
@@ -125,3 +133,8 @@ def negotiate(accept_language: str | None, default: str = DEFAULT_LANGUAGE) -> s
 
 def translate(text: str, language: str) -> str:
     return catalog(language).translate(text)
+
+
+def untranslated() -> frozenset[str]:
+    """Messages the catalog did not know when they were answered (at most 1000 kept)."""
+    return frozenset(_misses)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.reliability import extra_app
 from tests.support import auth, build_tree, fresh_county_code
 
@@ -101,3 +103,13 @@ async def test_instants_use_z_everywhere(client, jwt):
         headers=auth(jwt, tree.county, "viewer"),
     )
     assert node.json()["registered_at"].endswith("Z") and node.json()["updated_at"].endswith("Z")
+
+
+@pytest.mark.after_all
+def test_no_problem_the_session_answered_was_untranslated():
+    """The net under tests/unit/test_messages.py: messages built at run time (msgspec's,
+    Litestar's, ones passed through variables) are in the catalog too."""
+    from services.messages import untranslated
+
+    missing = sorted(untranslated())
+    assert not missing, "untranslated (add with scripts/add-messages.py):\n" + "\n".join(missing)
