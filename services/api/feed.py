@@ -180,6 +180,7 @@ class FeedController(Controller):
                 generate_examples=False,
             )
         },
+        operation_id="readFeed",
     )
     async def feed(
         self,

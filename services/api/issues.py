@@ -937,6 +937,7 @@ class IssueBatchController(Controller):
         ),
         operation_class=_BatchOperation,
         request_max_body_size=MAX_BATCH_BYTES,
+        operation_id="importIssues",
     )
     async def import_batch(
         self, request: Request[Any, Any, Any], ctx: Ctx, principal: Caller

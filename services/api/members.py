@@ -513,6 +513,7 @@ class UnitRegistrationController(Controller):
         responses=documented(201, commands.UnitRegistrationChanged, "The registration"),
         description="Roles: unit (scoped to that unit: any community of the root tenant), "
         "operator or admin (the community inside your scope). Once per unit and community.",
+        operation_id="registerUnit",
     )
     async def register(
         self,

@@ -154,6 +154,7 @@ class StatsController(Controller):
             "denominator is 0). `as_of=YYYY-MM-DD`: at the end of that China-local day, with "
             "the children as the tree stood then. Roles: every reader of the scope."
         ),
+        operation_id="readStats",
     )
     async def stats(
         self,
@@ -192,6 +193,7 @@ class StatsController(Controller):
             "figures of `/stats` as they stood at the end of that day. Roles: every reader "
             "of the scope."
         ),
+        operation_id="readDailyStats",
     )
     async def daily(
         self,

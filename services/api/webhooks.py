@@ -238,7 +238,7 @@ class WebhookController(Controller):
         outcome = await run_command(ctx, principal, await command_request(request), decide)
         return command_response(outcome)
 
-    @get("/", summary="Your subtree's webhook subscriptions (secrets are never shown)")
+    @get("/", summary="Your subtree's webhook subscriptions (secrets are never shown)", operation_id="listWebhooks")
     async def list_all(
         self, ctx: Ctx, principal: Caller, limit: ListLimit = 100, cursor: Cursor = None
     ) -> Page[WebhookView]:
@@ -286,6 +286,7 @@ class WebhookController(Controller):
     @get(
         "/{webhook_id:uuid}/deliveries",
         summary="Delivery records of a subscription (status=dead lists the dead letters); integrator or admin",
+        operation_id="listDeliveries",
     )
     async def deliveries(
         self,
