@@ -41,7 +41,7 @@ def _template_regex(msgid: str) -> re.Pattern[str]:
     for m in _PLACEHOLDER.finditer(msgid):
         parts.append(re.escape(msgid[last : m.start()]))
         name = m.group(1)
-        parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+        parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.*?)")
         seen.add(name)
         last = m.end()
     parts.append(re.escape(msgid[last:]))
@@ -83,7 +83,7 @@ class Catalog:
         return None
 
     def translate(self, text: str) -> str:
-        found = self.lookup(text)
+        found = self.lookup(text) or self.lookup(text.strip())
         if found is None:
             if len(_misses) < _MAX_MISSES:
                 _misses.add(text[:200])

@@ -34,6 +34,7 @@ MESSAGE_ARGS: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {
     "_bad_body": ((0,), ("detail",)),
     "_response": ((2, 3), ("title", "detail")),
     "AuthError": ((0,), ()),
+    "ProofUnavailable": ((0,), ()),
 }
 
 _PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*\}")

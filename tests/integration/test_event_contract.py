@@ -46,9 +46,16 @@ async def test_every_stored_event_validates_against_its_schema(client, pool):
     assert tree.last_position
     schemas: dict[tuple[str, int], Any] = {}
     checked: dict[str, int] = {}
+    foreign: dict[str, int] = {}
+    declared = {(name, version) for name, version, _ in catalogue(event_classes())}
     async with pool.acquire() as conn, conn.transaction():
         async for row in conn.cursor("SELECT type, schema_version, data::text FROM events"):
             key = (row["type"], row["schema_version"])
+            if key not in declared:
+                # rows tests insert straight into the table (the projection runner's probes):
+                # no domain event, nothing the application could have recorded
+                foreign[row["type"]] = foreign.get(row["type"], 0) + 1
+                continue
             validator = schemas.get(key)
             if validator is None:
                 r = await client.get(f"/schema/events/{key[0]}/{key[1]}")
@@ -59,7 +66,11 @@ async def test_every_stored_event_validates_against_its_schema(client, pool):
             errors = sorted(validator.iter_errors(json.loads(row["data"])), key=str)
             assert not errors, f"{key}: {errors[0].message} at {list(errors[0].path)}"
             checked[row["type"]] = checked.get(row["type"], 0) + 1
-    print(f"\nvalidated stored events by type: {dict(sorted(checked.items()))}")
+    print(
+        f"\nvalidated stored events by type: {dict(sorted(checked.items()))}; "
+        f"rows that are no domain event (inserted by tests): {foreign}"
+    )
+    assert not set(foreign) & {name for name, _ in declared}, "a declared type, unknown version"
     assert sum(checked.values()) > 0
 
 
