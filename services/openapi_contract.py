@@ -2,7 +2,8 @@
 
 Litestar documents what a handler's signature says: its body, parameters and success
 response. What every operation shares — the problem+json answers it can give, the request
-headers the command pipeline reads, the response headers every answer of a class carries (ETag is declared by the reads that send it),
+headers the command pipeline reads, the response headers every answer of a class carries (ETag is declared by the reads that send it;
+Location goes on a 201 wherever the document has a GET for the created item),
 readable operation ids, tag descriptions — is stated here once, by operation class, so an
 endpoint added later is documented the same way without a hand copy.
 """
@@ -107,6 +108,32 @@ _COMMAND_SUCCESS_HEADERS = {
 }
 
 
+_CREATED_HEADERS = {
+    "Location": _header("The created resource (where it can be read)", {"type": "string"})
+}
+
+
+def created_item(doc: dict[str, Any], path: str) -> tuple[str, str] | None:
+    """``/v1/pairings`` → ``("/v1/pairings/{pairing_id}", "pairing_id")``: the readable item a
+    POST to a collection creates, or None when the document has no GET for one."""
+    base = path.rstrip("/")
+    for template, item in doc.get("paths", {}).items():
+        head, _, last = template.rpartition("/")
+        if head == base and last.startswith("{") and isinstance(item.get("get"), dict):
+            return template, last.strip("{}")
+    return None
+
+
+def location(doc: dict[str, Any], path: str, body: dict[str, Any]) -> str | None:
+    """The Location of what a 201 created: its id (or code) in the item's path."""
+    found = created_item(doc, path)
+    if found is None:
+        return None
+    template, param = found
+    value = body.get("id" if param.endswith("id") else param)
+    return None if value is None else template.replace("{" + param + "}", str(value))
+
+
 def _parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
@@ -178,7 +205,7 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             if isinstance(op, dict) and "responses" in op:
-                _finish_operation(path, method, op)
+                _finish_operation(doc, path, method, op)
     doc["x-civic-finished"] = True
     return doc
 
@@ -216,7 +243,7 @@ def _normalise(schema: Any, name: str = "") -> None:
         _normalise(schema["items"])
 
 
-def _finish_operation(path: str, method: str, op: dict[str, Any]) -> None:
+def _finish_operation(doc: dict[str, Any], path: str, method: str, op: dict[str, Any]) -> None:
     responses: dict[str, Any] = op["responses"]
     for status in [s for s in responses if s.isdigit() and int(s) >= 400]:
         del responses[status]  # Litestar's generic ValidationException body: not what we send
@@ -253,6 +280,8 @@ def _finish_operation(path: str, method: str, op: dict[str, Any]) -> None:
             if status.startswith("2"):
                 headers = response.setdefault("headers", {})
                 headers.update(_COMMAND_SUCCESS_HEADERS)
+                if status == "201" and created_item(doc, path) is not None:
+                    headers.update(_CREATED_HEADERS)
     if method == "get" and path.startswith("/v1/members"):
         add(REVEAL_REASON)
     if method == "get" and path == "/v1/feed":

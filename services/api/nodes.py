@@ -138,7 +138,7 @@ class NodeController(Controller):
                     s, code=data.code, name=data.name, kind=data.kind, parent_code=parent_code
                 ),
             )
-        return command_response(outcome)
+        return command_response(outcome, request)
 
     @get(
         "/{code:str}",

@@ -236,7 +236,7 @@ class WebhookController(Controller):
             return 201, view_of(view)
 
         outcome = await run_command(ctx, principal, await command_request(request), decide)
-        return command_response(outcome)
+        return command_response(outcome, request)
 
     @get("/", summary="Your subtree's webhook subscriptions (secrets are never shown)", operation_id="listWebhooks")
     async def list_all(
@@ -342,4 +342,4 @@ class WebhookController(Controller):
             return 200, Redriven(id=webhook_id, requeued=requeued)
 
         outcome = await run_command(ctx, principal, await command_request(request), decide)
-        return command_response(outcome)
+        return command_response(outcome, request)

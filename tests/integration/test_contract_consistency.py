@@ -113,3 +113,30 @@ def test_no_problem_the_session_answered_was_untranslated():
 
     missing = sorted(untranslated())
     assert not missing, "untranslated (add with scripts/add-messages.py):\n" + "\n".join(missing)
+
+
+async def test_a_201_names_the_created_resource_in_location(client, jwt):
+    tree = await build_tree(client, jwt, streets=1, communities=1, units=1)
+    community = tree.communities[tree.streets[0]][0]
+    op = auth(jwt, tree.county, "operator")
+    r = await client.post(
+        "/v1/issues",
+        json={"node_code": community, "title": "路灯不亮", "category": "市政", "source": "grid"},
+        headers=op,
+    )
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"/v1/issues/{r.json()['id']}"
+    grid = community + "G01"
+    r = await client.post(
+        "/v1/nodes",
+        json={"code": grid, "name": "第一网格", "kind": "grid", "parent_code": community},
+        headers=op,
+    )
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"/v1/nodes/{grid}"
+    again = await client.post(
+        f"/v1/units/{tree.units[0]}/registrations",
+        json={"community_code": community},
+        headers=auth(jwt, tree.units[0], "unit"),
+    )
+    assert again.status_code == 201 and "location" not in again.headers  # no readable item
