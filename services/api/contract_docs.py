@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
+from litestar.params import FromPath
 
 from domain.registry import event_classes
 from infra.event_schemas import catalogue, data_schema
@@ -63,7 +64,9 @@ class ContractDocsController(Controller):
         )
 
     @get("/events/{type_name:str}/{version:int}", sync_to_thread=False)
-    def event_schema(self, type_name: str, version: int, state: State) -> Response[bytes]:
+    def event_schema(
+        self, type_name: FromPath[str], version: FromPath[int], state: State
+    ) -> Response[bytes]:
         schema = _schemas().get((type_name, version))
         if schema is None:
             raise not_found(f"event schema {type_name} v{version}")

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from infra.settings import Settings
 from tests.reliability import extra_app
 from tests.support import auth, build_tree, fresh_county_code
 
@@ -44,7 +45,7 @@ async def test_accept_language_switches_titles_details_and_field_messages(client
 
 
 async def test_without_accept_language_the_default_is_zh_cn(ctx, jwt):
-    async with extra_app(ctx) as other:  # the deployment default: CIVIC_DEFAULT_LANGUAGE unset
+    async with extra_app(ctx, default_language=Settings().default_language) as other:
         r = await other.get("/v1/nodes/999999000000", headers=auth(jwt, "999999000000", "admin"))
         assert r.status_code in (401, 404)
         assert r.headers["content-language"] == "zh-CN"
