@@ -33,6 +33,10 @@ class Sealed(msgspec.Struct, forbid_unknown_fields=True):
     ct: str
 
 
+class _Personal(msgspec.Struct):
+    """Placeholder for a personal-data field; ``data_schema`` writes its real schema."""
+
+
 def data_struct(event_class: type[Any]) -> type[msgspec.Struct]:
     """A msgspec Struct with the event's stored fields (the codec's encoding of ``data``)."""
     hints = typing.get_type_hints(event_class, include_extras=True)
@@ -41,7 +45,7 @@ def data_struct(event_class: type[Any]) -> type[msgspec.Struct]:
     for f in dataclasses.fields(event_class):
         if f.name in _ENVELOPE_FIELDS:
             continue
-        tp: Any = Sealed | None if f.name in personal else hints.get(f.name, Any)
+        tp: Any = _Personal | None if f.name in personal else hints.get(f.name, Any)
         if f.default is not dataclasses.MISSING:
             fields.append((f.name, tp, f.default))
         elif f.default_factory is not dataclasses.MISSING:
@@ -59,6 +63,8 @@ def data_schema(event_class: type[Any], schema_id: str | None = None) -> dict[st
     defs = schema.pop("$defs", {})
     if ref is not None:
         schema = dict(defs.pop(ref.rsplit("/", 1)[1]))
+    if defs.pop("_Personal", None) is not None:
+        _personal_schemas(event_class, schema, defs)
     out: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT}
     if schema_id:
         out["$id"] = schema_id
@@ -67,6 +73,17 @@ def data_schema(event_class: type[Any], schema_id: str | None = None) -> dict[st
     if defs:
         out["$defs"] = defs
     return out
+
+
+def _personal_schemas(event_class: type[Any], schema: dict[str, Any], defs: dict[str, Any]) -> None:
+    """A personal field is stored sealed, or null once shredded; events written without a
+    field cipher (tools, tests) hold it in clear, which readers accept too."""
+    hints = typing.get_type_hints(event_class, include_extras=False)
+    for name in personal_fields(event_class):
+        clear = [t for t in typing.get_args(hints[name]) if t is not type(None)] or [hints[name]]
+        (sealed, *plain), components = msgspec.json.schema_components([Sealed, *clear])
+        defs.update(components)
+        schema["properties"][name] = {"anyOf": [sealed, *plain, {"type": "null"}]}
 
 
 def catalogue(event_classes: Mapping[str, type[Any]]) -> list[tuple[str, int, type[Any]]]:

@@ -41,7 +41,8 @@ def test_stopping_dev_stops_its_postgres_quietly(tmp_path: Path, signum: int):
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None, "civic dev exited early"
+            if proc.poll() is not None:
+                raise AssertionError("civic dev exited early:\n" + proc.communicate()[0])
             time.sleep(0.3)
         else:
             raise AssertionError("civic dev never became ready")
