@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
-from litestar import Controller, Litestar
+from litestar import Controller, Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
@@ -27,7 +28,8 @@ from infra.metrics import Metrics
 from infra.pii_keys import master_key
 from infra.settings import Settings
 from projections.registry import all_projections
-from projections.runner import ProjectionRunner
+from projections.runner import ProjectionRunner, handles_by_name
+from projections.waits import PositionWaits
 from services.api import health
 from services.api.audit import AuditController
 from services.api.contract_docs import ContractDocsController
@@ -43,11 +45,13 @@ from services.api.reveals import RevealAuditController
 from services.api.stats import StatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
+from services.content_type import require_json_body
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
 from services.docs_assets import assets_router, render_plugins
 from services.integration import Integration
 from services.keys import jwt_config
+from services.limits import HeavyBudget, PerPrincipal
 from services.middleware import request_context
 from services.notifier import CommitNotifier
 from services.openapi_contract import finish, operation_id, tags
@@ -66,6 +70,11 @@ def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     )
     if clock is not None:
         ctx.clock = clock
+    ctx.waits = PositionWaits(lambda: ctx.db, handles_by_name)
+    ctx.after_commit.append(ctx.waits.saw_commit)
+    ctx.wait_slots = PerPrincipal(settings.max_waits_per_principal, "waiting reads")
+    ctx.stream_slots = PerPrincipal(settings.max_streams_per_principal, "live streams")
+    ctx.heavy = HeavyBudget(settings.heavy_concurrency)
     return ctx
 
 
@@ -125,6 +134,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
                 runner = ProjectionRunner(workers, projections, metrics=ctx.metrics)
                 await runner.start()
                 app.state.runner = runner
+                if ctx.waits is not None:
+                    ctx.waits.attach(runner)
                 deadline_clock.start()
                 integration.start(workers)
                 checkpointer.start()
@@ -135,6 +146,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             await deadline_clock.stop()
             await integration.stop()
             await checkpointer.stop()
+            if ctx.waits is not None:
+                await ctx.waits.close()
             if runner is not None:
                 await runner.stop()
             if notifier is not None:
@@ -162,9 +175,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             }
         ),
         exception_handlers={Exception: handle_exception},
+        before_request=_before_request,
         middleware=[
             request_context(ctx.metrics),
-            rate_limit(ctx.jwt, settings.rate_limit_per_minute),
+            rate_limit(
+                ctx.jwt,
+                settings.rate_limit_per_minute,
+                settings.anonymous_rate_limit_per_minute,
+            ),
         ],
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=[], allow_methods=["GET", "POST", "DELETE"]),
@@ -188,9 +206,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             operation_id_creator=operation_id,
         ),
         on_startup=[_finish_openapi],
-        before_request=refuse_unknown_query,
         debug=False,
     )
+
+
+async def _before_request(request: Request[Any, Any, Any]) -> None:
+    """The request's shape, before any handler runs: parameters it names, the body's type."""
+    await refuse_unknown_query(request)
+    await require_json_body(request)
 
 
 def _finish_openapi(app: Litestar) -> None:
