@@ -126,7 +126,7 @@ async def app(database_url: str, session_clock: MovableClock) -> AsyncIterator[A
         log_level="WARNING",
         pool_min=2,
         pool_max=20,
-        # the tests read the English the code raises; tests/integration/test_messages_api.py
+        # the tests read the English the code raises; test_contract_consistency.py
         # covers the zh-CN default and Accept-Language
         default_language="en",
         # the webhook tests' receivers listen on 127.0.0.1, which webhooks may not reach
