@@ -47,7 +47,8 @@ from openpyxl.worksheet.worksheet import Worksheet
 from domain.refs import CHINA_TZ
 
 CSV_BOM = "\ufeff"
-CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+#: Litestar appends "; charset=utf-8" to every text/* media type itself (once).
+CSV_MEDIA_TYPE = "text/csv"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 #: the leading characters that make a spreadsheet program read text as a formula (OWASP).
