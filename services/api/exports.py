@@ -45,6 +45,9 @@ from services.api.deps import (
     read_scope,
     require,
 )
+
+# the ledger's OpenAPI operation: a file in one of two media types, by ``format``
+from services.api.findings import _LedgerOperation as FileOperation
 from services.auth import Principal
 from services.context import AppContext
 from services.personal_data_view import Reveal, may_reveal, person_view, record_reveals
@@ -424,6 +427,7 @@ class ExportController(Controller):
 
     @get(
         "/issues/export",
+        operation_class=FileOperation,
         summary="Export the issues (工单台账) of a subtree as XLSX or CSV",
         description="One row per issue, oldest first, Chinese headers, instants in China time. "
         "XLSX: frozen header, real dates, A4 landscape; CSV: UTF-8 with BOM. Both streamed. "
@@ -456,6 +460,7 @@ class ExportController(Controller):
 
     @get(
         "/pairings/export",
+        operation_class=FileOperation,
         summary="Export the pairings (结对共建台账) of a subtree as XLSX or CSV",
         description="One row per pairing (its communities' and its units'), in signing order, "
         "commitments listed in one cell. Roles: every reading role.",
@@ -487,6 +492,7 @@ class ExportController(Controller):
 
     @get(
         "/members/export",
+        operation_class=FileOperation,
         summary="Export the in-service members (双报到党员名册) of a subtree as XLSX or CSV",
         description="One row per member (current community or home unit in the subtree), in "
         "registration order. Name, mobile and ID number masked unless the caller is an admin; "

@@ -36,6 +36,9 @@ from services.api.deps import (
     read_scope,
     require,
 )
+
+# the ledger's OpenAPI operation: a file in one of two media types, by ``format``
+from services.api.findings import _LedgerOperation as FileOperation
 from services.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from services.api.stats import AsOf, MemberFigures, PairingFigures, RectificationFigures
 from services.problems import FieldError, ProblemError, not_found
@@ -341,6 +344,7 @@ class UnitStatsController(Controller):
 
     @get(
         "/nodes/{code:str}/units/export",
+        operation_class=FileOperation,
         summary="Export the units' ranking (单位考核排名) as XLSX or CSV",
         description=(
             "The ranking of /v1/nodes/{code}/units, one row per unit with its rank, Chinese "
