@@ -13,6 +13,9 @@ import asyncpg
 
 from infra.event_store import StoredEvent
 
+#: ``handles`` of a projection that reads every event, whatever its type (the audit tree).
+ALL_EVENTS: frozenset[str] = frozenset({"*"})
+
 
 class Projection(Protocol):
     #: unique name; also the checkpoint key and the advisory-lock key.

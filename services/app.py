@@ -27,10 +27,12 @@ from infra.logging import configure_logging
 from infra.metrics import Metrics
 from infra.pii_keys import master_key
 from infra.settings import Settings
+from projections.audit_tree import AuditTreeProjection
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from services.api import health
 from services.api.audit import AuditController
+from services.api.audit_tree import AuditTreeController
 from services.api.feed import FeedController
 from services.api.findings import FindingController
 from services.api.history import HistoryController
@@ -113,7 +115,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
                 # Projection owners hold their connection (and its advisory lock) for as long
                 # as they own the projection: they get their own pool, so they can never
                 # starve request handling.
-                projections = all_projections()
+                projections = [*all_projections(), AuditTreeProjection(ctx.store.hasher.name)]
                 workers = await create_pool(
                     database_url,
                     min_size=1,
@@ -187,6 +189,7 @@ def _api_routes() -> list[type[Controller]]:
         WebhookController,
         HistoryController,
         AuditController,
+        AuditTreeController,
         RevealAuditController,
         FindingController,
         IssueController,

@@ -18,6 +18,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from civic_verify.note import vkey
 from infra.audit_verify import (
     Checkpoint,
     HeadCheck,
@@ -30,7 +31,9 @@ from infra.audit_verify import (
     latest_checkpoint_covering,
     list_checkpoints,
     stored_checkpoint,
+    tree_inclusion,
     verify_subtree,
+    with_cosignatures,
 )
 from infra.merkle import Head
 from infra.proofs import checkpoint_problems
@@ -53,6 +56,8 @@ HexHash = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 #: heads of a whole province fit; the request body limit applies first anyway.
 MAX_HEADS = 200_000
 MAX_LISTED_HEAD_FAILURES = 100
+#: a checkpoint note with its cosignature lines
+MAX_NOTE = 16_384
 
 
 class PublicKeyView(msgspec.Struct):
@@ -62,6 +67,9 @@ class PublicKeyView(msgspec.Struct):
     public_key: str
     pem: str
     hash_algorithm: str
+    #: the key name of checkpoint notes, and its C2SP verifier key (name+key id+key)
+    note_key_name: str
+    vkey: str
 
 
 class HeadIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,6 +92,18 @@ class CheckpointIn(msgspec.Struct, forbid_unknown_fields=True):
     hash_algorithm: Annotated[str, msgspec.Meta(max_length=32)] = "sha256"
     key_id: str | None = None
     id: int | None = None
+    origin: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    tree_size: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    tree_root: HexHash | None = None
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)] | None = None
+    cosignatures: Annotated[list[CosignatureIn], msgspec.Meta(max_length=100)] = []
+
+
+class CosignatureIn(msgspec.Struct):
+    witness: Annotated[str, msgspec.Meta(max_length=200)]
+    public_key: Annotated[str, msgspec.Meta(max_length=64)]
+    time: int
+    line: Annotated[str, msgspec.Meta(max_length=512)]
 
 
 class VerifyDetail(msgspec.Struct, omit_defaults=True):
@@ -200,7 +220,8 @@ class AuditController(Controller):
         require(principal, AUDITORS, "taking a checkpoint")
         async with read_scope(ctx, principal) as (conn, scope):
             target = await subtree_node(conn, scope, node)
-            return await checkpointer.take(conn, target)
+            taken = await checkpointer.take(conn, target)
+            return (await with_cosignatures(conn, target.root_id, [taken]))[0]
 
     @get(
         "/audit/public-key",
@@ -215,6 +236,8 @@ class AuditController(Controller):
             public_key=b64(raw),
             pem=signer.public_key_pem(),
             hash_algorithm=checkpointer.ctx.store.hasher.name,
+            note_key_name=checkpointer.ctx.settings.log_name,
+            vkey=vkey(checkpointer.ctx.settings.log_name, raw),
         )
 
     @post(
@@ -285,6 +308,7 @@ class AuditController(Controller):
                 before=before,
                 limit=limit + 1,
             )
+            items = await with_cosignatures(conn, target.root_id, items)
         more = len(items) > limit
         items = items[:limit]
         return CheckpointPage(
@@ -334,7 +358,10 @@ class AuditController(Controller):
                 if chosen is None or not _covers(chosen, str(found.node_id), found.seq):
                     chosen = await checkpointer.take(conn, await subtree_node(conn, scope, None))
             try:
-                return await build_proof(conn, found, chosen, hasher)
+                proof = await build_proof(conn, found, chosen, hasher)
+                return msgspec.structs.replace(
+                    proof, tree=await tree_inclusion(conn, scope.root_id, found, chosen)
+                )
             except ProofUnavailable as exc:
                 raise ProblemError(
                     422, "Unprocessable Content", str(exc), slug="proof-unavailable"
