@@ -97,8 +97,12 @@ def _canonical_json(obj: dict[str, Any]) -> bytes:
 def _spine_root(heads: Sequence[dict[str, Any]], h: Hash) -> bytes:
     """The spine's Merkle root (server: infra/merkle.py; odd nodes promoted)."""
     level = [
-        h(b"\x00" + _canonical_json(
-            {"code": x["code"], "hash": x["hash"], "node_id": x["node_id"], "seq": x["seq"]}))
+        h(
+            b"\x00"
+            + _canonical_json(
+                {"code": x["code"], "hash": x["hash"], "node_id": x["node_id"], "seq": x["seq"]}
+            )
+        )
         for x in heads
     ]
     if not level:
@@ -215,13 +219,17 @@ def _verify(zf: zipfile.ZipFile, key: bytes | None, key_name: str | None) -> Rep
             _check_event(meta, canonical, state, chain_h, root_id, fail_chain)
             head = heads.get(node_id)
             if head is not None and head.get("seq") == seq and head.get("hash") != meta["hash"]:
-                fail_chain(Failure("altered", "not the hash the checkpoint's head lists",
-                                   code, seq), state)
+                fail_chain(
+                    Failure("altered", "not the hash the checkpoint's head lists", code, seq), state
+                )
         if tree_ok:
             leaf = meta.get("leaf")
             if leaf != frontier.size:
-                report.other.append(Failure(
-                    "out_of_order", f"leaf {leaf} where leaf {frontier.size} belongs", code, seq))
+                report.other.append(
+                    Failure(
+                        "out_of_order", f"leaf {leaf} where leaf {frontier.size} belongs", code, seq
+                    )
+                )
                 tree_ok = False
             else:
                 try:
@@ -235,22 +243,45 @@ def _verify(zf: zipfile.ZipFile, key: bytes | None, key_name: str | None) -> Rep
         want = nodes[nid]
         last = state.expected - 1
         if last < int(want.get("seq", 0)):
-            fail_chain(Failure("missing", f"the bundle ends at seq {last}, its manifest at "
-                               f"{want.get('seq')}", state.code, last + 1), state)
+            fail_chain(
+                Failure(
+                    "missing",
+                    f"the bundle ends at seq {last}, its manifest at {want.get('seq')}",
+                    state.code,
+                    last + 1,
+                ),
+                state,
+            )
         elif last > int(want.get("seq", 0)):
-            fail_chain(Failure("inserted", "beyond the manifest's last seq "
-                               f"{want.get('seq')}", state.code, last), state)
+            fail_chain(
+                Failure(
+                    "inserted",
+                    f"beyond the manifest's last seq {want.get('seq')}",
+                    state.code,
+                    last,
+                ),
+                state,
+            )
         elif last and want.get("hash") != state.prev.hex():
-            fail_chain(Failure("broken_link", "the manifest's last hash differs", state.code,
-                               last), state)
+            fail_chain(
+                Failure("broken_link", "the manifest's last hash differs", state.code, last), state
+            )
     if tree_ok:
         if frontier.size != report.tree_size:
-            report.other.append(Failure(
-                "tree", f"the bundle holds {frontier.size} leaves, the checkpoint {report.tree_size}"))
+            report.other.append(
+                Failure(
+                    "tree",
+                    f"the bundle holds {frontier.size} leaves, the checkpoint {report.tree_size}",
+                )
+            )
         elif signed_root is not None and frontier.root() != signed_root:
-            report.other.append(Failure(
-                "tree", "the events do not rebuild the signed tree root (something was "
-                "rewritten and rehashed)"))
+            report.other.append(
+                Failure(
+                    "tree",
+                    "the events do not rebuild the signed tree root (something was "
+                    "rewritten and rehashed)",
+                )
+            )
     _check_consistency(report, zf, key, name, tree_h, signed_root)
     return report
 
@@ -262,7 +293,8 @@ def _check_checkpoint(
     try:
         message = _canonical_json({"at": cp["at"], "node": cp["node"], "root": cp["root"]})
         Ed25519PublicKey.from_public_bytes(key).verify(
-            base64.b64decode(cp["signature"], validate=True), message)
+            base64.b64decode(cp["signature"], validate=True), message
+        )
     except (InvalidSignature, KeyError, TypeError, ValueError, binascii.Error):
         report.other.append(Failure("signature", "the checkpoint's spine is not signed by the key"))
     try:
@@ -316,9 +348,12 @@ def _push_skip(report: Report, frontier: Frontier, skip: dict[str, Any], number:
     try:
         start, end = (int(x) for x in skip["skip"])
         if start != frontier.size:
-            report.other.append(Failure(
-                "out_of_order",
-                f"line {number}: skipped leaves start at {start}, leaf {frontier.size} belongs"))
+            report.other.append(
+                Failure(
+                    "out_of_order",
+                    f"line {number}: skipped leaves start at {start}, leaf {frontier.size} belongs",
+                )
+            )
             return False
         at = start
         for level, value in skip["subtrees"]:
@@ -332,27 +367,42 @@ def _push_skip(report: Report, frontier: Frontier, skip: dict[str, Any], number:
     return True
 
 
-def _check_event(meta: dict[str, Any], canonical: bytes, state: _Chain, h: Hash, root_id: str,
-                 fail: Any) -> None:
+def _check_event(
+    meta: dict[str, Any], canonical: bytes, state: _Chain, h: Hash, root_id: str, fail: Any
+) -> None:
     code = state.code
     try:
         seq, position = int(meta["seq"]), int(meta["position"])
         prev, stored = bytes.fromhex(meta["prev_hash"]), bytes.fromhex(meta["hash"])
     except (KeyError, TypeError, ValueError):
-        fail(Failure("malformed", "the event line lacks seq, position or hashes", code,
-                     meta.get("seq")), state)
+        fail(
+            Failure(
+                "malformed", "the event line lacks seq, position or hashes", code, meta.get("seq")
+            ),
+            state,
+        )
         return
     if seq > state.expected:
-        fail(Failure("missing", f"seq {state.expected} is absent; next is {seq}", code,
-                     state.expected), state)
+        fail(
+            Failure(
+                "missing", f"seq {state.expected} is absent; next is {seq}", code, state.expected
+            ),
+            state,
+        )
         return
     if seq < state.expected:
-        fail(Failure("inserted", f"seq {seq} appears again after seq {state.expected - 1}",
-                     code, seq), state)
+        fail(
+            Failure(
+                "inserted", f"seq {seq} appears again after seq {state.expected - 1}", code, seq
+            ),
+            state,
+        )
         return
     if prev != state.prev:
-        fail(Failure("broken_link", "prev_hash is not the hash of the event before it", code,
-                     seq), state)
+        fail(
+            Failure("broken_link", "prev_hash is not the hash of the event before it", code, seq),
+            state,
+        )
         return
     if link(h, prev, seq, position, h(canonical)) != stored:
         fail(Failure("altered", "the content no longer matches its hash", code, seq), state)
@@ -361,8 +411,10 @@ def _check_event(meta: dict[str, Any], canonical: bytes, state: _Chain, h: Hash,
         content = json.loads(canonical)
     except ValueError:
         content = None
-    if not isinstance(content, dict) or content.get("node_id") != meta.get("node_id") or (
-        content.get("root_id") != root_id
+    if (
+        not isinstance(content, dict)
+        or content.get("node_id") != meta.get("node_id")
+        or (content.get("root_id") != root_id)
     ):
         fail(Failure("altered", "the event names another node or root", code, seq), state)
         return
@@ -370,8 +422,9 @@ def _check_event(meta: dict[str, Any], canonical: bytes, state: _Chain, h: Hash,
     state.prev = stored
 
 
-def _check_consistency(report: Report, zf: zipfile.ZipFile, key: bytes, name: str, h: Hash,
-                       new_root: bytes | None) -> None:
+def _check_consistency(
+    report: Report, zf: zipfile.ZipFile, key: bytes, name: str, h: Hash, new_root: bytes | None
+) -> None:
     proof = _json_member(zf, "consistency.json", required=False)
     if proof is None or new_root is None:
         return
@@ -379,21 +432,27 @@ def _check_consistency(report: Report, zf: zipfile.ZipFile, key: bytes, name: st
         old = verify_note(str(proof["from"]["note"]), name, key)
         path = [bytes.fromhex(x) for x in proof["proof"]]
         ok = old.origin == report.origin and verify_consistency(
-            h, old.size, report.tree_size, old.root, new_root, path)
+            h, old.size, report.tree_size, old.root, new_root, path
+        )
     except (NoteError, KeyError, TypeError, ValueError) as exc:
         report.other.append(Failure("consistency", f"unreadable: {exc}"))
         return
     if not ok:
-        report.other.append(Failure(
-            "consistency", f"the tree does not extend the earlier checkpoint of {old.size}"))
+        report.other.append(
+            Failure("consistency", f"the tree does not extend the earlier checkpoint of {old.size}")
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="civic-verify", description="Check a civic-ledger evidence bundle offline.")
+        prog="civic-verify", description="Check a civic-ledger evidence bundle offline."
+    )
     parser.add_argument("bundle", help="the evidence zip (GET /v1/audit/evidence)")
-    parser.add_argument("--key", help="the signing key you trust: base64 Ed25519 public key "
-                        "(public_key of /v1/audit/public-key) or its note verifier key (vkey)")
+    parser.add_argument(
+        "--key",
+        help="the signing key you trust: base64 Ed25519 public key "
+        "(public_key of /v1/audit/public-key) or its note verifier key (vkey)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:
@@ -405,15 +464,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     first = report.first
     if args.json:
-        print(json.dumps({
-            "ok": report.ok, "events": report.events, "nodes": report.nodes,
-            "tree_size": report.tree_size, "origin": report.origin,
-            "first_failure": None if first is None else first.__dict__,
-            "failures": [f.__dict__ for f in [*report.chain, *report.other]],
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "events": report.events,
+                    "nodes": report.nodes,
+                    "tree_size": report.tree_size,
+                    "origin": report.origin,
+                    "first_failure": None if first is None else first.__dict__,
+                    "failures": [f.__dict__ for f in [*report.chain, *report.other]],
+                },
+                ensure_ascii=False,
+            )
+        )
     elif first is None:
-        print(f"OK: {report.events} events of {report.nodes} nodes verified; tree "
-              f"{report.origin} at size {report.tree_size} is signed")
+        print(
+            f"OK: {report.events} events of {report.nodes} nodes verified; tree "
+            f"{report.origin} at size {report.tree_size} is signed"
+        )
     else:
         print(f"FAILED: {first.text()}")
     return 0 if report.ok else 1

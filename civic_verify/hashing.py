@@ -33,5 +33,13 @@ def by_name(name: str) -> Hash:
 
 def link(h: Hash, prev: bytes, seq: int, position: int, digest: bytes) -> bytes:
     """A chain link: H(prev || int8_be(seq) || int8_be(position) || digest)."""
-    return h(b"".join((prev, seq.to_bytes(8, "big", signed=True),
-                       position.to_bytes(8, "big", signed=True), digest)))
+    return h(
+        b"".join(
+            (
+                prev,
+                seq.to_bytes(8, "big", signed=True),
+                position.to_bytes(8, "big", signed=True),
+                digest,
+            )
+        )
+    )

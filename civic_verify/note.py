@@ -54,8 +54,12 @@ class CheckpointBody:
     extensions: tuple[str, ...] = ()
 
     def text(self) -> str:
-        lines = [self.origin, str(self.size), base64.b64encode(self.root).decode(),
-                 *self.extensions]
+        lines = [
+            self.origin,
+            str(self.size),
+            base64.b64encode(self.root).decode(),
+            *self.extensions,
+        ]
         return "".join(line + "\n" for line in lines)
 
 
@@ -65,8 +69,10 @@ def key_id(name: str, alg: int, public_key: bytes) -> bytes:
 
 def vkey(name: str, public_key: bytes, alg: int = ED25519) -> str:
     """The verifier key string note tooling reads: name+hex key id+base64(alg || key)."""
-    return (f"{name}+{key_id(name, alg, public_key).hex()}+"
-            f"{base64.b64encode(bytes([alg]) + public_key).decode()}")
+    return (
+        f"{name}+{key_id(name, alg, public_key).hex()}+"
+        f"{base64.b64encode(bytes([alg]) + public_key).decode()}"
+    )
 
 
 def parse_vkey(text: str) -> tuple[str, int, bytes]:
@@ -156,8 +162,10 @@ def verify_note(text: str, name: str, public_key: bytes) -> CheckpointBody:
     body, signatures = split_note(text)
     kid = key_id(name, ED25519, public_key)
     for sig in signatures:
-        if sig.name == name and sig.key_id == kid and _ed25519_ok(
-            public_key, sig.signature, body.encode()
+        if (
+            sig.name == name
+            and sig.key_id == kid
+            and _ed25519_ok(public_key, sig.signature, body.encode())
         ):
             return parse_checkpoint(body)
     raise NoteError(f"no valid signature by {name}")

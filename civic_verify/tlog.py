@@ -232,7 +232,11 @@ def verify_inclusion(
 
 
 def verify_consistency(
-    h: Hash, first: int, second: int, first_root: bytes, second_root: bytes,
+    h: Hash,
+    first: int,
+    second: int,
+    first_root: bytes,
+    second_root: bytes,
     proof: Sequence[bytes],
 ) -> bool:
     """RFC 9162 2.1.4.2: the tree of ``second`` leaves extends the tree of ``first``."""

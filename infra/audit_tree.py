@@ -174,7 +174,9 @@ async def consistency_proof(
     return await resolve_ranges(conn, root_id, h, consistency_ranges(first, second))
 
 
-async def leaf_of(conn: asyncpg.Connection, root_id: UUID, position: int) -> tuple[int, bytes] | None:
+async def leaf_of(
+    conn: asyncpg.Connection, root_id: UUID, position: int
+) -> tuple[int, bytes] | None:
     r = await conn.fetchrow(LEAF_OF_POSITION, position, root_id)
     return None if r is None else (r["idx"], bytes(r["hash"]))
 

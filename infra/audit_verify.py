@@ -833,8 +833,9 @@ async def with_cosignatures(
     found: dict[tuple[int, str], list[Cosignature]] = {}
     for c in await cosignatures_of(conn, root_id, sizes):
         found.setdefault((c.tree_size, c.tree_root.hex()), []).append(
-            Cosignature(witness=c.witness, public_key=b64(c.public_key), time=c.signed_at,
-                        line=c.line)
+            Cosignature(
+                witness=c.witness, public_key=b64(c.public_key), time=c.signed_at, line=c.line
+            )
         )
     out: list[Checkpoint] = []
     for cp in checkpoints:

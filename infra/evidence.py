@@ -151,9 +151,15 @@ async def bundle_chunks(
 
 
 def _skip_line(run: RunBuilder) -> bytes:
-    return _encoder.encode(
-        {"skip": [run.start, run.end], "subtrees": [[lvl, v.hex()] for lvl, v in run.subtrees()]}
-    ) + b"\n"
+    return (
+        _encoder.encode(
+            {
+                "skip": [run.start, run.end],
+                "subtrees": [[lvl, v.hex()] for lvl, v in run.subtrees()],
+            }
+        )
+        + b"\n"
+    )
 
 
 def _event_line(r: asyncpg.Record, code: str) -> bytes:
@@ -169,14 +175,38 @@ def _event_line(r: asyncpg.Record, code: str) -> bytes:
         }
     )
     (
-        actor, causation_id, correlation_id, data, event_id, idempotency_key, occurred_at,
-        recorded_at, root_id, schema_version, stream_id, stream_type, type_, version,
+        actor,
+        causation_id,
+        correlation_id,
+        data,
+        event_id,
+        idempotency_key,
+        occurred_at,
+        recorded_at,
+        root_id,
+        schema_version,
+        stream_id,
+        stream_type,
+        type_,
+        version,
     ) = r[7:]
     canonical = encode_canonical(
         CanonicalText(
-            actor, causation_id, correlation_id, _decoder.decode(data), event_id,
-            idempotency_key, str(r[2]), occurred_at, recorded_at, root_id, schema_version,
-            stream_id, stream_type, type_, version,
+            actor,
+            causation_id,
+            correlation_id,
+            _decoder.decode(data),
+            event_id,
+            idempotency_key,
+            str(r[2]),
+            occurred_at,
+            recorded_at,
+            root_id,
+            schema_version,
+            stream_id,
+            stream_type,
+            type_,
+            version,
         )
     )
     return meta[:-1] + b',"event":' + canonical + b"}\n"

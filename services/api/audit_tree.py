@@ -382,12 +382,15 @@ class AuditTreeController(Controller):
             signed_at = verify_cosignature(body, data.cosignature, line.name, public_key)
         except (NoteError, ValueError) as exc:
             raise unprocessable(f"not a valid cosignature of this log's note: {exc}") from None
-        async with ctx.db.acquire() as conn, scoped_transaction(
-            conn,
-            principal.scope,
-            statement_timeout_ms=ctx.settings.statement_timeout_ms,
-            cache=ctx.scopes,
-        ) as (_, scope):
+        async with (
+            ctx.db.acquire() as conn,
+            scoped_transaction(
+                conn,
+                principal.scope,
+                statement_timeout_ms=ctx.settings.statement_timeout_ms,
+                cache=ctx.scopes,
+            ) as (_, scope),
+        ):
             if checkpoint.origin != origin_of(log_name, scope.root_id):
                 raise unprocessable("the note is another root's log", slug="another-log")
             state = await tree_state(conn, scope.root_id, ctx.store.hasher.name)
@@ -400,7 +403,9 @@ class AuditTreeController(Controller):
                 MAX_COSIGNATURES_PER_SIZE
             ):
                 raise ProblemError(
-                    409, "Conflict", "this tree size has all the cosignatures it keeps",
+                    409,
+                    "Conflict",
+                    "this tree size has all the cosignatures it keeps",
                     slug="too-many-cosignatures",
                 )
             stored = StoredCosignature(
@@ -447,8 +452,13 @@ async def _bundle_consistency(
     h = by_name(checkpointer.ctx.store.hasher.name)
     proof = await consistency_proof(conn, root_id, h, stored.tree_size, size)
     return {
-        "from": {"size": stored.tree_size, "root": stored.tree_root, "note": stored.note,
-                 "checkpoint_id": stored.id, "at": stored.at},
+        "from": {
+            "size": stored.tree_size,
+            "root": stored.tree_root,
+            "note": stored.note,
+            "checkpoint_id": stored.id,
+            "at": stored.at,
+        },
         "to": {"size": size, "root": checkpoint.tree_root, "note": checkpoint.note},
         "proof": [p.hex() for p in proof],
     }

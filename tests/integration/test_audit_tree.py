@@ -102,16 +102,18 @@ async def test_consistency_proofs_verify_and_a_rewritten_history_fails(client, j
     await grow(client, jwt, t.county, 9)
     second = await tree_built(pool, t.county)
     inspector = auth(jwt, t.county, "inspector")
-    r = await client.get(
-        f"/v1/audit/consistency?from={first}&to={second}", headers=inspector
-    )
+    r = await client.get(f"/v1/audit/consistency?from={first}&to={second}", headers=inspector)
     assert r.status_code == 200, r.text
     proof = r.json()
     assert proof["from"]["size"] == first and proof["to"]["size"] == second
     assert len(proof["proof"]) <= 2 * second.bit_length()
     assert verify_consistency(
-        H, first, second, bytes.fromhex(proof["from"]["root"]),
-        bytes.fromhex(proof["to"]["root"]), [bytes.fromhex(p) for p in proof["proof"]],
+        H,
+        first,
+        second,
+        bytes.fromhex(proof["from"]["root"]),
+        bytes.fromhex(proof["to"]["root"]),
+        [bytes.fromhex(p) for p in proof["proof"]],
     )
     r = await client.post("/v1/audit/consistency/verify", json=proof, headers=inspector)
     assert r.status_code == 200, r.text
@@ -134,14 +136,16 @@ async def test_consistency_proofs_verify_and_a_rewritten_history_fails(client, j
     # Rewrite history: an old leaf changed and the tree recomputed over it, as someone who
     # can write the database would. The old head no longer extends to the new one.
     await rewrite_leaf(pool, t.county, 1)
-    r = await client.get(
-        f"/v1/audit/consistency?from={first}&to={second}", headers=inspector
-    )
+    r = await client.get(f"/v1/audit/consistency?from={first}&to={second}", headers=inspector)
     rewritten = r.json()
     assert rewritten["to"]["root"] != proof["to"]["root"]
     assert not verify_consistency(
-        H, first, second, bytes.fromhex(proof["from"]["root"]),
-        bytes.fromhex(rewritten["to"]["root"]), [bytes.fromhex(p) for p in rewritten["proof"]],
+        H,
+        first,
+        second,
+        bytes.fromhex(proof["from"]["root"]),
+        bytes.fromhex(rewritten["to"]["root"]),
+        [bytes.fromhex(p) for p in rewritten["proof"]],
     )
     mixed = {**rewritten, "from": proof["from"]}
     r = await client.post("/v1/audit/consistency/verify", json=mixed, headers=inspector)
@@ -162,7 +166,9 @@ async def rewrite_leaf(pool: asyncpg.Pool, county: str, index: int) -> None:
         await conn.execute("DELETE FROM audit_tree_nodes WHERE root_id = $1", root)
         await conn.execute(
             "UPDATE audit_tree_leaves SET hash = $3 WHERE root_id = $1 AND idx = $2",
-            root, index, leaves[index],
+            root,
+            index,
+            leaves[index],
         )
         f = Frontier(H)
         for i, leaf in enumerate(leaves):
@@ -172,7 +178,9 @@ async def rewrite_leaf(pool: asyncpg.Pool, county: str, index: int) -> None:
                 )
         await conn.execute(
             "UPDATE audit_trees SET root_hash = $2, frontier = $3 WHERE root_id = $1",
-            root, f.root(), f.hashes(),
+            root,
+            f.root(),
+            f.hashes(),
         )
 
 
@@ -186,15 +194,19 @@ async def test_inclusion_proof_carries_the_tree_path(client, jwt, pool):
     assert r.status_code == 200, r.text
     proof = r.json()
     tree = proof["tree"]
-    assert tree is not None and tree["leaf_hash"] == leaf_hash(
-        H, bytes.fromhex(event["hash"])
-    ).hex()
+    assert (
+        tree is not None and tree["leaf_hash"] == leaf_hash(H, bytes.fromhex(event["hash"])).hex()
+    )
     key = await public_key(client)
     body = verify_note(tree["note"], key["note_key_name"], base64.b64decode(key["public_key"]))
     assert body.size == tree["tree_size"]
     assert verify_inclusion(
-        H, tree["leaf_index"], tree["tree_size"], bytes.fromhex(tree["leaf_hash"]),
-        [bytes.fromhex(p) for p in tree["path"]], body.root,
+        H,
+        tree["leaf_index"],
+        tree["tree_size"],
+        bytes.fromhex(tree["leaf_hash"]),
+        [bytes.fromhex(p) for p in tree["path"]],
+        body.root,
     )
     assert len(tree["path"]) <= tree["tree_size"].bit_length()
 
@@ -204,9 +216,7 @@ async def test_inclusion_proof_carries_the_tree_path(client, jwt, pool):
 
 
 async def bundle(client: Any, jwt: Any, scope: str, node: str, path: Path) -> Path:
-    r = await client.get(
-        f"/v1/audit/evidence?node={node}", headers=auth(jwt, scope, "inspector")
-    )
+    r = await client.get(f"/v1/audit/evidence?node={node}", headers=auth(jwt, scope, "inspector"))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/zip"
     path.write_bytes(r.content)
@@ -234,9 +244,7 @@ def event_lines(lines: list[bytes]) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-async def test_a_clean_bundle_verifies_offline_and_tampering_is_named(
-    client, jwt, pool, tmp_path
-):
+async def test_a_clean_bundle_verifies_offline_and_tampering_is_named(client, jwt, pool, tmp_path):
     t = await audit_tree(client, jwt)
     await tree_built(pool, t.county)
     key = (await public_key(client))["public_key"]
@@ -273,22 +281,23 @@ async def test_a_clean_bundle_verifies_offline_and_tampering_is_named(
         return ls
 
     assert first(rewrite_member(clean, tmp_path / "alter.zip", alter)) == (
-        t.busy, m3["seq"], "altered"
+        t.busy,
+        m3["seq"],
+        "altered",
     )
     # delete
     gone = rewrite_member(clean, tmp_path / "delete.zip", lambda ls: ls[:i3] + ls[i3 + 1 :])
     assert first(gone) == (t.busy, m3["seq"], "missing")
     # delete the node's last event
     last_i, last_m = busy[-1]
-    tail = rewrite_member(
-        clean, tmp_path / "tail.zip", lambda ls: ls[:last_i] + ls[last_i + 1 :]
-    )
+    tail = rewrite_member(clean, tmp_path / "tail.zip", lambda ls: ls[:last_i] + ls[last_i + 1 :])
     assert first(tail) == (t.busy, last_m["seq"], "missing")
     # insert: the event again, after itself
     again = rewrite_member(
         clean, tmp_path / "insert.zip", lambda ls: ls[: i3 + 1] + [ls[i3]] + ls[i3 + 1 :]
     )
     assert first(again) == (t.busy, m3["seq"], "inserted")
+
     # reorder: two events of the node swapped
     def swap(ls: list[bytes]) -> list[bytes]:
         ls = list(ls)
@@ -296,13 +305,18 @@ async def test_a_clean_bundle_verifies_offline_and_tampering_is_named(
         return ls
 
     assert first(rewrite_member(clean, tmp_path / "swap.zip", swap)) == (
-        t.busy, m3["seq"], "missing"
+        t.busy,
+        m3["seq"],
+        "missing",
     )
     # reorder: two neighbouring events of different nodes swapped (chains stay whole; the
     # tree order names the first line out of place)
     by_line = dict(events)
-    j = next(i for i in range(len(lines) - 1)
-             if i in by_line and i + 1 in by_line and by_line[i]["node"] != by_line[i + 1]["node"])
+    j = next(
+        i
+        for i in range(len(lines) - 1)
+        if i in by_line and i + 1 in by_line and by_line[i]["node"] != by_line[i + 1]["node"]
+    )
     after = json.loads(lines[j + 1][: lines[j + 1].find(b',"event":')] + b"}")
 
     def cross(ls: list[bytes]) -> list[bytes]:
@@ -311,7 +325,9 @@ async def test_a_clean_bundle_verifies_offline_and_tampering_is_named(
         return ls
 
     assert first(rewrite_member(clean, tmp_path / "cross.zip", cross)) == (
-        after["node"], after["seq"], "out_of_order"
+        after["node"],
+        after["seq"],
+        "out_of_order",
     )
     assert civic_verify_main([str(tmp_path / "alter.zip"), "--key", key]) == 1
 
@@ -341,9 +357,9 @@ async def test_a_bundle_from_another_key_fails(client, jwt, pool, tmp_path):
     await tree_built(pool, t.county)
     path = await bundle(client, jwt, t.county, t.county, tmp_path / "b.zip")
     other = base64.b64encode(
-        Ed25519PrivateKey.generate().public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ).decode()
     report = verify_bundle(str(path), other)
     assert not report.ok and any(f.reason == "signature" for f in report.other)
@@ -365,4 +381,118 @@ async def test_evidence_is_scoped_and_bad_input_is_4xx(client, jwt):
     r = await client.get(f"/v1/audit/evidence?node={b}", headers=auth(jwt, a, "inspector"))
     assert r.status_code == 404
     r = await client.get("/v1/audit/evidence", headers=auth(jwt, a, "viewer"))
+    assert r.status_code == 403
+
+
+# ---------------------------------------------------------------------------------------
+# Witness cosigning
+
+
+async def test_a_witness_cosigns_extensions_and_refuses_a_rewritten_history(
+    client, jwt, pool, tmp_path
+):
+    import pytest
+
+    from civic_verify.note import verify_cosignature
+    from civic_verify.witness import Refused, WitnessState
+    from services.witness import witness_once
+
+    t = await audit_tree(client, jwt)
+    await tree_built(pool, t.county)
+    token = auth(jwt, t.county, "inspector")["Authorization"].split(" ", 1)[1]
+    run = {
+        "token": token,
+        "node": t.county,
+        "key_path": tmp_path / "witness.pem",
+        "name": "jiwei.example",
+        "state_path": tmp_path / "witness.json",
+    }
+    first = await witness_once(client, **run)
+    assert first.first_use and (tmp_path / "witness.pem").stat().st_mode & 0o777 == 0o600
+    # checkpoints of that size are served with the cosignature, its line after the log's
+    cp = await checkpoint(client, jwt, t.county)
+    assert cp["tree_size"] == first.size
+    [cos] = cp["cosignatures"]
+    assert cos["witness"] == "jiwei.example" and cp["note"].endswith(first.line)
+    body = cp["note"].split("\n\n")[0] + "\n"
+    assert verify_cosignature(
+        body, cos["line"], "jiwei.example", base64.b64decode(cos["public_key"])
+    )
+    # posting it again keeps one
+    r = await client.post(
+        "/v1/audit/cosignatures",
+        json={"note": cp["note"], "cosignature": cos["line"], "public_key": cos["public_key"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 201
+    assert len((await checkpoint(client, jwt, t.county))["cosignatures"]) == 1
+
+    # the log grows: the witness checks consistency and cosigns again
+    await grow(client, jwt, t.county, 3)
+    await tree_built(pool, t.county)
+    second = await witness_once(client, **run)
+    assert second.size == first.size + 3 and not second.first_use
+
+    # history rewritten below the last cosigned size: refused, state unchanged
+    await grow(client, jwt, t.county, 2)
+    await tree_built(pool, t.county)
+    await rewrite_leaf(pool, t.county, 0)
+    with pytest.raises(Refused, match="rewritten"):
+        await witness_once(client, **run)
+    state = WitnessState.load(tmp_path / "witness.json")
+    [log] = state.logs.values()
+    assert log.size == second.size
+
+
+async def test_bad_cosignatures_are_refused_with_4xx(client, jwt, pool):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from civic_verify.note import cosign, sign_note
+    from civic_verify.witness import raw_public
+
+    t = await audit_tree(client, jwt)
+    await tree_built(pool, t.county)
+    headers = auth(jwt, t.county, "inspector")
+    cp = await checkpoint(client, jwt, t.county)
+    witness = Ed25519PrivateKey.generate()
+    body = cp["note"].split("\n\n")[0] + "\n"
+    line = cosign(body, "w.example", raw_public(witness), 1_700_000_000, witness.sign)
+    pub = base64.b64encode(raw_public(witness)).decode()
+    # a cosignature by another key than the one given
+    other = base64.b64encode(raw_public(Ed25519PrivateKey.generate())).decode()
+    r = await client.post(
+        "/v1/audit/cosignatures",
+        json={"note": cp["note"], "cosignature": line, "public_key": other},
+        headers=headers,
+    )
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem")
+    # a note this log did not sign
+    forger = Ed25519PrivateKey.generate()
+    forged = sign_note(body, "civic-ledger", raw_public(forger), forger.sign)
+    r = await client.post(
+        "/v1/audit/cosignatures",
+        json={"note": forged, "cosignature": line, "public_key": pub},
+        headers=headers,
+    )
+    assert r.status_code == 422
+    # another root's note
+    u = await audit_tree(client, jwt)
+    await tree_built(pool, u.county)
+    r = await client.post(
+        "/v1/audit/cosignatures",
+        json={"note": cp["note"], "cosignature": line, "public_key": pub},
+        headers=auth(jwt, u.county, "inspector"),
+    )
+    assert r.status_code == 422
+    r = await client.post(
+        "/v1/audit/cosignatures",
+        json={"note": "x", "cosignature": "y", "public_key": "z"},
+        headers=headers,
+    )
+    assert r.status_code == 422
+    r = await client.post(
+        "/v1/audit/cosignatures",
+        json={"note": cp["note"], "cosignature": line, "public_key": pub},
+        headers=auth(jwt, t.county, "viewer"),
+    )
     assert r.status_code == 403

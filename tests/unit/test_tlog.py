@@ -101,9 +101,7 @@ def test_frontier_refuses_a_misaligned_subtree() -> None:
 
 
 def test_sm3_is_the_gb_t_32905_vector() -> None:
-    assert sm3(b"abc").hex() == (
-        "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
-    )
+    assert sm3(b"abc").hex() == ("66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0")
     assert sm3(b"abcd" * 16).hex() == (
         "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
     )
