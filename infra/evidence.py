@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import zipfile
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import IO, Any, cast
 from uuid import UUID
 
 import asyncpg
@@ -93,7 +93,7 @@ async def bundle_chunks(
 ) -> AsyncIterator[bytes]:
     """The zip, chunk by chunk (run inside the caller's read-only scoped transaction)."""
     sink = _Sink()
-    zf = zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED)
+    zf = zipfile.ZipFile(cast(IO[bytes], sink), "w", zipfile.ZIP_DEFLATED)
     lo, hi = subtree_range(node)
     nodes = await conn.fetch(SUBTREE_NODES, node.root_id, lo, hi)
     codes: dict[UUID, str] = {r["id"]: r["code"] for r in nodes}

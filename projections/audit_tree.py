@@ -20,7 +20,7 @@ from projections.base import ALL_EVENTS
 class AuditTreeProjection:
     name = "audit_tree"
     handles = ALL_EVENTS
-    tables = ("audit_trees", "audit_tree_leaves", "audit_tree_nodes")
+    tables: tuple[str, ...] = ("audit_trees", "audit_tree_leaves", "audit_tree_nodes")
 
     def __init__(self, hash_algorithm: str = "sha256") -> None:
         #: the algorithm of trees of roots whose first event this builder appends

@@ -219,7 +219,7 @@ async def bundle(client: Any, jwt: Any, scope: str, node: str, path: Path) -> Pa
     r = await client.get(f"/v1/audit/evidence?node={node}", headers=auth(jwt, scope, "inspector"))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/zip"
-    path.write_bytes(r.content)
+    await asyncio.to_thread(path.write_bytes, r.content)
     return path
 
 
@@ -264,7 +264,7 @@ async def test_a_clean_bundle_verifies_offline_and_tampering_is_named(client, jw
     events = event_lines(lines)
     # the busy community's chain: pick its third event
     busy = [(i, m) for i, m in events if m["node"] == t.busy]
-    (i3, m3), (i4, m4) = busy[2], busy[3]
+    (i3, m3), (i4, _) = busy[2], busy[3]
 
     def first(path: Path) -> tuple[str | None, int | None, str]:
         r = verify_bundle(str(path), key)
@@ -294,7 +294,7 @@ async def test_a_clean_bundle_verifies_offline_and_tampering_is_named(client, jw
     assert first(tail) == (t.busy, last_m["seq"], "missing")
     # insert: the event again, after itself
     again = rewrite_member(
-        clean, tmp_path / "insert.zip", lambda ls: ls[: i3 + 1] + [ls[i3]] + ls[i3 + 1 :]
+        clean, tmp_path / "insert.zip", lambda ls: [*ls[: i3 + 1], ls[i3], *ls[i3 + 1 :]]
     )
     assert first(again) == (t.busy, m3["seq"], "inserted")
 
