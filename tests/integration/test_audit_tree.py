@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -496,3 +497,44 @@ async def test_bad_cosignatures_are_refused_with_4xx(client, jwt, pool):
         headers=auth(jwt, t.county, "viewer"),
     )
     assert r.status_code == 403
+
+
+async def test_stored_checkpoints_keep_their_note_and_prove_consistency_by_date(
+    client, jwt, pool, app, clock, tmp_path
+):
+    from datetime import timedelta
+
+    from tests.integration.test_audit import own_checkpointer
+
+    t = await audit_tree(client, jwt)
+    await tree_built(pool, t.county)
+    stored = await own_checkpointer(app, pool).take_and_store(t.county)
+    assert stored is not None and stored.note is not None and stored.tree_size
+    clock.offset = timedelta(hours=2)
+    await grow(client, jwt, t.county, 4)
+    now = await tree_built(pool, t.county)
+    inspector = auth(jwt, t.county, "inspector")
+    listed = (await client.get("/v1/audit/checkpoints", headers=inspector)).json()["items"]
+    assert listed[0]["note"] == stored.note and listed[0]["tree_size"] == stored.tree_size
+    at = (datetime.fromisoformat(stored.at) + timedelta(seconds=1)).isoformat()
+    r = await client.get("/v1/audit/consistency", params={"from": at}, headers=inspector)
+    assert r.status_code == 200, r.text
+    proof = r.json()
+    assert proof["from"]["checkpoint_id"] == stored.id and proof["from"]["note"] == stored.note
+    assert proof["to"]["size"] == now
+    r = await client.post("/v1/audit/consistency/verify", json=proof, headers=inspector)
+    assert r.json()["consistent"] and r.json()["from_signed"]
+    # a bundle carries the proof from that stored checkpoint, and civic-verify checks it
+    path = tmp_path / "b.zip"
+    await bundle(client, jwt, t.county, t.county, path)
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(zf.read("consistency.json"))["from"]["size"] == stored.tree_size
+    key = (await public_key(client))["public_key"]
+    assert verify_bundle(str(path), key).ok
+    # a street inspector sees no stored root checkpoint: 404, not another tenant's data
+    r = await client.get(
+        "/v1/audit/consistency",
+        params={"from": at},
+        headers=auth(jwt, t.tree.streets[0], "inspector"),
+    )
+    assert r.status_code == 404
