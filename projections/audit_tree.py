@@ -21,6 +21,9 @@ class AuditTreeProjection:
     name = "audit_tree"
     handles = ALL_EVENTS
     tables: tuple[str, ...] = ("audit_trees", "audit_tree_leaves", "audit_tree_nodes")
+    #: batches at most every 0.2 s: at a few hundred events/s the builder's CPU per event
+    #: falls from ~350 to ~90 µs (bench audit_tree); the tree may trail the log that much.
+    min_poll_gap = 0.2
 
     def __init__(self, hash_algorithm: str = "sha256") -> None:
         #: the algorithm of trees of roots whose first event this builder appends

@@ -26,3 +26,7 @@ class Projection(Protocol):
     tables: tuple[str, ...]
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None: ...
+
+
+# Optional, read by the runner when present: ``min_poll_gap: float``, the least seconds
+# between the starts of two batches once caught up (larger batches, less CPU per event).

@@ -401,6 +401,11 @@ class ProjectionRunner:
                 timeout = self.poll_interval
             if await state.wakeup.wait(timeout):
                 quick_polls = 5
+            # A projection may ask for batches at most every ``min_poll_gap`` seconds (the
+            # audit tree: fewer, larger batches cost far less CPU per event).
+            gap = getattr(projection, "min_poll_gap", 0.0) - (time.monotonic() - polled_at)
+            if gap > 0:
+                await asyncio.sleep(gap)
             # Every commit pokes every projection. One that has had nothing to apply for a
             # while (the load is not its events) re-polls at most every ``quiet_poll_gap``
             # however often it is poked: its polls would cost the API's event loop and the

@@ -7,7 +7,8 @@
   alternate. The append transaction itself is unchanged by the tree (same statements), so
   what the ratio shows is the builder's share of the machine's CPU and disk.
   ``.plain`` / ``.with_tree``: the two rates; ``.tree_lag_events``: the most events not yet
-  in the tree when writers stopped.
+  in the tree when writers stopped; ``.builder_cpu_per_event``: the builder process's CPU
+  per event it appended to the tree (its Python side; its SQL runs in PostgreSQL).
 * ``audit_tree.bundle_verify``: ``civic_verify.verify_bundle`` of the evidence bundle of a
   county of 10,000 events (100,000 in a full run) built by ``infra.evidence`` from the
   database (no HTTP): events/s of the offline verifier. ``.bundle_bytes``: the zip's size.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 import tempfile
 import time
@@ -88,22 +90,40 @@ async def append_with_tree_ratio(ctx: Context) -> float:
     plain: list[float] = []
     with_tree: list[float] = []
     lags: list[float] = []
+    cpu: list[float] = []
     for _ in range(ctx.scaled(3, 2)):
         plain.append(await _appends(ctx, 1))
         builder = await _start_builder(ctx)
         try:
             async with await ctx.pool(1) as pool:
                 await _caught_up(pool)  # the plain window's events first: measure following
+                async with pool.acquire() as conn:
+                    before = await _tree_size(conn), _cpu_seconds(builder.pid)
                 with_tree.append(await _appends(ctx, 1))
                 async with pool.acquire() as conn:
                     lags.append(float(await _tree_lag(conn)))
                 await _caught_up(pool)
+                async with pool.acquire() as conn:
+                    built = await _tree_size(conn) - before[0]
+                cpu.append((_cpu_seconds(builder.pid) - before[1]) / max(1, built))
         finally:
             await _stop_builder(builder)
     ctx.report("plain", sorted(plain)[len(plain) // 2], "events/s")
     ctx.report("with_tree", sorted(with_tree)[len(with_tree) // 2], "events/s")
     ctx.report("tree_lag_events", max(lags), "count")
+    ctx.report("builder_cpu_per_event", 1e6 * sorted(cpu)[len(cpu) // 2], "us")
     return sorted(w / p for w, p in zip(with_tree, plain, strict=True))[len(plain) // 2]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _tree_size(conn: asyncpg.Connection) -> int:
+    n: int = await conn.fetchval("SELECT coalesce(sum(size), 0)::bigint FROM audit_trees")
+    return n
 
 
 async def _start_builder(ctx: Context) -> asyncio.subprocess.Process:
@@ -160,7 +180,7 @@ async def _county_with_events(ctx: Context, events: int) -> tuple[str, int]:
     """A county of its own with ``events`` events, its tree built; (code, events)."""
     key = f"bundle_{events}"
     if key in ctx.state:
-        return ctx.state[key]  # type: ignore[no-any-return]
+        return ctx.state[key]
     conn = await ctx.connect()
     try:
         codes = await _tree(conn)

@@ -538,3 +538,40 @@ async def test_stored_checkpoints_keep_their_note_and_prove_consistency_by_date(
         headers=auth(jwt, t.tree.streets[0], "inspector"),
     )
     assert r.status_code == 404
+
+
+async def test_the_append_transaction_writes_nothing_of_the_tree(client, jwt, pool):
+    """The tree is built after commit, by the builder: an append touches no tree table."""
+    import uuid as _uuid
+    from datetime import UTC
+
+    from infra.database import scoped_transaction
+    from infra.event_codec import NewEvent
+    from infra.event_store import AppendContext, EventStore, TxAppender
+
+    t = await audit_tree(client, jwt)
+    await tree_built(pool, t.county)
+    async with pool.acquire() as conn, scoped_transaction(conn, t.busy) as (_, scope):
+        await EventStore().append(
+            TxAppender(conn),
+            root_id=scope.root_id,
+            node_id=scope.node_id,
+            stream_id=_uuid.uuid4(),
+            stream_type="issue",
+            expected_version=0,
+            events=[NewEvent(_uuid.uuid4(), "Probe", 1, b"{}", datetime.now(UTC))],
+            context=AppendContext(actor="test"),
+        )
+        written = dict(
+            await conn.fetch(
+                "SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_xact_user_tables"
+                " WHERE relname IN ('events', 'audit_trees', 'audit_tree_leaves',"
+                " 'audit_tree_nodes')"
+            )
+        )
+    assert written.get("events") == 1
+    assert not any(
+        written.get(t, 0) for t in ("audit_trees", "audit_tree_leaves", "audit_tree_nodes")
+    )
+    # and the builder then takes the event into the tree
+    await tree_built(pool, t.county)
