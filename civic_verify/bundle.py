@@ -38,6 +38,8 @@ from civic_verify.note import NoteError, parse_vkey, verify_note
 from civic_verify.tlog import Frontier, leaf_hash, verify_consistency
 
 FORMAT = "civic-evidence/v1"
+#: str in: json.loads of bytes sniffs the encoding of every line
+_decode = json.JSONDecoder().decode
 _EVENT_KEY = b',"event":'
 MAX_REPORTED = 100
 
@@ -329,13 +331,13 @@ def _parse_line(raw: bytes) -> tuple[dict[str, Any], bytes | None] | str:
     cut = raw.find(_EVENT_KEY)
     try:
         if cut < 0:
-            skip = json.loads(raw)
+            skip = _decode(raw.decode())
             if not isinstance(skip, dict) or "skip" not in skip:
                 return "neither an event nor a skip line"
             return skip, None
         if not raw.endswith(b"}"):
             return "an event line ends with its event"
-        meta = json.loads(raw[:cut] + b"}")
+        meta = _decode((raw[:cut] + b"}").decode())
         canonical = raw[cut + len(_EVENT_KEY) : -1]
         if not isinstance(meta, dict):
             return "not an object"
@@ -408,7 +410,7 @@ def _check_event(
         fail(Failure("altered", "the content no longer matches its hash", code, seq), state)
         return
     try:
-        content = json.loads(canonical)
+        content = _decode(canonical.decode())
     except ValueError:
         content = None
     if (
