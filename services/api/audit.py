@@ -12,13 +12,16 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from civic_verify.note import vkey
+from civic_verify.hashing import by_name
+from civic_verify.note import NoteError, verify_note, vkey
+from infra.audit_tree import TreeUnavailable, root_at, tree_state
 from infra.audit_verify import (
     Checkpoint,
     HeadCheck,
@@ -30,6 +33,7 @@ from infra.audit_verify import (
     heads_extend,
     latest_checkpoint_covering,
     list_checkpoints,
+    origin_of,
     stored_checkpoint,
     tree_inclusion,
     verify_subtree,
@@ -261,9 +265,17 @@ class AuditController(Controller):
     ) -> CheckpointVerdict:
         require(principal, AUDITORS, "verifying a checkpoint")
         heads = [Head(node_id=h.node_id, code=h.code, seq=h.seq, hash=h.hash) for h in data.heads]
-        async with read_scope(ctx, principal) as (conn, _):
+        async with read_scope(ctx, principal) as (conn, scope):
             checks = await heads_extend(conn, heads, ctx.store.hasher)
-        return _verdict(data, checkpointer.signer.public_key_raw(), checks)
+            note = (
+                None
+                if data.note is None
+                else await _note_details(conn, checkpointer, scope.root_id, data)
+            )
+        verdict = _verdict(data, checkpointer.signer.public_key_raw(), checks)
+        if note is not None:
+            verdict.details.extend(note)
+        return verdict
 
     @get(
         "/audit/checkpoints",
@@ -366,6 +378,42 @@ class AuditController(Controller):
                 raise ProblemError(
                     422, "Unprocessable Content", str(exc), slug="proof-unavailable"
                 ) from None
+
+
+async def _note_details(
+    conn: asyncpg.Connection, checkpointer: Checkpointer, root_id: UUID, data: CheckpointIn
+) -> list[VerifyDetail]:
+    """The tree part of a checkpoint: its note is this log's, of the caller's root, names
+    the checkpoint's tree, and this server's tree still has that root at that size."""
+    log_name = checkpointer.ctx.settings.log_name
+    try:
+        body = verify_note(data.note or "", log_name, checkpointer.signer.public_key_raw())
+    except NoteError as exc:
+        return [VerifyDetail(check="note", ok=False, detail=str(exc))]
+    if (
+        body.origin != origin_of(log_name, root_id)
+        or body.size != data.tree_size
+        or (body.root.hex() != data.tree_root)
+    ):
+        return [VerifyDetail(check="note", ok=False, detail="the note names another tree")]
+    details = [VerifyDetail(check="note", ok=True, detail="the note is signed by this log")]
+    state = await tree_state(conn, root_id, checkpointer.ctx.store.hasher.name)
+    try:
+        same = (
+            body.size <= state.size
+            and await root_at(conn, root_id, by_name(state.hash_algorithm), body.size) == body.root
+        )
+    except TreeUnavailable:
+        same = False
+    details.append(
+        VerifyDetail(
+            check="tree",
+            ok=same,
+            detail=f"this server's tree {'still has' if same else 'does not have'} that root "
+            f"at {body.size} leaves",
+        )
+    )
+    return details
 
 
 def _covers(checkpoint: Checkpoint, node_id: str, seq: int) -> bool:

@@ -94,12 +94,17 @@ async def test_checkpoint_note_is_a_c2sp_checkpoint_of_the_tree(client, jwt, poo
     )
     assert r.status_code == 200, r.text
     assert r.json()["signature_valid"] and r.json()["root_matches"] and r.json()["extends"]
+    tree_checks = {
+        d["check"]: d["ok"] for d in r.json()["details"] if d["check"] in ("note", "tree")
+    }
+    assert tree_checks == {"note": True, "tree": True}
     assert key["vkey"].startswith("civic-ledger+")
 
 
 async def test_consistency_proofs_verify_and_a_rewritten_history_fails(client, jwt, pool):
     t = await audit_tree(client, jwt)
     first = await tree_built(pool, t.county)
+    kept = await checkpoint(client, jwt, t.county)
     await grow(client, jwt, t.county, 9)
     second = await tree_built(pool, t.county)
     inspector = auth(jwt, t.county, "inspector")
@@ -151,6 +156,10 @@ async def test_consistency_proofs_verify_and_a_rewritten_history_fails(client, j
     mixed = {**rewritten, "from": proof["from"]}
     r = await client.post("/v1/audit/consistency/verify", json=mixed, headers=inspector)
     assert r.json()["consistent"] is False
+    # the checkpoint kept from before: its note still verifies, but the tree moved under it
+    r = await client.post("/v1/audit/checkpoint/verify", json=kept, headers=inspector)
+    checks = {d["check"]: d["ok"] for d in r.json()["details"] if d["check"] in ("note", "tree")}
+    assert checks == {"note": True, "tree": False}
 
 
 async def rewrite_leaf(pool: asyncpg.Pool, county: str, index: int) -> None:
