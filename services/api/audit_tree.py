@@ -322,12 +322,13 @@ class AuditTreeController(Controller):
         self, ctx: Ctx, principal: Caller, checkpointer: CheckpointerDep, node: NodeParam = None
     ) -> Stream:
         require(principal, AUDITORS, "taking an evidence bundle")
-        # The node is checked before the answer starts, so a bad one is still a 404.
-        async with read_scope(ctx, principal) as (conn, scope):
+        # The node and the heavy-read budget are checked before the answer starts, so a bad
+        # node is still a 404 and a busy server a 503 (not a cut-off zip).
+        async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             target = await subtree_node(conn, scope, node)
 
         async def chunks() -> AsyncIterator[bytes]:
-            async with read_scope(ctx, principal) as (conn, scope):
+            async with read_scope(ctx, principal, heavy=True) as (conn, scope):
                 node_now = await subtree_node(conn, scope, target.code)
                 checkpoint = await checkpointer.take(conn, node_now)
                 consistency = await _bundle_consistency(
