@@ -66,6 +66,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     crypto_profile: str = "standard"
     #: the key name of checkpoint notes and the first part of each root's log origin
     log_name: str = "civic-ledger"
+    #: the language of problem details when a request sends no Accept-Language
+    default_language: str = "zh-CN"
+    #: where clients reach this API (absolute); CloudEvents name their data schema under it.
+    #: Default: http://HOST:PORT
+    public_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def is_production(self) -> bool:
@@ -129,4 +138,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
             crypto_profile=env.get("CIVIC_CRYPTO_PROFILE", "standard").strip().lower(),
             log_name=env.get("CIVIC_LOG_NAME", "civic-ledger").strip(),
+            default_language=env.get("CIVIC_DEFAULT_LANGUAGE", "zh-CN"),
+            public_url=env.get("CIVIC_PUBLIC_URL") or None,
         )
