@@ -310,6 +310,7 @@ class AuditTreeController(Controller):
     @get(
         "/evidence",
         summary="Evidence bundle (zip): a subtree's events, checkpoint, proofs and key",
+        media_type="application/zip",
         description=(
             "Streams a zip (format civic-evidence/v1): events.ndjson (the canonical bytes as "
             "hashed, in tree order, with the root's other leaves as subtree hashes), the signed "
