@@ -62,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     statement_timeout_ms: int = 30_000
     clock_interval_seconds: float = 5.0
     checkpoint_interval_seconds: float = 3600.0
+    #: standard (SHA-256, AES-256-GCM) or gm (国密: SM3 chains and tree, SM4-GCM personal data)
+    crypto_profile: str = "standard"
+    #: the key name of checkpoint notes and the first part of each root's log origin
+    log_name: str = "civic-ledger"
     #: the language of problem details when a request sends no Accept-Language
     default_language: str = "zh-CN"
     #: where clients reach this API (absolute); CloudEvents name their data schema under it.
@@ -132,6 +136,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             keepalive_timeout_seconds=int(env.get("CIVIC_KEEPALIVE_TIMEOUT", "5")),
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
+            crypto_profile=env.get("CIVIC_CRYPTO_PROFILE", "standard").strip().lower(),
+            log_name=env.get("CIVIC_LOG_NAME", "civic-ledger").strip(),
             default_language=env.get("CIVIC_DEFAULT_LANGUAGE", "zh-CN"),
             public_url=env.get("CIVIC_PUBLIC_URL") or None,
         )
