@@ -73,6 +73,12 @@ class HeavyBudget:
         self.in_use = 0
         self.per_principal = PerPrincipal(1, "heavy audit or export requests")
 
+    def check(self, principal: Principal) -> None:
+        """Refuse now what ``slot`` would refuse, taking nothing: for a streamed answer that
+        takes its slot when it starts reading, after the status line has gone."""
+        with self.slot(principal):
+            pass
+
     @contextmanager
     def slot(self, principal: Principal) -> Iterator[None]:
         if self.limit <= 0:

@@ -51,7 +51,7 @@ from services.api.findings import _LedgerOperation as FileOperation
 from services.auth import Principal
 from services.context import AppContext
 from services.personal_data_view import Reveal, may_reveal, person_view, record_reveals
-from services.problems import ProblemError, not_found
+from services.problems import not_found
 from services.roles import READERS
 from services.spreadsheets import Column
 
@@ -63,7 +63,6 @@ IDLE_TIMEOUT_MS = 60_000
 ALL_ROWS = 2**62
 #: exports one process builds at a time: each holds a pool connection (and its snapshot)
 #: for as long as it reads, so they must not be able to take the pool from commands and reads
-MAX_CONCURRENT = 2
 
 Format = Annotated[Literal["xlsx", "csv"], QueryParameter(name="format", required=False)]
 NodeParam = Annotated[
@@ -242,25 +241,6 @@ Query = Callable[[asyncpg.Connection, Scope, DirectoryNode], Awaitable[tuple[str
 Rows = Callable[[Scope, int, Sequence[asyncpg.Record], list[Reveal]], list[Sequence[Any]]]
 
 
-def _budget(ctx: AppContext) -> asyncio.Semaphore:
-    """The process's export budget (kept on the context: nothing is built at import time)."""
-    found = getattr(ctx, "_export_budget", None)
-    if found is None:
-        found = asyncio.Semaphore(MAX_CONCURRENT)
-        setattr(ctx, "_export_budget", found)  # noqa: B010 -- not a field of AppContext
-    return found
-
-
-def _busy() -> ProblemError:
-    return ProblemError(
-        429,
-        "Too Many Requests",
-        f"{MAX_CONCURRENT} exports are being built; retry shortly",
-        slug="exports-busy",
-        headers={"Retry-After": "5"},
-    )
-
-
 async def _target(conn: asyncpg.Connection, scope: Scope, node: str | None) -> DirectoryNode:
     code = node if node is not None else scope.code
     found = await directory.find_by_code(conn, code)
@@ -284,35 +264,35 @@ async def export(
     endpoint: str,
 ) -> Response[Any]:
     today = business_date(ctx.clock())
-    budget = _budget(ctx)
-    if budget.locked():
-        raise _busy()
+    # An export holds a pool connection for as long as it reads, so it runs on one of the
+    # server's heavy-read slots: refused at once (503/429) when none is free, never a wait
+    # for a connection that commands and reads need. A CSV takes its slot when it starts
+    # streaming; the check here answers before the 200 is sent.
+    ctx.heavy.check(principal)
 
     async def record(reveals: list[Reveal]) -> None:
         await record_reveals(ctx, principal, reveals, endpoint=endpoint, request=request)
         reveals.clear()
 
-    async with read_scope(ctx, principal, min_position=min_position, projections=projections) as (
-        conn,
-        scope,
-    ):
+    async with read_scope(
+        ctx, principal, min_position=min_position, projections=projections, heavy=fmt == "xlsx"
+    ) as (conn, scope):
         target = await _target(conn, scope, node)
         sheet = None
         reveals: list[Reveal] = []
         if fmt == "xlsx":
-            async with budget:
-                sheet = spreadsheets.XlsxSheet(
-                    sheet=what.sheet,
-                    columns=what.columns,
-                    title=f"{target.name}{what.sheet}",
-                    info=f"统计范围：{target.name}（{target.code}）    导出日期：{today:%Y年%m月%d日}",
-                )
-                sql, args = await query(conn, scope, target)
-                cursor = await conn.cursor(sql, *args)
-                while chunk := await cursor.fetch(FETCH):
-                    built = rows(scope, sheet.rows + 1, chunk, reveals)
-                    # openpyxl is CPU work: off the event loop, one chunk at a time
-                    await asyncio.to_thread(sheet.extend, built)
+            sheet = spreadsheets.XlsxSheet(
+                sheet=what.sheet,
+                columns=what.columns,
+                title=f"{target.name}{what.sheet}",
+                info=f"统计范围：{target.name}（{target.code}）    导出日期：{today:%Y年%m月%d日}",
+            )
+            sql, args = await query(conn, scope, target)
+            cursor = await conn.cursor(sql, *args)
+            while chunk := await cursor.fetch(FETCH):
+                built = rows(scope, sheet.rows + 1, chunk, reveals)
+                # openpyxl is CPU work: off the event loop, one chunk at a time
+                await asyncio.to_thread(sheet.extend, built)
     disposition = spreadsheets.content_disposition(
         f"{what.ascii}-{target.code}-{today:%Y%m%d}.{fmt}",
         f"{what.sheet}-{target.code}-{today:%Y%m%d}.{fmt}",
@@ -327,7 +307,7 @@ async def export(
 
     async def csv_stream() -> AsyncIterator[bytes]:
         yield spreadsheets.csv_chunk((), header=[c.header for c in what.columns])
-        async with budget, read_scope(ctx, principal) as (conn, scope):
+        async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             await conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {IDLE_TIMEOUT_MS}")
             sql, args = await query(conn, scope, target)
             cursor = await conn.cursor(sql, *args)

@@ -181,23 +181,29 @@ async def test_member_export_masks_unless_admin_and_records_admin_reveals(client
         assert len(found) == n and all(f["reason"] == "annual review" for f in found)
 
 
-async def test_exports_beyond_the_budget_answer_429_at_once(client, jwt, app):
-    """Each export holds a pool connection while it reads: at most MAX_CONCURRENT at a time
-    per process, the next one is told to come back (it never waits for a connection)."""
-    from services.api.exports import MAX_CONCURRENT, _budget
+async def test_exports_beyond_the_heavy_budget_are_refused_at_once(client, jwt, app):
+    """Each export holds a pool connection while it reads, so it runs on the server's heavy-read
+    slots: with every slot taken it answers 503 at once (never waits for a connection), and a
+    principal already running heavy work gets 429."""
+    from contextlib import ExitStack
+
+    from services.auth import Principal
+    from services.roles import Role
 
     tree, made = await _work(client, jwt)
     viewer = auth(jwt, tree.county, "viewer")
-    budget = _budget(app.state.ctx)
-    for _ in range(MAX_CONCURRENT):
-        await budget.acquire()
-    try:
+    heavy = app.state.ctx.heavy
+    with ExitStack() as held:
+        for n in range(heavy.limit):
+            other = Principal(subject=f"other-{n}", scope=tree.county, roles=frozenset({Role.VIEWER}))
+            held.enter_context(heavy.slot(other))
         for fmt in ("xlsx", "csv"):
             r = await client.get(f"/v1/issues/export?format={fmt}", headers=viewer)
-            body = assert_problem(r, 429)
-            assert r.headers["retry-after"] and "exports" in body["detail"]
-    finally:
-        for _ in range(MAX_CONCURRENT):
-            budget.release()
+            body = assert_problem(r, 503)
+            assert r.headers["retry-after"] and "export" in body["detail"]
+    me = Principal(subject="tester", scope=tree.county, roles=frozenset({Role.VIEWER}))
+    with heavy.slot(me):
+        r = await client.get("/v1/issues/export?format=csv", headers=viewer)
+        assert_problem(r, 429)
     r = await client.get(f"/v1/issues/export?format=csv&min_position={made['pos']}", headers=viewer)
     assert r.status_code == 200 and len(csv_rows(r.content)) == 3
