@@ -41,6 +41,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     statement_timeout_ms: int = 30_000
     clock_interval_seconds: float = 5.0
     checkpoint_interval_seconds: float = 3600.0
+    #: 五单: minutes a dispatched service order may wait for 接单 before ServiceOverdue.
+    service_accept_minutes: int = 24 * 60
+    #: 五单 评单: points a member earns per rating, ``rating:points`` pairs (see domain.service).
+    points_per_rating: str = "5:10"
 
     @property
     def is_production(self) -> bool:
@@ -87,4 +91,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             rate_limit_per_minute=int(env.get("CIVIC_RATE_LIMIT", "6000")),
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
+            service_accept_minutes=int(env.get("CIVIC_SERVICE_ACCEPT_MINUTES", str(24 * 60))),
+            points_per_rating=env.get("CIVIC_POINTS_PER_RATING", "5:10"),
         )

@@ -8,7 +8,9 @@ from projections.issues import IssuesProjection
 from projections.members import MembersProjection
 from projections.nodes import NodesProjection
 from projections.pairings import PairingsProjection
+from projections.service_orders import ServiceOrdersProjection
 from projections.stats import StatsProjection
+from projections.surveys import SurveysProjection
 
 
 def all_projections() -> list[Projection]:
@@ -18,5 +20,7 @@ def all_projections() -> list[Projection]:
         IssuesProjection(),
         PairingsProjection(),
         MembersProjection(),
+        ServiceOrdersProjection(),
+        SurveysProjection(),
         StatsProjection(),
     ]

@@ -84,6 +84,15 @@ COUNTERS: tuple[str, ...] = (
     "findings_total",
     "findings_verified",
     "findings_overdue",
+    # 五单 and 扫楼 (migration 0028)
+    "service_orders_requested",
+    "service_orders_completed",
+    "service_orders_evaluated",
+    "service_rating_sum",
+    "surveys_visited",
+    "surveys_flagged",
+    "surveys_group_rentals",
+    "surveys_issues_raised",
 )
 N_COUNTERS = len(COUNTERS)
 (
@@ -103,6 +112,14 @@ N_COUNTERS = len(COUNTERS)
     FINDINGS_TOTAL,
     FINDINGS_VERIFIED,
     FINDINGS_OVERDUE,
+    SERVICE_REQUESTED,
+    SERVICE_COMPLETED,
+    SERVICE_EVALUATED,
+    SERVICE_RATING_SUM,
+    SURVEYS_VISITED,
+    SURVEYS_FLAGGED,
+    SURVEYS_GROUP_RENTALS,
+    SURVEYS_ISSUES_RAISED,
 ) = range(N_COUNTERS)
 
 #: the "now" of reads: the latest row of a node, whatever its day.
@@ -116,6 +133,7 @@ VERIFIED = 8  # finding verified (销号)
 ON_TIME = 16  # issue: the latest resolution came by the deadline in force
 
 PAIRING, MEMBER, ISSUE, FINDING = "pairing", "member", "issue", "finding"
+SERVICE_ORDER, SURVEY = "service_order", "survey"
 
 NODE_EVENTS = frozenset({"NodeRegistered", "NodeRenamed", "NodeMoved"})
 CREATIONS = {
@@ -123,6 +141,8 @@ CREATIONS = {
     "MemberRegistered": MEMBER,
     "IssueReported": ISSUE,
     "FindingRecorded": FINDING,
+    "ServiceRequested": SERVICE_ORDER,
+    "HouseholdVisited": SURVEY,
 }
 HANDLES = frozenset(
     {
@@ -147,6 +167,8 @@ HANDLES = frozenset(
         "RectificationVerified",
         "FindingReopened",
         "RectificationOverdue",
+        "ServiceCompleted",
+        "ServiceEvaluated",
     }
 )
 
@@ -212,6 +234,20 @@ class _FindingRecorded(msgspec.Struct):
     scope_id: str
 
 
+class _ServiceRequested(msgspec.Struct):
+    community_id: str
+
+
+class _ServiceEvaluated(msgspec.Struct):
+    rating: int
+
+
+class _HouseholdVisited(msgspec.Struct):
+    node_id: str
+    flags: list[str]
+    issue_id: str | None = None
+
+
 class _Empty(msgspec.Struct):
     pass
 
@@ -232,6 +268,9 @@ _DATA_TYPES: dict[str, type[msgspec.Struct]] = {
     "IssueReopened": _DueAt,
     "IssueEvaluated": _IssueEvaluated,
     "FindingRecorded": _FindingRecorded,
+    "ServiceRequested": _ServiceRequested,
+    "ServiceEvaluated": _ServiceEvaluated,
+    "HouseholdVisited": _HouseholdVisited,
 }
 _DECODERS = {t: msgspec.json.Decoder(cls) for t, cls in _DATA_TYPES.items()}
 _EMPTY = _Empty()
@@ -379,6 +418,8 @@ CREATION_NODE = {
     "MemberRegistered": "community_id",
     "IssueReported": "node_id",
     "FindingRecorded": "scope_id",
+    "ServiceRequested": "community_id",
+    "HouseholdVisited": "node_id",
 }
 
 _ROOTS: dict[UUID, str] = {}
@@ -442,7 +483,7 @@ def _levels(kind: str, flags: int) -> tuple[int, ...]:
 
 _LEVELS = {
     (kind, flags): _levels(kind, flags)
-    for kind in (PAIRING, MEMBER, ISSUE, FINDING)
+    for kind in (PAIRING, MEMBER, ISSUE, FINDING, SERVICE_ORDER, SURVEY)
     for flags in range(32)
 }
 
@@ -621,6 +662,16 @@ class _Batch:
         elif agg.kind == ISSUE:
             agg.due_at = data.due_at
             self.add(root, node, day, ISSUES_REPORTED, 1)
+        elif agg.kind == SERVICE_ORDER:
+            self.add(root, node, day, SERVICE_REQUESTED, 1)
+        elif agg.kind == SURVEY:
+            self.add(root, node, day, SURVEYS_VISITED, 1)
+            if data.flags:
+                self.add(root, node, day, SURVEYS_FLAGGED, 1)
+            if "group_rental" in data.flags:
+                self.add(root, node, day, SURVEYS_GROUP_RENTALS, 1)
+            if data.issue_id is not None:
+                self.add(root, node, day, SURVEYS_ISSUES_RAISED, 1)
         else:
             self.add(root, node, day, FINDINGS_TOTAL, 1)
 
@@ -671,6 +722,12 @@ class _Batch:
             agg.flags |= VERIFIED
         elif t == "FindingReopened":
             agg.flags &= ~(VERIFIED | OVERDUE)
+        # 五单 service orders
+        elif t == "ServiceCompleted":
+            self.add(root, node, day, SERVICE_COMPLETED, 1)
+        elif t == "ServiceEvaluated":
+            self.add(root, node, day, SERVICE_EVALUATED, 1)
+            self.add(root, node, day, SERVICE_RATING_SUM, data.rating)
 
     async def _node_event(self, e: StoredEvent, data: Any) -> None:
         root, node = _root(e.root_id), str(e.stream_id)
@@ -904,6 +961,20 @@ class Figures:
                 "verified": v[FINDINGS_VERIFIED],
                 "overdue": v[FINDINGS_OVERDUE],
                 "completion_rate": rate(v[FINDINGS_VERIFIED], v[FINDINGS_TOTAL]),
+            },
+            "service_orders": {
+                "requested": v[SERVICE_REQUESTED],
+                "completed": v[SERVICE_COMPLETED],
+                "evaluated": v[SERVICE_EVALUATED],
+                "average_rating": None
+                if v[SERVICE_EVALUATED] == 0
+                else round(v[SERVICE_RATING_SUM] / v[SERVICE_EVALUATED], 2),
+            },
+            "surveys": {
+                "households_visited": v[SURVEYS_VISITED],
+                "flagged": v[SURVEYS_FLAGGED],
+                "group_rentals": v[SURVEYS_GROUP_RENTALS],
+                "issues_raised": v[SURVEYS_ISSUES_RAISED],
             },
         }
 

@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from domain.clock import Clock
 from domain.registry import AGGREGATES, event_classes
+from domain.service import parse_points_rule
 from infra import migrator
 from infra.database import create_pool
 from infra.event_codec import EventCodec
@@ -39,7 +40,9 @@ from services.api.members import MemberController, UnitRegistrationController
 from services.api.nodes import NodeController
 from services.api.pairings import PairingController
 from services.api.reveals import RevealAuditController
+from services.api.service_orders import ServiceOfferController, ServiceOrderController
 from services.api.stats import StatsController
+from services.api.surveys import SurveyController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
 from services.context import AppContext
@@ -54,6 +57,7 @@ from services.ratelimit import rate_limit
 
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     master_key(settings)  # personal data cannot be stored without it: fail at start-up
+    parse_points_rule(settings.points_per_rating)  # a malformed rule fails at start-up too
     ctx = AppContext(
         settings=settings,
         jwt=jwt_config(settings),
@@ -194,6 +198,9 @@ def _api_routes() -> list[type[Controller]]:
         PairingController,
         MemberController,
         UnitRegistrationController,
+        ServiceOfferController,
+        ServiceOrderController,
+        SurveyController,
         StatsController,
     ]
 

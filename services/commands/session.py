@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -153,9 +153,19 @@ class CommandSession:
         await self.keyring.shred(self.conn, self.root_id, stream_id)
 
     async def save(
-        self, aggregate: CivicAggregate, *, node_id: UUID | None = None, root_id: UUID | None = None
+        self,
+        aggregate: CivicAggregate,
+        *,
+        node_id: UUID | None = None,
+        root_id: UUID | None = None,
+        caused_by: UUID | None = None,
     ) -> AppendResult:
-        """Append the aggregate's pending events to its stream on ``node_id``'s chain."""
+        """Append the aggregate's pending events to its stream on ``node_id``'s chain.
+
+        Several saves in one command append several streams in one transaction (positions
+        follow the order of the saves). ``caused_by``: the event id a consequence on another
+        stream records as its causation (a member's points for the order that earned them).
+        """
         pending = aggregate.collect_events()
         if not pending:
             raise ValueError("no pending events to save")
@@ -173,7 +183,9 @@ class CommandSession:
             stream_type=type(aggregate).STREAM_TYPE,
             expected_version=expected,
             events=events,
-            context=self.append_context,
+            context=self.append_context
+            if caused_by is None
+            else replace(self.append_context, causation_id=caused_by),
         )
         for e in events:
             self.ctx.metrics.events_appended.labels(e.type).inc()
