@@ -24,7 +24,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from domain.errors import IllegalTransition
+from domain.errors import IllegalTransition, InvalidValue
 from domain.member import Member
 from domain.refs import MAX_TITLE, business_date
 from domain.service import ServiceOffer, ServiceOrder, parse_points_rule
@@ -172,11 +172,12 @@ async def offer(
         category=category,
         at=session.now,
     )
-    result = await session.save(service_offer)
     if provider is not None:
+        # a party first: a unit principal may append to its own offer's stream only so
         await directory.add_party(
             session.conn, session.root_id, provider.id, service_offer.id, PROVIDER_ROLE
         )
+    result = await session.save(service_offer)
     return 201, ServiceOfferChanged(
         service_offer.id, result.version, result.position, service_offer.community_code
     )
@@ -222,14 +223,17 @@ async def dispatch(
     session.check_if_match(order)
     party: UUID | None = None
     unit = None
-    if member_id is not None and unit_code is None:
+    if (member_id is None) == (unit_code is None):
+        raise InvalidValue("member_id", "give exactly one of member_id and unit_code")
+    if member_id is not None:
         member = await _member(session, member_id)
         if member is None:
             raise not_found(f"member {member_id}")
         if member.status != "active":
             raise IllegalTransition(f"the member is {member.status}", current_state=order.status)
         party = member.home_unit_id
-    elif unit_code is not None and member_id is None:
+    else:
+        assert unit_code is not None
         unit = await node_in_root(session, unit_code, f"unit {unit_code}")
         party = unit.id
     order.dispatch(
