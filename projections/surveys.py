@@ -40,7 +40,7 @@ class _Visited(msgspec.Struct):
     visited_on: date
     flags: list[str]
     residents: int | None = None
-    note: msgspec.Raw | None = None
+    note: msgspec.Raw = msgspec.Raw(b"null")
     issue_id: UUID | None = None
 
 
@@ -53,7 +53,7 @@ class SurveysProjection:
         for e in events:
             if e.type == "HouseholdVisited":
                 v = msgspec.json.decode(e.data, type=_Visited)
-                note = None if v.note is None or bytes(v.note) == b"null" else bytes(v.note)
+                note = None if bytes(v.note) == b"null" else bytes(v.note)
                 await conn.execute(
                     INSERT,
                     e.root_id,
