@@ -281,3 +281,21 @@ async def test_an_unaccepted_dispatch_is_flagged_overdue_once(app, client, jwt, 
 def ctx_minutes(app: Any) -> int:
     minutes: int = app.state.ctx.settings.service_accept_minutes
     return minutes
+
+
+async def test_the_feed_carries_the_loop(client, jwt, pool):
+    from tests.integration.test_feed import read_feed, settled
+
+    tree = await build_tree(client, jwt, streets=2, communities=1, units=1)
+    w = Loop(client, jwt, tree)
+    order = await w.order()
+    await w.post(f"/v1/service-orders/{order}/dispatch", {"unit_code": w.unit})
+    await w.post(f"/v1/service-orders/{order}/cancel", {"reason": "居民取消"})
+    await settled(pool, w.position)
+    items, _ = await read_feed(client, auth(jwt, tree.county, "integrator"))
+    mine = [i["type"] for i in items if i["subject"] == order]
+    assert mine == [
+        "cn.civic-ledger.service.requested.v1",
+        "cn.civic-ledger.service.dispatched.v1",
+        "cn.civic-ledger.service.cancelled.v1",
+    ]

@@ -167,3 +167,22 @@ async def test_errors(client, jwt):
     assert first.status_code == again.status_code == 201 and first.json() == again.json()
     other_body = await client.post("/v1/surveys", json=visit(community, room="9"), headers=keyed)
     assert_problem(other_body, 422)
+
+
+async def test_the_feed_carries_the_visit_and_its_issue_without_the_note(client, jwt, pool):
+    from tests.integration.test_feed import read_feed, settled
+
+    tree = await build_tree(client, jwt, streets=1, communities=1, units=1)
+    community = tree.communities[tree.streets[0]][0]
+    r = await post_ok(
+        client, "/v1/surveys", visit(community, raise_issue=True), auth(jwt, community, "operator")
+    )
+    await settled(pool, r["position"])
+    items, _ = await read_feed(client, auth(jwt, tree.county, "integrator"))
+    by_type = {i["type"]: i for i in items}
+    visited = by_type["cn.civic-ledger.household.visited.v1"]
+    reported = by_type["cn.civic-ledger.issue.reported.v1"]
+    assert visited["subject"] == r["id"] and visited["data"]["flags"] == ["group_rental"]
+    assert set(visited["data"]["note"]) >= {"alg", "kid", "nonce", "ct"}  # sealed
+    assert "隔断" not in json.dumps(visited, ensure_ascii=False)
+    assert reported["data"]["survey_id"] == r["id"] and reported["subject"] == r["issue_id"]
