@@ -234,6 +234,8 @@ class IssueView(msgspec.Struct):
     category: str
     source: str
     external_id: str | None
+    #: the household survey (扫楼) the issue was raised from (source survey)
+    survey_id: UUID | None
     status: str
     overdue: bool
     due_at: datetime | None
@@ -345,6 +347,7 @@ def _view(r: asyncpg.Record) -> IssueView:
         category=r["category"],
         source=r["source"],
         external_id=r["external_id"],
+        survey_id=r["survey_id"],
         status=r["status"],
         overdue=r["overdue"],
         due_at=r["due_at"],

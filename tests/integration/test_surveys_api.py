@@ -57,7 +57,7 @@ async def test_a_flagged_visit_raises_an_issue_in_the_same_transaction(client, j
     position = r["position"]
     issue = await client.get(f"/v1/issues/{issue_id}?min_position={position}", headers=op)
     assert issue.status_code == 200 and issue.json()["source"] == "survey"
-    assert issue.json()["category"] == "群租房"
+    assert issue.json()["category"] == "群租房" and issue.json()["survey_id"] == survey_id
     # masked for non-admins, clear for an admin (and the reveal is recorded)
     view = await client.get(f"/v1/surveys/{survey_id}?min_position={position}", headers=op)
     assert view.status_code == 200, view.text
