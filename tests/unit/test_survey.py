@@ -98,6 +98,7 @@ def test_the_raised_issue_names_the_survey_and_carries_no_note() -> None:
         at=T0,
     )
     (event,) = issue.collect_events()
+    assert isinstance(event, Issue.Reported)
     assert event.survey_id == survey.id and event.source == "survey"
     assert event.category == "群租房"
     assert "隔断" not in event.title and "3幢" in event.title
