@@ -13,10 +13,15 @@ What is counted (the README's "Roll-ups" section gives the formulas):
   ``evaluated`` / ``satisfied`` / ``resolved`` (every callback counts);
 * rectifications: ``total`` findings, ``verified`` (currently 销号), ``overdue``
   (RectificationOverdue recorded for the current due date, not verified).
+* service_orders (五单): ``requested``, ``completed``, ``evaluated`` (ServiceRequested /
+  ServiceCompleted / ServiceEvaluated) and the sum of the ratings (``average_rating`` when read);
+* surveys (扫楼): household visits, flagged visits, visits flagged ``group_rental``, visits
+  that raised an issue (all counted when HouseholdVisited is recorded).
 
 Each aggregate counts under its owner node: a pairing and a member under their community
 (a transfer moves the member), an issue under the node it was reported at, a finding under
-its scope node.
+its scope node, a service order under its community, a survey under the grid or community
+it was recorded at.
 
 Storage (migration 0014):
 
