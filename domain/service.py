@@ -385,6 +385,13 @@ class ServiceOrder(CivicAggregate):
             )
 
 
+def accept_window(minutes: int) -> timedelta:
+    """``CIVIC_SERVICE_ACCEPT_MINUTES`` as the time 接单 may take (1 minute to 30 days)."""
+    if not 0 < minutes <= MAX_ACCEPT_MINUTES:
+        raise ValueError(f"CIVIC_SERVICE_ACCEPT_MINUTES must be 1..{MAX_ACCEPT_MINUTES}")
+    return timedelta(minutes=minutes)
+
+
 def parse_points_rule(text: str) -> dict[int, int]:
     """``CIVIC_POINTS_PER_RATING``: ``rating:points`` pairs, comma-separated (``"5:10,4:5"``).
 

@@ -85,7 +85,8 @@ class SurveysProjection:
 # (what coverage is for). $1 root, $2/$3 the subtree's path range, $4/$5 the period.
 COVERAGE = """
 SELECT n.id, n.code, n.name, n.kind,
-       count(DISTINCT (s.building, s.room)) AS households,
+       -- (a LEFT JOIN miss is a row of NULLs, which count(DISTINCT (a, b)) would count)
+       count(DISTINCT (s.building, s.room)) FILTER (WHERE s.id IS NOT NULL) AS households,
        count(s.id) AS visits,
        count(s.id) FILTER (WHERE cardinality(s.flags) > 0) AS flagged,
        count(s.id) FILTER (WHERE 'group_rental' = ANY(s.flags)) AS group_rentals,

@@ -19,7 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from domain.clock import Clock
 from domain.registry import AGGREGATES, event_classes
-from domain.service import parse_points_rule
+from domain.service import accept_window, parse_points_rule
 from infra import migrator
 from infra.database import create_pool
 from infra.event_codec import EventCodec
@@ -57,7 +57,9 @@ from services.ratelimit import rate_limit
 
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     master_key(settings)  # personal data cannot be stored without it: fail at start-up
-    parse_points_rule(settings.points_per_rating)  # a malformed rule fails at start-up too
+    # the 五单 settings: a malformed value fails at start-up, not on the first order
+    parse_points_rule(settings.points_per_rating)
+    accept_window(settings.service_accept_minutes)
     ctx = AppContext(
         settings=settings,
         jwt=jwt_config(settings),

@@ -108,6 +108,7 @@ class Coverage(msgspec.Struct):
 
 
 CREATED = {201: ResponseSpec(data_container=cmd.SurveyChanged, description="Recorded")}
+ERASED = {200: ResponseSpec(data_container=cmd.SurveyChanged, description="Erased")}
 
 SELECT = """
 SELECT s.*, coalesce(n.code, s.node_code) AS current_node_code, k.key_id, k.wrapped_key
@@ -217,6 +218,7 @@ class SurveyController(Controller):
     @post(
         "/{survey_id:uuid}/erase",
         status_code=200,
+        responses=ERASED,
         summary="Erase a visit's note (SurveyNoteErased; crypto-shredding)",
         description="Role: admin. The body is optional. Afterwards the note reads [erased].",
     )

@@ -18,7 +18,7 @@ order's event and with that event as their causation.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -27,7 +27,7 @@ import msgspec
 from domain.errors import IllegalTransition, InvalidValue
 from domain.member import Member
 from domain.refs import MAX_TITLE, business_date
-from domain.service import ServiceOffer, ServiceOrder, parse_points_rule
+from domain.service import ServiceOffer, ServiceOrder, accept_window, parse_points_rule
 from infra import directory
 from infra.directory import DirectoryNode
 from services.commands.issues import node_ref
@@ -239,7 +239,7 @@ async def dispatch(
     order.dispatch(
         member_id=member_id,
         unit=node_ref(unit) if unit is not None else None,
-        accept_within=timedelta(minutes=session.ctx.settings.service_accept_minutes),
+        accept_within=accept_window(session.ctx.settings.service_accept_minutes),
         at=session.now,
     )
     answer = await _done(session, order)

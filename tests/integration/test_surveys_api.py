@@ -112,6 +112,7 @@ async def test_list_coverage_and_rollups(client, jwt):
         1,
     )
     assert items[empty_grid]["visits"] == 0 and items[empty_grid]["last_visited_on"] is None
+    assert items[empty_grid]["households"] == 0
     assert items[community]["households"] == 1
     for code in (community, street, tree.county):
         stats = (await client.get(f"/v1/nodes/{code}/stats", headers=viewer)).json()

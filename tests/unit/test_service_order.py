@@ -23,6 +23,7 @@ from domain.service import (
     TRANSITIONS,
     ServiceOffer,
     ServiceOrder,
+    accept_window,
     parse_points_rule,
 )
 
@@ -309,3 +310,10 @@ def test_points_rule() -> None:
     for bad in ("5", "6:1", "5:-1", "x:1"):
         with pytest.raises(ValueError):
             parse_points_rule(bad)
+
+
+def test_accept_window() -> None:
+    assert accept_window(90) == timedelta(minutes=90)
+    for bad in (0, -5, 30 * 24 * 60 + 1):
+        with pytest.raises(ValueError):
+            accept_window(bad)
