@@ -244,6 +244,9 @@ async def dispatch(
     )
     answer = await _done(session, order)
     if party is not None:
+        # A re-dispatch leaves the former assignee's party row (civic_app may not delete
+        # parties): that unit still reads the order, but ``_assignee_side`` lets only the
+        # current assignee act on it.
         await directory.add_party(session.conn, session.root_id, party, order.id, ASSIGNEE_ROLE)
     return answer
 

@@ -299,3 +299,18 @@ async def test_the_feed_carries_the_loop(client, jwt, pool):
         "cn.civic-ledger.service.dispatched.v1",
         "cn.civic-ledger.service.cancelled.v1",
     ]
+
+
+async def test_after_a_redispatch_only_the_new_assignee_acts(client, jwt):
+    tree = await build_tree(client, jwt, streets=2, communities=1, units=2)
+    w = Loop(client, jwt, tree)
+    second = auth(jwt, tree.units[1], "unit")
+    order = await w.order()
+    await w.post(f"/v1/service-orders/{order}/dispatch", {"unit_code": w.unit})
+    await w.post(f"/v1/service-orders/{order}/dispatch", {"unit_code": tree.units[1]})
+    r = await client.post(f"/v1/service-orders/{order}/accept", headers=w.unit_h)
+    assert_problem(r, 403)
+    accepted = await w.post(f"/v1/service-orders/{order}/accept", {}, second)
+    assert accepted["status"] == "accepted"
+    view = (await w.get(f"/v1/service-orders/{order}", second)).json()
+    assert view["unit_code"] == tree.units[1] and view["dispatch_count"] == 2
