@@ -176,7 +176,10 @@ LEFT JOIN nodes u ON u.id = f.provider_id
 WHERE f.root_id = $1
   AND (f.node_id IN (SELECT civic_scope_nodes()) OR f.id IN (SELECT civic_party_streams()))
   AND (f.node_id IN (SELECT id FROM nodes WHERE path >= $2 AND path < $3)
-       OR ($4 AND f.provider_id IN (SELECT id FROM nodes WHERE path >= $2 AND path < $3)))
+       OR ($4 AND f.id IN (SELECT p.stream_id FROM stream_parties p
+                           WHERE p.root_id = f.root_id
+                             AND p.node_id IN (SELECT id FROM nodes
+                                               WHERE path >= $2 AND path < $3))))
   AND ($5::timestamptz IS NULL OR (f.offered_at, f.id) < ($5, $6::uuid))
 ORDER BY f.offered_at DESC, f.id DESC
 LIMIT $7

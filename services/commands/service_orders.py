@@ -9,7 +9,8 @@ Who may do what:
 * it is accepted and completed by the assignee side: additionally a principal (unit,
   operator or admin) whose scope holds the assigned unit, or the home unit of the assigned
   member (members have no principal of their own; their unit's party branch acts for them).
-  The unit becomes a party of the order's stream, so row-level security shows it the order.
+  The unit becomes a party of the order's stream, so row-level security shows it the order
+  (likewise of an offer: the publishing unit, or the offering member's home unit).
 
 Completing with ``hours`` for a member records their ServiceRecorded (双报到), and a rating
 the configured rule rewards records their PointsAwarded, in the same transaction as the
@@ -161,8 +162,12 @@ async def offer(
             if provider_code is not None
             else None
         )
-    if member_id is not None and await _member(session, member_id) is None:
-        raise not_found(f"member {member_id}")
+    party = provider.id if provider is not None else None
+    if member_id is not None:
+        member = await _member(session, member_id)
+        if member is None:
+            raise not_found(f"member {member_id}")
+        party = member.home_unit_id  # the member's unit sees its members' offers
     service_offer = ServiceOffer.offer(
         offer_id=uuid4(),
         community=node_ref(community),
@@ -172,10 +177,10 @@ async def offer(
         category=category,
         at=session.now,
     )
-    if provider is not None:
+    if party is not None:
         # a party first: a unit principal may append to its own offer's stream only so
         await directory.add_party(
-            session.conn, session.root_id, provider.id, service_offer.id, PROVIDER_ROLE
+            session.conn, session.root_id, party, service_offer.id, PROVIDER_ROLE
         )
     result = await session.save(service_offer)
     return 201, ServiceOfferChanged(

@@ -79,6 +79,9 @@ async def test_the_whole_loop_for_a_member(client, jwt, pool):
     order = await w.order(offer_id=offer["id"], due_on="2099-01-01")
     r = await w.get(f"/v1/service-offers?node={w.community}")
     assert [o["id"] for o in r.json()["items"]] == [offer["id"]]
+    # the member's unit sees its member's offer
+    r = await w.get("/v1/service-offers", w.unit_h)
+    assert [o["id"] for o in r.json()["items"]] == [offer["id"]]
     await w.post(f"/v1/service-orders/{order}/dispatch", {"member_id": member})
     # the member's home unit acts for the member (接单, completion)
     await w.post(f"/v1/service-orders/{order}/accept", {}, w.unit_h)
