@@ -187,3 +187,19 @@ async def test_the_feed_carries_the_visit_and_its_issue_without_the_note(client,
     assert set(visited["data"]["note"]) >= {"alg", "kid", "nonce", "ct"}  # sealed
     assert "隔断" not in json.dumps(visited, ensure_ascii=False)
     assert reported["data"]["survey_id"] == r["id"] and reported["subject"] == r["issue_id"]
+
+
+async def test_a_note_that_does_not_open_reads_unavailable_not_500(client, jwt, pool):
+    tree = await build_tree(client, jwt, streets=1, communities=1, units=1)
+    community = tree.communities[tree.streets[0]][0]
+    r = await post_ok(client, "/v1/surveys", visit(community), auth(jwt, community, "operator"))
+    admin = auth(jwt, tree.county, "admin")
+    ok = await client.get(f"/v1/surveys/{r['id']}?min_position={r['position']}", headers=admin)
+    assert ok.json()["note"] == "隔断出租, 住9人, 房东王某"
+    async with pool.acquire() as conn:  # the read model's copy altered (not the ledger)
+        await conn.execute(
+            "UPDATE rm_surveys SET note = jsonb_set(note, '{ct}', '\"AAAA\"') WHERE id = $1",
+            UUID(r["id"]),
+        )
+    bad = await client.get(f"/v1/surveys/{r['id']}", headers=admin)
+    assert bad.status_code == 200 and bad.json()["note"] == "[unavailable]"
