@@ -152,7 +152,8 @@ LEFT JOIN nodes u ON u.id = o.unit_id
 READ_ORDER = f"{SELECT_ORDERS} WHERE o.root_id = $1 AND o.id = $2 AND {IN_SCOPE}"
 STREAM_VISIBLE = "SELECT EXISTS (SELECT 1 FROM events WHERE root_id = $1 AND stream_id = $2)"
 
-# $1 root, $2/$3 the subtree's path range, $4 unit scope, $5 status, $6/$7 cursor, $8 limit
+# $1 root, $2/$3 the subtree's path range, $4 unit scope, $5 status, $6/$7 cursor, $8 limit,
+# $9 overdue
 LIST_ORDERS = f"""
 {SELECT_ORDERS}
 WHERE o.root_id = $1 AND {IN_SCOPE}
@@ -163,6 +164,7 @@ WHERE o.root_id = $1 AND {IN_SCOPE}
                                                WHERE path >= $2 AND path < $3))))
   AND ($5::text IS NULL OR o.status = $5)
   AND ($6::timestamptz IS NULL OR (o.requested_at, o.id) < ($6, $7::uuid))
+  AND ($9::bool IS NULL OR o.overdue = $9)
 ORDER BY o.requested_at DESC, o.id DESC
 LIMIT $8
 """
@@ -495,6 +497,12 @@ class ServiceOrderController(Controller):
         principal: Caller,
         node: NodeFilter = None,
         status: Annotated[OrderStatus | None, QueryParameter(required=False)] = None,
+        overdue: Annotated[
+            bool | None,
+            QueryParameter(
+                required=False, description="ServiceOverdue recorded (not accepted in time)"
+            ),
+        ] = None,
         limit: Limit = 100,
         cursor: Cursor = None,
         min_position: MinPosition = None,
@@ -515,6 +523,7 @@ class ServiceOrderController(Controller):
                 after[0] if after else None,
                 after[1] if after else None,
                 limit + 1,
+                overdue,
             )
         return page_of(
             [_order_view(r) for r in rows],

@@ -275,6 +275,8 @@ async def test_an_unaccepted_dispatch_is_flagged_overdue_once(app, client, jwt, 
     w.position = max(w.position, overdue[0]["position"])
     view = (await w.get(f"/v1/service-orders/{late}")).json()
     assert view["overdue"] is True and view["status"] == "dispatched"
+    flagged = (await w.get("/v1/service-orders?overdue=true")).json()["items"]
+    assert [o["id"] for o in flagged] == [late]
     # dispatching again clears the flag (a new deadline)
     await w.post(f"/v1/service-orders/{late}/dispatch", {"unit_code": w.unit})
     view = (await w.get(f"/v1/service-orders/{late}")).json()
