@@ -21,6 +21,7 @@ from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from domain.refs import business_date
 from domain.survey import FLAGS, MAX_RESIDENTS
+from infra.database import Scope
 from projections.surveys import COVERAGE
 from services.api.deps import (
     Caller,
@@ -35,9 +36,10 @@ from services.api.deps import (
 from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.service_orders import NodeFilter, subtree_range
+from services.auth import Principal
 from services.commands import surveys as cmd
 from services.context import AppContext
-from services.personal_data_view import Reveal, note_view, record_reveals
+from services.personal_data_view import Reveal, may_reveal, note_view, record_reveals
 from services.problems import FieldError, ProblemError, not_caught_up, not_found
 from services.roles import READERS, WRITERS, Role
 
@@ -111,7 +113,8 @@ CREATED = {201: ResponseSpec(data_container=cmd.SurveyChanged, description="Reco
 ERASED = {200: ResponseSpec(data_container=cmd.SurveyChanged, description="Erased")}
 
 SELECT = """
-SELECT s.*, coalesce(n.code, s.node_code) AS current_node_code, k.key_id, k.wrapped_key
+SELECT s.*, coalesce(n.code, s.node_code) AS current_node_code, n.path AS node_path,
+       k.key_id, k.wrapped_key
 FROM rm_surveys s
 LEFT JOIN nodes n ON n.id = s.node_id
 LEFT JOIN person_keys k ON k.root_id = s.root_id AND k.member_id = s.id
@@ -132,13 +135,14 @@ LIMIT $7
 
 
 def _view(
-    r: asyncpg.Record, principal: Any, ctx: AppContext, root_id: UUID, reveals: list[Reveal]
+    r: asyncpg.Record, principal: Principal, ctx: AppContext, scope: Scope, reveals: list[Reveal]
 ) -> SurveyView:
     shown = note_view(
         r["note"],
-        principal,
+        # an admin whose scope holds the survey's grid or community (never a unit's scope)
+        reveal=may_reveal(principal, scope, r["node_path"]),
         settings=ctx.settings,
-        root_id=root_id,
+        root_id=scope.root_id,
         survey_id=r["id"],
         key_id=r["key_id"],
         wrapped_key=r["wrapped_key"],
@@ -314,7 +318,7 @@ class SurveyController(Controller):
                 raise not_caught_up("survey")
             raise not_found(f"survey {survey_id}")
         reveals: list[Reveal] = []
-        view = _view(row, principal, ctx, scope.root_id, reveals)
+        view = _view(row, principal, ctx, scope, reveals)
         await record_reveals(
             ctx, principal, reveals, endpoint="GET /v1/surveys/{id}", request=request
         )
@@ -349,7 +353,7 @@ class SurveyController(Controller):
                 limit + 1,
             )
         reveals: list[Reveal] = []
-        items = [_view(r, principal, ctx, scope.root_id, reveals) for r in rows[:limit]]
-        items += [_view(r, principal, ctx, scope.root_id, []) for r in rows[limit:]]
+        items = [_view(r, principal, ctx, scope, reveals) for r in rows[:limit]]
+        items += [_view(r, principal, ctx, scope, []) for r in rows[limit:]]
         await record_reveals(ctx, principal, reveals, endpoint="GET /v1/surveys", request=request)
         return page_of(items, limit, lambda v: [v.visited_at.isoformat(), str(v.id)])

@@ -248,11 +248,8 @@ async def dispatch(
         at=session.now,
     )
     answer = await _done(session, order)
-    if party is not None:
-        # A re-dispatch leaves the former assignee's party row (civic_app may not delete
-        # parties): that unit still reads the order, but ``_assignee_side`` lets only the
-        # current assignee act on it.
-        await directory.add_party(session.conn, session.root_id, party, order.id, ASSIGNEE_ROLE)
+    # One assignee at a time: a re-dispatch ends the former unit's view of the order.
+    await directory.set_party(session.conn, session.root_id, order.id, ASSIGNEE_ROLE, party)
     return answer
 
 

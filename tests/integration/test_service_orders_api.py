@@ -306,7 +306,7 @@ async def test_the_feed_carries_the_loop(client, jwt, pool):
     ]
 
 
-async def test_after_a_redispatch_only_the_new_assignee_acts(client, jwt):
+async def test_after_a_redispatch_only_the_new_assignee_sees_and_acts(client, jwt):
     tree = await build_tree(client, jwt, streets=2, communities=1, units=2)
     w = Loop(client, jwt, tree)
     second = auth(jwt, tree.units[1], "unit")
@@ -314,7 +314,8 @@ async def test_after_a_redispatch_only_the_new_assignee_acts(client, jwt):
     await w.post(f"/v1/service-orders/{order}/dispatch", {"unit_code": w.unit})
     await w.post(f"/v1/service-orders/{order}/dispatch", {"unit_code": tree.units[1]})
     r = await client.post(f"/v1/service-orders/{order}/accept", headers=w.unit_h)
-    assert_problem(r, 403)
+    assert_problem(r, 404)  # the former unit no longer sees the order
+    assert_problem(await w.get(f"/v1/service-orders/{order}", w.unit_h), 404)
     accepted = await w.post(f"/v1/service-orders/{order}/accept", {}, second)
     assert accepted["status"] == "accepted"
     view = (await w.get(f"/v1/service-orders/{order}", second)).json()
