@@ -210,7 +210,12 @@ async def test_errors(client, jwt):
     assert_problem(
         await client.post(f"{url}/cancel", json={"reason": "x", "extra": 1}, headers=w.op), 400
     )
-    assert_problem(await client.post(f"{url}/dispatch", content=b"{", headers=w.op), 400)
+    assert_problem(
+        await client.post(
+            f"{url}/dispatch", content=b"{", headers={**w.op, "Content-Type": "application/json"}
+        ),
+        400,
+    )
     # If-Match: stale → 412; current → applies
     await w.post(f"{url}/dispatch", {"unit_code": w.unit})
     etag = (await w.get(url)).headers["etag"]
