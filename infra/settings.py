@@ -66,6 +66,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     service_accept_minutes: int = 24 * 60
     #: 五单 评单: points a member earns per rating, ``rating:points`` pairs (see domain.service).
     points_per_rating: str = "5:10"
+    #: the language of problem details when a request sends no Accept-Language
+    default_language: str = "zh-CN"
+    #: where clients reach this API (absolute); CloudEvents name their data schema under it.
+    #: Default: http://HOST:PORT
+    public_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def is_production(self) -> bool:
@@ -129,4 +138,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
             service_accept_minutes=int(env.get("CIVIC_SERVICE_ACCEPT_MINUTES", str(24 * 60))),
             points_per_rating=env.get("CIVIC_POINTS_PER_RATING", "5:10"),
+            default_language=env.get("CIVIC_DEFAULT_LANGUAGE", "zh-CN"),
+            public_url=env.get("CIVIC_PUBLIC_URL") or None,
         )
