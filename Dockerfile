@@ -46,6 +46,7 @@ COPY domain ./domain
 COPY services ./services
 COPY projections ./projections
 COPY infra ./infra
+COPY civic_verify ./civic_verify
 RUN pip install --no-deps . \
  && python -m compileall -q /opt/venv \
  && civic --help > /dev/null \

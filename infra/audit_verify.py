@@ -24,6 +24,16 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from civic_verify.hashing import by_name
+from civic_verify.note import CheckpointBody, sign_note
+from infra.audit_tree import (
+    TreeUnavailable,
+    cosignatures_of,
+    inclusion_proof,
+    leaf_of,
+    tree_algorithm,
+    tree_state,
+)
 from infra.chain import GENESIS, CanonicalText, ChainHasher, canonical_event, encode_canonical
 from infra.directory import DirectoryNode
 from infra.event_codec import decode_json
@@ -32,6 +42,8 @@ from infra.proofs import checkpoint_message
 from infra.signing import Signer, b64, key_id, unb64
 
 PREFETCH = 2000
+#: the key name of checkpoint notes, and the first part of each root's origin
+DEFAULT_LOG_NAME = "civic-ledger"
 MAX_LISTED_FAILURES = 100
 #: a proof lists every link from the event to the head; beyond this, ask for a nearer checkpoint.
 MAX_PROOF_LINKS = 100_000
@@ -100,13 +112,14 @@ ORDER BY c.ord
 """
 
 _CHECKPOINT_COLUMNS = (
-    "id, node_id, code, at, root, heads, signature, algorithm, hash_algorithm, public_key"
+    "id, node_id, code, at, root, heads, signature, algorithm, hash_algorithm, public_key,"
+    " tree_size, tree_root, note"
 )
 
 INSERT_CHECKPOINT = f"""
 INSERT INTO audit_checkpoints (root_id, node_id, code, at, root, heads, signature, algorithm,
-                               hash_algorithm, public_key)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)
+                               hash_algorithm, public_key, tree_size, tree_root, note)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)
 RETURNING {_CHECKPOINT_COLUMNS}
 """
 
@@ -167,6 +180,9 @@ class VerifyReport(msgspec.Struct):
 
 
 class Checkpoint(msgspec.Struct, kw_only=True):
+    """A signed checkpoint: the *spine* (``heads``, their Merkle root, one signature over
+    {node, at, root}) and the root's transparency tree in a C2SP signed note."""
+
     node: str
     at: str
     root: str
@@ -178,6 +194,23 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     key_id: str = ""
     #: set when the checkpoint is stored (periodic checkpoints), null for a fresh one.
     id: int | None = None
+    #: the root's transparency tree (``infra.audit_tree``) as built when the checkpoint was
+    #: taken, and its C2SP signed note (tlog-checkpoint; witness cosignature lines follow
+    #: the server's when served). Null on checkpoints stored before the tree existed.
+    origin: str | None = None
+    tree_size: int | None = None
+    tree_root: str | None = None  # lowercase hex
+    note: str | None = None
+    cosignatures: list[Cosignature] = msgspec.field(default_factory=list)
+
+
+class Cosignature(msgspec.Struct):
+    """A witness's cosignature of a root's tree at a size (C2SP tlog-cosignature v1)."""
+
+    witness: str
+    public_key: str  # base64, raw Ed25519
+    time: int  # unix seconds, as signed
+    line: str  # the signature line appended to the note
 
 
 class Link(msgspec.Struct):
@@ -199,6 +232,19 @@ class ProofEvent(msgspec.Struct):
     canonical: str  # base64 of the exact bytes the digest covers
 
 
+class TreeInclusion(msgspec.Struct):
+    """The event's leaf in the root's transparency tree, proven against the checkpoint's
+    note (RFC 9162 inclusion proof; leaf = H(0x00 || event hash))."""
+
+    origin: str
+    hash_algorithm: str
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    path: list[str]
+    note: str
+
+
 class Proof(msgspec.Struct):
     event: ProofEvent
     chain: list[Link]
@@ -206,6 +252,9 @@ class Proof(msgspec.Struct):
     leaf_index: int
     merkle_path: list[Step]
     checkpoint: Checkpoint
+    #: null when the checkpoint's tree does not reach the event yet (the tree is built
+    #: just after commit) or predates the tree
+    tree: TreeInclusion | None = None
 
 
 class HeadCheck(msgspec.Struct):
@@ -486,11 +535,45 @@ async def subtree_heads(conn: asyncpg.Connection, node: DirectoryNode) -> list[H
 
 
 async def take_checkpoint(
-    conn: asyncpg.Connection, node: DirectoryNode, at: datetime, signer: Signer, hasher: ChainHasher
+    conn: asyncpg.Connection,
+    node: DirectoryNode,
+    at: datetime,
+    signer: Signer,
+    hasher: ChainHasher,
+    *,
+    log_name: str = DEFAULT_LOG_NAME,
 ) -> Checkpoint:
-    """Read the subtree's heads (one snapshot), build the Merkle root and sign it."""
+    """Read the root's tree, then the subtree's heads (one snapshot each, the heads never
+    behind the tree), build the spine's Merkle root, sign both."""
+    tree = await tree_state(conn, node.root_id, hasher.name)
     heads = await subtree_heads(conn, node)
-    return sign_checkpoint(node.code, iso(at), heads, signer, hasher)
+    checkpoint = sign_checkpoint(node.code, iso(at), heads, signer, hasher)
+    return with_note(checkpoint, signer, log_name, node.root_id, tree.size, tree.root)
+
+
+def origin_of(log_name: str, root_id: UUID) -> str:
+    """A root's log identity in notes: stable for ever (a root's code may be re-issued)."""
+    return f"{log_name}/{root_id}"
+
+
+def with_note(
+    checkpoint: Checkpoint,
+    signer: Signer,
+    log_name: str,
+    root_id: UUID,
+    size: int,
+    root: bytes,
+) -> Checkpoint:
+    """``checkpoint`` with the tree's C2SP signed note (Ed25519 signers only: the note
+    format has no other algorithm that existing tooling reads)."""
+    origin = origin_of(log_name, root_id)
+    note = None
+    if signer.algorithm == "ed25519":
+        body = CheckpointBody(origin, size, root).text()
+        note = sign_note(body, log_name, signer.public_key_raw(), signer.sign)
+    return msgspec.structs.replace(
+        checkpoint, origin=origin, tree_size=size, tree_root=root.hex(), note=note
+    )
 
 
 def sign_checkpoint(
@@ -524,7 +607,15 @@ def _checkpoint(r: asyncpg.Record) -> Checkpoint:
         algorithm=r["algorithm"],
         hash_algorithm=r["hash_algorithm"],
         key_id=key_id(public),
+        origin=_origin_of_note(r["note"]),
+        tree_size=r["tree_size"],
+        tree_root=None if r["tree_root"] is None else bytes(r["tree_root"]).hex(),
+        note=r["note"],
     )
+
+
+def _origin_of_note(note: str | None) -> str | None:
+    return None if note is None else note.split("\n", 1)[0]
 
 
 async def store_checkpoint(
@@ -542,6 +633,9 @@ async def store_checkpoint(
         checkpoint.algorithm,
         checkpoint.hash_algorithm,
         unb64(checkpoint.public_key),
+        checkpoint.tree_size,
+        None if checkpoint.tree_root is None else bytes.fromhex(checkpoint.tree_root),
+        checkpoint.note,
     )
     return _checkpoint(row)
 
@@ -704,4 +798,79 @@ async def build_proof(
         leaf_index=index,
         merkle_path=inclusion_path(leaves, index, hasher.digest),
         checkpoint=checkpoint,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Tree notes and cosignatures
+
+LATEST_TREE_CHECKPOINT = f"""
+SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints
+WHERE root_id = $1 AND note IS NOT NULL AND tree_size <= $2
+  AND at <= coalesce($3, 'infinity'::timestamptz)
+ORDER BY at DESC, id DESC
+LIMIT 1
+"""
+
+
+async def latest_tree_checkpoint(
+    conn: asyncpg.Connection, root_id: UUID, max_size: int, at: datetime | None = None
+) -> Checkpoint | None:
+    """The newest stored checkpoint with a tree note, at most ``max_size`` leaves (and taken
+    at or before ``at``)."""
+    r = await conn.fetchrow(LATEST_TREE_CHECKPOINT, root_id, max_size, at)
+    return _checkpoint(r) if r else None
+
+
+async def with_cosignatures(
+    conn: asyncpg.Connection, root_id: UUID, checkpoints: list[Checkpoint]
+) -> list[Checkpoint]:
+    """The checkpoints with the witness cosignatures of their tree (lines appended to the
+    note, as C2SP cosigned checkpoints are distributed)."""
+    sizes = sorted({c.tree_size for c in checkpoints if c.tree_size is not None and c.note})
+    if not sizes:
+        return checkpoints
+    found: dict[tuple[int, str], list[Cosignature]] = {}
+    for c in await cosignatures_of(conn, root_id, sizes):
+        found.setdefault((c.tree_size, c.tree_root.hex()), []).append(
+            Cosignature(
+                witness=c.witness, public_key=b64(c.public_key), time=c.signed_at, line=c.line
+            )
+        )
+    out: list[Checkpoint] = []
+    for cp in checkpoints:
+        cos = found.get((cp.tree_size or 0, cp.tree_root or ""), [])
+        if cos and cp.note:
+            cp = msgspec.structs.replace(
+                cp, note=cp.note + "".join(c.line for c in cos), cosignatures=cos
+            )
+        out.append(cp)
+    return out
+
+
+async def tree_inclusion(
+    conn: asyncpg.Connection, root_id: UUID, found: EventForProof, checkpoint: Checkpoint
+) -> TreeInclusion | None:
+    """The event's inclusion in the checkpoint's tree, when the tree holds it."""
+    size, note = checkpoint.tree_size, checkpoint.note
+    if size is None or note is None or checkpoint.origin is None:
+        return None
+    leaf = await leaf_of(conn, root_id, found.event.position)
+    if leaf is None or leaf[0] >= size:
+        return None
+    algorithm = await tree_algorithm(conn, root_id)
+    if algorithm is None:
+        return None
+    try:
+        path = await inclusion_proof(conn, root_id, by_name(algorithm), leaf[0], size)
+    except TreeUnavailable:
+        return None
+    return TreeInclusion(
+        origin=checkpoint.origin,
+        hash_algorithm=algorithm,
+        leaf_index=leaf[0],
+        tree_size=size,
+        leaf_hash=leaf[1].hex(),
+        path=[p.hex() for p in path],
+        note=note,
     )

@@ -96,6 +96,13 @@ SELECT event_position, event_version, event_seq
 FROM civic_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 """
 
+CHAIN_TIP = "SELECT tip_seq, tip_hash, tip_base FROM civic_chain_tip($1, $2)"
+APPEND_LINKED = """
+SELECT event_position, event_version, event_seq
+FROM civic_append_linked($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                         $17, $18)
+"""
+
 LOAD_STREAM = f"""
 SELECT {EVENT_COLUMNS} FROM events
 WHERE root_id = $1 AND stream_id = $2 AND version > $3
@@ -124,6 +131,51 @@ class TxAppender:
 class EventStore:
     def __init__(self, hasher: ChainHasher | None = None) -> None:
         self.hasher: ChainHasher = hasher or Sha256Chain()
+        #: SHA-256 links are computed by civic_append in SQL; others here (two round trips)
+        self.sql_links = self.hasher.name == "sha256"
+
+    async def _append_linked(
+        self,
+        tx: TxAppender,
+        root_id: UUID,
+        node_id: UUID,
+        stream_id: UUID,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        recorded_at: datetime,
+        context: AppendContext,
+        digests: list[bytes],
+    ) -> list[asyncpg.Record]:
+        tip = await tx.conn.fetchrow(CHAIN_TIP, root_id, node_id)
+        seq, prev, base = tip[0], bytes(tip[1]), tip[2] + tx.appended
+        link = self.hasher.link
+        hashes: list[bytes] = []
+        for i, digest in enumerate(digests):
+            prev = link(prev, seq + i + 1, base + i, digest)
+            hashes.append(prev)
+        rows: list[asyncpg.Record] = await tx.conn.fetch(
+            APPEND_LINKED,
+            root_id,
+            node_id,
+            stream_id,
+            stream_type,
+            expected_version,
+            tx.appended,
+            [e.event_id for e in events],
+            [e.type for e in events],
+            [e.schema_version for e in events],
+            [e.data.decode() for e in events],
+            [e.occurred_at.astimezone(UTC) for e in events],
+            recorded_at,
+            context.actor,
+            context.correlation_id,
+            context.causation_id,
+            context.idempotency_key,
+            seq,
+            hashes,
+        )
+        return rows
 
     async def append(
         self,
@@ -177,26 +229,40 @@ class EventStore:
             for offset, event in enumerate(events, start=1)
         ]
         try:
-            rows = await tx.conn.fetch(
-                APPEND,
-                root_id,
-                node_id,
-                stream_id,
-                stream_type,
-                expected_version,
-                tx.appended,
-                [e.event_id for e in events],
-                [e.type for e in events],
-                [e.schema_version for e in events],
-                [e.data.decode() for e in events],
-                [e.occurred_at.astimezone(UTC) for e in events],
-                recorded_at,
-                context.actor,
-                context.correlation_id,
-                context.causation_id,
-                context.idempotency_key,
-                digests,
-            )
+            if not self.sql_links:
+                rows = await self._append_linked(
+                    tx,
+                    root_id,
+                    node_id,
+                    stream_id,
+                    stream_type,
+                    expected_version,
+                    events,
+                    recorded_at,
+                    context,
+                    digests,
+                )
+            else:
+                rows = await tx.conn.fetch(
+                    APPEND,
+                    root_id,
+                    node_id,
+                    stream_id,
+                    stream_type,
+                    expected_version,
+                    tx.appended,
+                    [e.event_id for e in events],
+                    [e.type for e in events],
+                    [e.schema_version for e in events],
+                    [e.data.decode() for e in events],
+                    [e.occurred_at.astimezone(UTC) for e in events],
+                    recorded_at,
+                    context.actor,
+                    context.correlation_id,
+                    context.causation_id,
+                    context.idempotency_key,
+                    digests,
+                )
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == _CONCURRENCY_SQLSTATE:
                 actual = getattr(exc, "detail", None)

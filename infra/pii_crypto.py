@@ -31,18 +31,24 @@ import base64
 import binascii
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ALG = "A256GCM"
+#: the 国密 profile's cipher (GB/T 32907 SM4 in GCM mode, RFC 8998)
+SM4_ALG = "SM4GCM"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _WRAP_VERSION = b"\x01"
+_WRAP_VERSION_SM4 = b"\x02"
 _FIELD_AAD = b"civic-pii/v1"
 _WRAP_AAD = b"civic-pii-dek/v1"
 _SEALED_KEYS = frozenset({"alg", "kid", "nonce", "ct"})
@@ -86,25 +92,64 @@ def _aad(*parts: bytes | str | UUID) -> bytes:
     return b"\x00".join(p if isinstance(p, bytes) else str(p).encode() for p in parts)
 
 
+class Sm4Gcm:
+    """SM4-GCM with AESGCM's interface (ciphertext || 16-byte tag). SM4 keys are 128 bits:
+    derived from the 256-bit key as the first half of SM3("civic-sm4/v1" || key), so every
+    bit of the data or master key counts."""
+
+    def __init__(self, key: bytes) -> None:
+        h = hashes.Hash(hashes.SM3())
+        h.update(b"civic-sm4/v1" + key)
+        self._key = h.finalize()[:16]
+
+    def encrypt(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        enc = Cipher(algorithms.SM4(self._key), modes.GCM(nonce)).encryptor()
+        enc.authenticate_additional_data(aad)
+        return enc.update(data) + enc.finalize() + enc.tag
+
+    def decrypt(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        if len(data) < 16:
+            raise InvalidTag()
+        dec = Cipher(algorithms.SM4(self._key), modes.GCM(nonce, data[-16:])).decryptor()
+        dec.authenticate_additional_data(aad)
+        return dec.update(data[:-16]) + dec.finalize()
+
+
+#: sealed-field algorithm → AEAD over a 256-bit key. Both open whatever the profile, so a
+#: deployment's older values stay readable.
+_AEADS: dict[str, Callable[[bytes], AESGCM | Sm4Gcm]] = {ALG: AESGCM, SM4_ALG: Sm4Gcm}
+_WRAPS: dict[bytes, Callable[[bytes], AESGCM | Sm4Gcm]] = {
+    _WRAP_VERSION: AESGCM,
+    _WRAP_VERSION_SM4: Sm4Gcm,
+}
+
+
+def cipher_for_profile(profile: str) -> str:
+    """The sealed-field algorithm of a crypto profile (standard | gm)."""
+    return SM4_ALG if profile == "gm" else ALG
+
+
 def new_data_key() -> DataKey:
     return DataKey(key_id=uuid4().hex, key=os.urandom(KEY_BYTES))
 
 
-def wrap_key(master: bytes, root_id: UUID, member_id: UUID, key: DataKey) -> bytes:
+def wrap_key(master: bytes, root_id: UUID, member_id: UUID, key: DataKey, alg: str = ALG) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
     aad = _aad(_WRAP_AAD, root_id, member_id, key.key_id)
-    return _WRAP_VERSION + nonce + AESGCM(master).encrypt(nonce, key.key, aad)
+    version = _WRAP_VERSION_SM4 if alg == SM4_ALG else _WRAP_VERSION
+    return version + nonce + _WRAPS[version](master).encrypt(nonce, key.key, aad)
 
 
 def unwrap_key(
     master: bytes, root_id: UUID, member_id: UUID, key_id: str, wrapped: bytes
 ) -> DataKey:
     wrapped = bytes(wrapped)
-    if len(wrapped) != 1 + NONCE_BYTES + KEY_BYTES + 16 or wrapped[:1] != _WRAP_VERSION:
+    aead = _WRAPS.get(wrapped[:1])
+    if len(wrapped) != 1 + NONCE_BYTES + KEY_BYTES + 16 or aead is None:
         raise DecryptionFailed("malformed wrapped key")
     nonce, body = wrapped[1 : 1 + NONCE_BYTES], wrapped[1 + NONCE_BYTES :]
     try:
-        key = AESGCM(master).decrypt(nonce, body, _aad(_WRAP_AAD, root_id, member_id, key_id))
+        key = aead(master).decrypt(nonce, body, _aad(_WRAP_AAD, root_id, member_id, key_id))
     except InvalidTag:
         raise DecryptionFailed("the wrapped key does not open with the master key") from None
     return DataKey(key_id=key_id, key=key)
@@ -115,22 +160,26 @@ def is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and value.keys() >= _SEALED_KEYS
 
 
-def seal(key: DataKey, stream_id: UUID, field_name: str, plaintext: bytes) -> dict[str, str]:
+def seal(
+    key: DataKey, stream_id: UUID, field_name: str, plaintext: bytes, alg: str = ALG
+) -> dict[str, str]:
     nonce = os.urandom(NONCE_BYTES)
     aad = _aad(_FIELD_AAD, stream_id, key.key_id, field_name)
-    ct = AESGCM(key.key).encrypt(nonce, plaintext, aad)
-    return {"alg": ALG, "kid": key.key_id, "nonce": b64u(nonce), "ct": b64u(ct)}
+    ct = _AEADS[alg](key.key).encrypt(nonce, plaintext, aad)
+    return {"alg": alg, "kid": key.key_id, "nonce": b64u(nonce), "ct": b64u(ct)}
 
 
 def open_sealed(key: DataKey, stream_id: UUID, field_name: str, sealed: Any) -> bytes:
     """The plaintext of a sealed field; ``DecryptionFailed`` when it does not open."""
-    if not is_sealed(sealed) or sealed["alg"] != ALG or sealed["kid"] != key.key_id:
+    alg = sealed["alg"] if is_sealed(sealed) else None
+    aead = _AEADS.get(alg) if isinstance(alg, str) else None
+    if aead is None or sealed["kid"] != key.key_id:
         raise DecryptionFailed("not a sealed value of this key")
     nonce = unb64u(sealed["nonce"])
     if len(nonce) != NONCE_BYTES:
         raise DecryptionFailed("bad nonce")
     try:
-        return AESGCM(key.key).decrypt(
+        return aead(key.key).decrypt(
             nonce, unb64u(sealed["ct"]), _aad(_FIELD_AAD, stream_id, key.key_id, field_name)
         )
     except InvalidTag:
@@ -162,8 +211,10 @@ class PersonKeyring:
     applies); ``encrypt``/``decrypt`` are synchronous and use only keys loaded before.
     """
 
-    def __init__(self, master: bytes) -> None:
+    def __init__(self, master: bytes, alg: str = ALG) -> None:
         self._master = master
+        #: what new values and keys are sealed with (either opens)
+        self.alg = alg
         self._keys: dict[UUID, DataKey | None] = {}
         #: streams whose sealed values did not open (tampered): shown as unavailable
         self.failed: set[UUID] = set()
@@ -195,7 +246,7 @@ class PersonKeyring:
             root_id,
             stream_id,
             key.key_id,
-            wrap_key(self._master, root_id, stream_id, key),
+            wrap_key(self._master, root_id, stream_id, key, self.alg),
             master_key_id(self._master),
         )
         self._keys[stream_id] = key
@@ -209,7 +260,7 @@ class PersonKeyring:
         key = self._keys.get(stream_id)
         if key is None:
             raise LookupError(f"no data key loaded for stream {stream_id}")
-        return seal(key, stream_id, field_name, plaintext)
+        return seal(key, stream_id, field_name, plaintext, self.alg)
 
     def decrypt(self, stream_id: UUID, field_name: str, sealed: Any) -> bytes | None:
         """The plaintext, or ``None`` when the key is gone or the value does not open."""

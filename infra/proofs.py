@@ -27,14 +27,14 @@ from typing import Any
 
 import msgspec
 
-from infra.chain import ChainHasher, Sha256Chain
+from infra.chain import ChainHasher, Sha256Chain, Sm3Chain
 from infra.merkle import Head, leaf_hash, merkle_root, root_from_path
 from infra.signing import unb64, verify_signature
 
 _encoder = msgspec.json.Encoder(order="sorted")
 
-#: chain/Merkle hash profiles a checkpoint may name (SM3 would add a line).
-HASHERS: dict[str, ChainHasher] = {"sha256": Sha256Chain()}
+#: chain/Merkle hash profiles a checkpoint may name.
+HASHERS: dict[str, ChainHasher] = {"sha256": Sha256Chain(), "sm3": Sm3Chain()}
 
 
 def checkpoint_message(node: str, at: str, root: str) -> bytes:

@@ -66,6 +66,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     service_accept_minutes: int = 24 * 60
     #: 五单 评单: points a member earns per rating, ``rating:points`` pairs (see domain.service).
     points_per_rating: str = "5:10"
+    #: standard (SHA-256, AES-256-GCM) or gm (国密: SM3 chains and tree, SM4-GCM personal data)
+    crypto_profile: str = "standard"
+    #: the key name of checkpoint notes and the first part of each root's log origin
+    log_name: str = "civic-ledger"
     #: the language of problem details when a request sends no Accept-Language
     default_language: str = "zh-CN"
     #: where clients reach this API (absolute); CloudEvents name their data schema under it.
@@ -138,6 +142,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
             service_accept_minutes=int(env.get("CIVIC_SERVICE_ACCEPT_MINUTES", str(24 * 60))),
             points_per_rating=env.get("CIVIC_POINTS_PER_RATING", "5:10"),
+            crypto_profile=env.get("CIVIC_CRYPTO_PROFILE", "standard").strip().lower(),
+            log_name=env.get("CIVIC_LOG_NAME", "civic-ledger").strip(),
             default_language=env.get("CIVIC_DEFAULT_LANGUAGE", "zh-CN"),
             public_url=env.get("CIVIC_PUBLIC_URL") or None,
         )

@@ -13,6 +13,9 @@ import asyncpg
 
 from infra.event_store import StoredEvent
 
+#: ``handles`` of a projection that reads every event, whatever its type (the audit tree).
+ALL_EVENTS: frozenset[str] = frozenset({"*"})
+
 
 class Projection(Protocol):
     #: unique name; also the checkpoint key and the advisory-lock key.
@@ -23,3 +26,7 @@ class Projection(Protocol):
     tables: tuple[str, ...]
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None: ...
+
+
+# Optional, read by the runner when present: ``min_poll_gap: float``, the least seconds
+# between the starts of two batches once caught up (larger batches, less CPU per event).

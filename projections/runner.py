@@ -53,7 +53,8 @@ SELECT h.horizon, e.*
 FROM (SELECT civic_horizon() AS horizon) h
 LEFT JOIN LATERAL (
     SELECT {EVENT_COLUMNS} FROM events
-    WHERE position > $1 AND position < h.horizon AND type = ANY($2::text[])
+    WHERE position > $1 AND position < h.horizon
+      AND ('*' = ANY($2::text[]) OR type = ANY($2::text[]))
     ORDER BY position
     LIMIT $3
 ) e ON true
@@ -94,7 +95,8 @@ SAVE_ERROR = "UPDATE projection_checkpoints SET error = $2, updated_at = now() W
 OLDEST_UNPROCESSED = """
 SELECT greatest(0, extract(epoch FROM clock_timestamp() - e.recorded_at))::float8
 FROM events e
-WHERE e.position > $1 AND e.position < civic_horizon() AND e.type = ANY($2::text[])
+WHERE e.position > $1 AND e.position < civic_horizon()
+  AND ('*' = ANY($2::text[]) OR e.type = ANY($2::text[]))
 ORDER BY e.position
 LIMIT 1
 """
@@ -405,6 +407,11 @@ class ProjectionRunner:
                 timeout = self.poll_interval
             if await state.wakeup.wait(timeout):
                 quick_polls = 5
+            # A projection may ask for batches at most every ``min_poll_gap`` seconds (the
+            # audit tree: fewer, larger batches cost far less CPU per event).
+            gap = getattr(projection, "min_poll_gap", 0.0) - (time.monotonic() - polled_at)
+            if gap > 0:
+                await asyncio.sleep(gap)
             # Every commit pokes every projection. One that has had nothing to apply for a
             # while (the load is not its events) re-polls at most every ``quiet_poll_gap``
             # however often it is poked: its polls would cost the API's event loop and the

@@ -21,6 +21,8 @@ from domain.clock import Clock
 from domain.registry import AGGREGATES, event_classes
 from domain.service import accept_window, parse_points_rule
 from infra import migrator
+from infra.chain import hasher_for_profile
+from infra.crypto_profile import ensure_profile
 from infra.database import create_pool
 from infra.event_codec import EventCodec
 from infra.event_store import EventStore
@@ -28,11 +30,14 @@ from infra.logging import configure_logging
 from infra.metrics import Metrics
 from infra.pii_keys import master_key
 from infra.settings import Settings
+from projections.audit_tree import AuditTreeProjection
+from projections.base import Projection
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner, handles_by_name
 from projections.waits import PositionWaits
 from services.api import health
 from services.api.audit import AuditController
+from services.api.audit_tree import AuditTreeController
 from services.api.contract_docs import ContractDocsController
 from services.api.feed import FeedController
 from services.api.findings import FindingController
@@ -70,7 +75,7 @@ def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     ctx = AppContext(
         settings=settings,
         jwt=jwt_config(settings),
-        store=EventStore(),
+        store=EventStore(hasher_for_profile(settings.crypto_profile)),
         codec=EventCodec(event_classes(), AGGREGATES, require_cipher=True),
         metrics=Metrics(),
     )
@@ -127,11 +132,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             if settings.migrate_on_start:
                 async with pool.acquire() as conn:
                     await migrator.apply(conn)
+            async with pool.acquire() as conn:
+                await ensure_profile(conn, settings.crypto_profile)
             if settings.run_projector:
                 # Projection owners hold their connection (and its advisory lock) for as long
                 # as they own the projection: they get their own pool, so they can never
                 # starve request handling.
-                projections = all_projections()
+                projections: list[Projection] = [
+                    *all_projections(),
+                    AuditTreeProjection(ctx.store.hasher.name),
+                ]
                 workers = await create_pool(
                     database_url,
                     min_size=1,
@@ -237,6 +247,7 @@ def _api_routes() -> list[type[Controller]]:
         WebhookController,
         HistoryController,
         AuditController,
+        AuditTreeController,
         RevealAuditController,
         FindingController,
         IssueController,

@@ -59,7 +59,12 @@ class Checkpointer:
     async def take(self, conn: asyncpg.Connection, node: DirectoryNode) -> Checkpoint:
         """A fresh checkpoint of ``node``'s subtree inside the caller's (scoped) transaction."""
         return await take_checkpoint(
-            conn, node, self.ctx.clock(), self.signer, self.ctx.store.hasher
+            conn,
+            node,
+            self.ctx.clock(),
+            self.signer,
+            self.ctx.store.hasher,
+            log_name=self.ctx.settings.log_name,
         )
 
     async def take_and_store(self, root_code: str) -> Checkpoint | None:

@@ -303,3 +303,61 @@ def projections_rebuild(
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.option("--url", required=True, help="The server, e.g. https://ledger.example.gov.cn")
+@click.option("--node", required=True, help="A node of the root tenant to witness.")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The witness's Ed25519 key (PEM); created, mode 0600, if absent.",
+)
+@click.option("--name", required=True, help="The witness's key name, e.g. jiwei.hz.gov.cn")
+@click.option(
+    "--state",
+    "state_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The witness's state (JSON): the last checkpoint cosigned per log.",
+)
+@click.option("--log-key", default=None, help="The log's note verifier key (vkey) to trust.")
+@click.option(
+    "--token",
+    envvar="CIVIC_WITNESS_TOKEN",
+    required=True,
+    help="A bearer token (inspector) for the root; or CIVIC_WITNESS_TOKEN.",
+)
+def witness(
+    url: str, node: str, key_path: str, name: str, state_path: str, log_key: str | None, token: str
+) -> None:
+    """Cosign the root's newest checkpoint if it extends the last one cosigned."""
+    from pathlib import Path
+
+    import httpx
+
+    from civic_verify.witness import Refused
+    from services.witness import witness_once
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            result = await witness_once(
+                client,
+                token=token,
+                node=node,
+                key_path=Path(key_path),
+                name=name,
+                state_path=Path(state_path),
+                log_vkey=log_key,
+            )
+        if result.first_use:
+            click.echo("warning: trusted the server's published key on first use", err=True)
+        click.echo(f"cosigned {result.origin} at size {result.size}")
+
+    try:
+        asyncio.run(run())
+    except Refused as exc:
+        click.echo(f"refused: {exc}", err=True)
+        sys.exit(1)

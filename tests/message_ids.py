@@ -35,6 +35,7 @@ MESSAGE_ARGS: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {
     "_response": ((2, 3), ("title", "detail")),
     "AuthError": ((0,), ()),
     "ProofUnavailable": ((0,), ()),
+    "unprocessable": ((0,), ("detail",)),
 }
 
 _PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*\}")

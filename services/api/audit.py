@@ -12,12 +12,16 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from civic_verify.hashing import by_name
+from civic_verify.note import NoteError, verify_note, vkey
+from infra.audit_tree import TreeUnavailable, root_at, tree_state
 from infra.audit_verify import (
     Checkpoint,
     HeadCheck,
@@ -29,8 +33,11 @@ from infra.audit_verify import (
     heads_extend,
     latest_checkpoint_covering,
     list_checkpoints,
+    origin_of,
     stored_checkpoint,
+    tree_inclusion,
     verify_subtree,
+    with_cosignatures,
 )
 from infra.merkle import Head
 from infra.proofs import checkpoint_problems
@@ -53,6 +60,8 @@ HexHash = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 #: heads of a whole province fit; the request body limit applies first anyway.
 MAX_HEADS = 200_000
 MAX_LISTED_HEAD_FAILURES = 100
+#: a checkpoint note with its cosignature lines
+MAX_NOTE = 16_384
 
 
 class PublicKeyView(msgspec.Struct):
@@ -62,6 +71,9 @@ class PublicKeyView(msgspec.Struct):
     public_key: str
     pem: str
     hash_algorithm: str
+    #: the key name of checkpoint notes, and its C2SP verifier key (name+key id+key)
+    note_key_name: str
+    vkey: str
 
 
 class HeadIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,6 +96,18 @@ class CheckpointIn(msgspec.Struct, forbid_unknown_fields=True):
     hash_algorithm: Annotated[str, msgspec.Meta(max_length=32)] = "sha256"
     key_id: str | None = None
     id: int | None = None
+    origin: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    tree_size: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    tree_root: HexHash | None = None
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)] | None = None
+    cosignatures: Annotated[list[CosignatureIn], msgspec.Meta(max_length=100)] = []
+
+
+class CosignatureIn(msgspec.Struct):
+    witness: Annotated[str, msgspec.Meta(max_length=200)]
+    public_key: Annotated[str, msgspec.Meta(max_length=64)]
+    time: int
+    line: Annotated[str, msgspec.Meta(max_length=512)]
 
 
 class VerifyDetail(msgspec.Struct, omit_defaults=True):
@@ -202,7 +226,8 @@ class AuditController(Controller):
         require(principal, AUDITORS, "taking a checkpoint")
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             target = await subtree_node(conn, scope, node)
-            return await checkpointer.take(conn, target)
+            taken = await checkpointer.take(conn, target)
+            return (await with_cosignatures(conn, target.root_id, [taken]))[0]
 
     @get(
         "/audit/public-key",
@@ -218,6 +243,8 @@ class AuditController(Controller):
             public_key=b64(raw),
             pem=signer.public_key_pem(),
             hash_algorithm=checkpointer.ctx.store.hasher.name,
+            note_key_name=checkpointer.ctx.settings.log_name,
+            vkey=vkey(checkpointer.ctx.settings.log_name, raw),
         )
 
     @post(
@@ -241,9 +268,17 @@ class AuditController(Controller):
     ) -> CheckpointVerdict:
         require(principal, AUDITORS, "verifying a checkpoint")
         heads = [Head(node_id=h.node_id, code=h.code, seq=h.seq, hash=h.hash) for h in data.heads]
-        async with read_scope(ctx, principal, heavy=True) as (conn, _):
+        async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             checks = await heads_extend(conn, heads, ctx.store.hasher)
-        return _verdict(data, checkpointer.signer.public_key_raw(), checks)
+            note = (
+                None
+                if data.note is None
+                else await _note_details(conn, checkpointer, scope.root_id, data)
+            )
+        verdict = _verdict(data, checkpointer.signer.public_key_raw(), checks)
+        if note is not None:
+            verdict.details.extend(note)
+        return verdict
 
     @get(
         "/audit/checkpoints",
@@ -289,6 +324,7 @@ class AuditController(Controller):
                 before=before,
                 limit=limit + 1,
             )
+            items = await with_cosignatures(conn, target.root_id, items)
         more = len(items) > limit
         items = items[:limit]
         return CheckpointPage(
@@ -339,11 +375,50 @@ class AuditController(Controller):
                 if chosen is None or not _covers(chosen, str(found.node_id), found.seq):
                     chosen = await checkpointer.take(conn, await subtree_node(conn, scope, None))
             try:
-                return await build_proof(conn, found, chosen, hasher)
+                proof = await build_proof(conn, found, chosen, hasher)
+                return msgspec.structs.replace(
+                    proof, tree=await tree_inclusion(conn, scope.root_id, found, chosen)
+                )
             except ProofUnavailable as exc:
                 raise ProblemError(
                     422, "Unprocessable Content", str(exc), slug="proof-unavailable"
                 ) from None
+
+
+async def _note_details(
+    conn: asyncpg.Connection, checkpointer: Checkpointer, root_id: UUID, data: CheckpointIn
+) -> list[VerifyDetail]:
+    """The tree part of a checkpoint: its note is this log's, of the caller's root, names
+    the checkpoint's tree, and this server's tree still has that root at that size."""
+    log_name = checkpointer.ctx.settings.log_name
+    try:
+        body = verify_note(data.note or "", log_name, checkpointer.signer.public_key_raw())
+    except NoteError as exc:
+        return [VerifyDetail(check="note", ok=False, detail=str(exc))]
+    if (
+        body.origin != origin_of(log_name, root_id)
+        or body.size != data.tree_size
+        or (body.root.hex() != data.tree_root)
+    ):
+        return [VerifyDetail(check="note", ok=False, detail="the note names another tree")]
+    details = [VerifyDetail(check="note", ok=True, detail="the note is signed by this log")]
+    state = await tree_state(conn, root_id, checkpointer.ctx.store.hasher.name)
+    try:
+        same = (
+            body.size <= state.size
+            and await root_at(conn, root_id, by_name(state.hash_algorithm), body.size) == body.root
+        )
+    except TreeUnavailable:
+        same = False
+    details.append(
+        VerifyDetail(
+            check="tree",
+            ok=same,
+            detail=f"this server's tree {'still has' if same else 'does not have'} that root "
+            f"at {body.size} leaves",
+        )
+    )
+    return details
 
 
 def _covers(checkpoint: Checkpoint, node_id: str, seq: int) -> bool:

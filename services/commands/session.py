@@ -41,7 +41,7 @@ from infra.database import (
     scoped_transaction,
 )
 from infra.event_store import AppendContext, AppendResult, ConcurrencyError, TxAppender
-from infra.pii_crypto import PersonKeyring
+from infra.pii_crypto import PersonKeyring, cipher_for_profile
 from infra.pii_keys import master_key
 from services.auth import Principal
 from services.context import AppContext
@@ -106,7 +106,9 @@ class CommandSession:
         self.now = now
         self.tx = TxAppender(conn)
         #: the per-person data keys this transaction uses (sealing personal-data fields)
-        self.keyring = PersonKeyring(master_key(ctx.settings))
+        self.keyring = PersonKeyring(
+            master_key(ctx.settings), cipher_for_profile(ctx.settings.crypto_profile)
+        )
         #: nodes (chain and scope) whose open-subtree check is already queued for the COMMIT
         self._open_checked: set[UUID] = set()
         self.append_context = AppendContext(

@@ -226,3 +226,59 @@ def test_master_key_configuration(tmp_path: Path) -> None:
     dev = master_key(Settings(data_dir=tmp_path))
     assert len(dev) == 32 and (tmp_path / "secrets" / "pii-master-key").exists()
     assert master_key(Settings(data_dir=tmp_path / ".." / tmp_path.name)) == dev
+
+
+def test_sm4_gb_t_32907_and_rfc_8998_vectors() -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    enc = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
+    assert (enc.update(key) + enc.finalize()).hex() == "681edf34d206965e86b3e94f536e4246"
+    # RFC 8998 appendix A.1 (SM4-GCM)
+    iv = bytes.fromhex("00001234567800000000ABCD")
+    aad = bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2")
+    pt = bytes.fromhex(
+        "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD"
+        "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA"
+    )
+    gcm = Cipher(algorithms.SM4(key), modes.GCM(iv)).encryptor()
+    gcm.authenticate_additional_data(aad)
+    ct = gcm.update(pt) + gcm.finalize()
+    assert ct.hex().upper().startswith("17F399F08C67D5EE19D0DC9969C4BB7D")
+    assert gcm.tag.hex().upper() == "83DE3541E4C2B58177E065A9BF7B62EC"
+
+
+def test_sm4_gcm_sealing_opens_and_detects_tampering() -> None:
+    import os
+    from uuid import uuid4
+
+    import pytest
+
+    from infra.pii_crypto import (
+        SM4_ALG,
+        DataKey,
+        DecryptionFailed,
+        open_sealed,
+        seal,
+        unwrap_key,
+        wrap_key,
+    )
+
+    key = DataKey(key_id="k1", key=os.urandom(32))
+    stream = uuid4()
+    sealed = seal(key, stream, "phone", b"13900000000", SM4_ALG)
+    assert sealed["alg"] == "SM4GCM"
+    assert open_sealed(key, stream, "phone", sealed) == b"13900000000"
+    with pytest.raises(DecryptionFailed):
+        open_sealed(key, stream, "name", sealed)  # another field's associated data
+    flipped = dict(
+        sealed, ct=sealed["ct"][:-2] + ("A" if sealed["ct"][-2] != "A" else "B") + sealed["ct"][-1]
+    )
+    with pytest.raises(DecryptionFailed):
+        open_sealed(key, stream, "phone", flipped)
+    master, root, member = os.urandom(32), uuid4(), uuid4()
+    wrapped = wrap_key(master, root, member, key, SM4_ALG)
+    assert wrapped[:1] == b"\x02"
+    assert unwrap_key(master, root, member, "k1", wrapped).key == key.key
+    with pytest.raises(DecryptionFailed):
+        unwrap_key(master, root, uuid4(), "k1", wrapped)
