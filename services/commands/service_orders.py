@@ -288,7 +288,8 @@ async def complete(
     result = await session.save(order)
     answer = ServiceOrderChanged(order.id, result.version, result.position, order.status)
     if member is not None:
-        await session.save(member, caused_by=result.event_ids[-1])
+        # the answer's position covers the member's event too (read-your-writes on the member)
+        answer.position = (await session.save(member, caused_by=result.event_ids[-1])).position
         answer.member_service_hours = credited
     return 200, answer
 
@@ -314,7 +315,7 @@ async def evaluate(
     awarded = order.points_awarded
     if member is not None and awarded > 0:
         member.award_points(awarded, f"五单评单 {rating}星: {order.title}", session.now)
-        await session.save(member, caused_by=result.event_ids[-1])
+        answer.position = (await session.save(member, caused_by=result.event_ids[-1])).position
         answer.points_awarded = awarded
     return 200, answer
 

@@ -77,7 +77,8 @@ async def visit(
             survey_id=survey.id,
             at=session.now,
         )
-        await session.save(issue, caused_by=result.event_ids[-1])
+        # the answer's position covers the issue too (a read waiting for it sees both)
+        answer.position = (await session.save(issue, caused_by=result.event_ids[-1])).position
         answer.issue_id = issue_id
     return 201, answer
 

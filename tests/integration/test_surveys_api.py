@@ -49,6 +49,7 @@ async def test_a_flagged_visit_raises_an_issue_in_the_same_transaction(client, j
     assert [x["type"] for x in rows] == ["HouseholdVisited", "IssueReported"]
     assert rows[0]["tx"] == rows[1]["tx"]
     assert rows[1]["causation_id"] == rows[0]["event_id"]
+    assert r["position"] == rows[1]["position"]  # the answer's position covers the issue
     reported = json.loads(rows[1]["data"])
     assert (reported["survey_id"], reported["source"]) == (survey_id, "survey")
     # the note is sealed in the event; the raised issue carries none of it
