@@ -11,6 +11,7 @@ from projections.pairings import PairingsProjection
 from projections.service_orders import ServiceOrdersProjection
 from projections.stats import StatsProjection
 from projections.surveys import SurveysProjection
+from projections.unit_stats import UnitStatsProjection
 
 
 def all_projections() -> list[Projection]:
@@ -23,4 +24,5 @@ def all_projections() -> list[Projection]:
         ServiceOrdersProjection(),
         SurveysProjection(),
         StatsProjection(),
+        UnitStatsProjection(),
     ]

@@ -68,6 +68,7 @@ import msgspec
 
 from domain.refs import CHINA_TZ
 from infra.event_store import StoredEvent
+from projections.daily_counters import DailyTable
 
 NAME = "stats"
 
@@ -361,54 +362,8 @@ WHERE root_id = $1 AND node_id = $2 ORDER BY day DESC LIMIT 1
 """
 
 
-# The deltas, as JSON arrays [root_id, node_id, day, delta of each counter...], one per
-# (node, day) with something to add.
-_DELTAS = f"""
-SELECT (x->>0)::uuid AS root_id, (x->>1)::uuid AS node_id, (x->>2)::date AS day,
-       {", ".join(f"(x->>{i + 3})::int8 AS {c}" for i, c in enumerate(COUNTERS))}
-FROM json_array_elements($1::json) AS x
-"""
-
-# One row per (node, day): the day's cumulative figures become the latest stored row on or
-# before that day (the day's own row, else the one it carries forward, else zero) + the sum
-# of the node's deltas up to and including that day (a window over the node's days: later
-# days of the same write carry the earlier deltas).
-UPSERT_DAYS = f"""
-WITH d AS (
-    SELECT root_id, node_id, day,
-           {", ".join(f"sum({c}) OVER w AS {c}" for c in COUNTERS)}
-    FROM ({_DELTAS}) x
-    WINDOW w AS (PARTITION BY root_id, node_id ORDER BY day)
-)
-INSERT INTO rm_stats_daily (root_id, node_id, day, {_COLS})
-SELECT d.root_id, d.node_id, d.day,
-       {", ".join(f"coalesce(p.{c}, 0) + d.{c}" for c in COUNTERS)}
-FROM d
-LEFT JOIN LATERAL (
-    SELECT * FROM rm_stats_daily p
-    WHERE p.root_id = d.root_id AND p.node_id = d.node_id AND p.day <= d.day
-    ORDER BY p.day DESC LIMIT 1
-) p ON true
-ON CONFLICT (root_id, node_id, day) DO UPDATE
-SET {", ".join(f"{c} = EXCLUDED.{c}" for c in COUNTERS)}
-"""
-
-# Nodes that already have stored rows after their first day in the write: business days
-# arrived out of order (rare), and those later rows must carry the deltas too. Asked before
-# the upsert, so that only rows stored before it count.
-LATER_ROWS = f"""
-SELECT k.root_id, k.node_id
-FROM (SELECT root_id, node_id, min(day) AS day FROM ({_DELTAS}) x GROUP BY root_id, node_id) k
-WHERE EXISTS (SELECT 1 FROM rm_stats_daily r
-              WHERE r.root_id = k.root_id AND r.node_id = k.node_id AND r.day > k.day)
-"""
-# Add a delta to a node's stored rows in (after, before), bounds excluded (``before`` NULL:
-# no upper bound).
-CARRY_FORWARD = f"""
-UPDATE rm_stats_daily
-SET {", ".join(f"{c} = {c} + ${i + 5}" for i, c in enumerate(COUNTERS))}
-WHERE root_id = $1 AND node_id = $2 AND day > $3 AND ($4::date IS NULL OR day < $4)
-"""
+# The cumulative rows' statements (upsert, out-of-order carry-forward): projections/daily_counters.py.
+DAYS = DailyTable("rm_stats_daily", COUNTERS)
 
 
 # -- in-memory state of one batch -----------------------------------------------------------
@@ -815,25 +770,7 @@ class _Batch:
             await self.conn.execute(SAVE_AGGREGATES, _json(rows))
 
     async def _flush_days(self) -> None:
-        """Write the deltas into the cumulative rows (see UPSERT_DAYS); then, in the rare
-        case of stored rows after a node's first day here (out-of-order business days),
-        add the deltas to those rows as well."""
-        rows = [(*key, *vec) for key, vec in self.deltas.items() if any(vec)]
-        if not rows:
-            return
-        payload = _json(rows)
-        later = await self.conn.fetch(LATER_ROWS, payload)
-        await self.conn.execute(UPSERT_DAYS, payload)
-        for r in later:
-            root, node = str(r["root_id"]), str(r["node_id"])
-            entries = sorted(
-                (day, vec) for (rt, nd, day), vec in self.deltas.items() if (rt, nd) == (root, node)
-            )
-            running = [0] * N_COUNTERS
-            for k, (day, vec) in enumerate(entries):
-                running = [a + b for a, b in zip(running, vec, strict=True)]
-                before = entries[k + 1][0] if k + 1 < len(entries) else None
-                await self.conn.execute(CARRY_FORWARD, root, node, day, before, *running)
+        await DAYS.write(self.conn, self.deltas)
 
 
 class StatsProjection:

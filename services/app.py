@@ -39,11 +39,13 @@ from services.api import health
 from services.api.audit import AuditController
 from services.api.audit_tree import AuditTreeController
 from services.api.contract_docs import ContractDocsController
+from services.api.exports import ExportController
 from services.api.feed import FeedController
 from services.api.findings import FindingController
 from services.api.history import HistoryController
 from services.api.issues import IssueBatchController, IssueController
 from services.api.members import MemberController, UnitRegistrationController
+from services.api.node_import import NodeImportController
 from services.api.nodes import NodeController
 from services.api.pairings import PairingController
 from services.api.query_guard import refuse_unknown_query
@@ -51,6 +53,7 @@ from services.api.reveals import RevealAuditController
 from services.api.service_orders import ServiceOfferController, ServiceOrderController
 from services.api.stats import StatsController
 from services.api.surveys import SurveyController
+from services.api.unit_stats import UnitStatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
 from services.content_type import require_json_body
@@ -243,6 +246,7 @@ def _finish_openapi(app: Litestar) -> None:
 def _api_routes() -> list[type[Controller]]:
     return [
         NodeController,
+        NodeImportController,
         FeedController,
         WebhookController,
         HistoryController,
@@ -259,6 +263,8 @@ def _api_routes() -> list[type[Controller]]:
         ServiceOrderController,
         SurveyController,
         StatsController,
+        UnitStatsController,
+        ExportController,
         ContractDocsController,
     ]
 

@@ -301,6 +301,124 @@ def projections_rebuild(
     asyncio.run(run())
 
 
+@main.group()
+def nodes() -> None:
+    """The tenant hierarchy."""
+
+
+@nodes.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--root", required=True, help="The county (or street) code to import under.")
+@click.option("--dry-run", is_flag=True, help="Report renames, new codes and moves; write nothing.")
+@click.option(
+    "--batch", type=click.IntRange(1, 1000), default=25, show_default=True, help="Rows per commit."
+)
+def nodes_import(file: str, root: str, dry_run: bool, batch: int) -> None:
+    """Import the statistics bureau's division-code CSV (统计用区划代码) under --root.
+
+    Works on the database directly (DATABASE_URL) as an admin of the root, with the same
+    rules and events as POST /v1/nodes:import; the rows are applied in commits of --batch
+    (the progress bar counts them), so an interrupted import is simply run again.
+    """
+    from pathlib import Path
+
+    import msgspec
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from infra.database import create_pool
+    from services.api.node_import import ImportReport, importing
+    from services.api.node_import import dry_run as plan_only
+    from services.app import build_context, resolve_database_url
+    from services.auth import Principal
+    from services.commands.session import CommandRequest, run_command
+    from services.problems import ProblemError
+    from services.roles import Role
+
+    data = Path(file).read_bytes()
+    console = Console()
+    settings = Settings.from_env()
+    principal = Principal(subject="cli:nodes-import", scope=root, roles=frozenset({Role.ADMIN}))
+
+    def show(report: ImportReport) -> None:
+        mode = "would be " if report.dry_run else ""
+        console.print(
+            f"{root}: {report.created} {mode}created, {report.renamed} {mode}renamed, "
+            f"{len(report.proposed_moves) if report.dry_run else report.moved} {mode}moved, "
+            f"{report.unchanged} unchanged, {len(report.errors)} errors"
+        )
+        for r in report.renames if report.dry_run else ():
+            console.print(f"  rename line {r.line}: {r.code} {r.old_name} → {r.new_name}")
+        for m in report.proposed_moves if report.dry_run else ():
+            console.print(
+                f"  move line {m.line}: {m.code} ({m.from_parent}) → {m.new_code} ({m.to_parent})"
+            )
+        for e in report.errors:
+            console.print(f"  [red]line {e.line}[/red]: {e.message}")
+
+    async def run() -> int:
+        ctx = build_context(settings)
+        ctx.pool = await create_pool(resolve_database_url(settings), min_size=1, max_size=2)
+        try:
+            first = await plan_only(ctx, principal, root, data)
+            if dry_run:
+                show(first)
+                return 0
+            total = first.created + first.renamed + len(first.proposed_moves)
+            skip: set[int] = set()
+            errors = {e.line: e for e in first.errors}
+            created = renamed = moved = 0
+            request = CommandRequest(method="POST", path="/cli/nodes:import", body=b"")
+            with Progress(
+                TextColumn("[bold]import"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
+                task = bar.add_task("rows", total=max(total, 1), completed=0 if total else 1)
+                # each round applies up to --batch rows or reports their errors: bounded
+                for _ in range(total + 2):
+                    decide = importing(root, data, limit=batch, skip=frozenset(skip))
+                    outcome = await run_command(ctx, principal, request, decide)
+                    done = msgspec.json.decode(outcome.body, type=ImportReport)
+                    new_errors = [e for e in done.errors if e.line not in errors]
+                    for e in new_errors:
+                        errors[e.line] = e
+                        skip.add(e.line)
+                    step = done.created + done.renamed + done.moved
+                    created, renamed, moved = (
+                        created + done.created,
+                        renamed + done.renamed,
+                        moved + done.moved,
+                    )
+                    bar.update(task, advance=step + len(new_errors))
+                    if step == 0 and not new_errors:
+                        break
+            last = await plan_only(ctx, principal, root, data)
+            show(
+                ImportReport(
+                    root=last.root,
+                    dry_run=False,
+                    created=created,
+                    unchanged=last.unchanged,
+                    renamed=renamed,
+                    moved=moved,
+                    proposed_moves=[],
+                    renames=[],
+                    new_codes=[],
+                    errors=sorted(errors.values(), key=lambda e: e.line),
+                )
+            )
+            return 1 if errors else 0
+        except ProblemError as exc:
+            raise click.ClickException(exc.detail) from None
+        finally:
+            await ctx.pool.close()
+
+    sys.exit(asyncio.run(run()))
+
+
 if __name__ == "__main__":
     main()
 

@@ -35,6 +35,7 @@ from domain.refs import business_date
 from infra import directory
 from infra.database import Scope
 from infra.directory import DirectoryNode
+from services import spreadsheets
 from services.api import findings_ledger as ledger
 from services.api.code_filters import visible_node
 from services.api.deps import (
@@ -595,8 +596,8 @@ class FindingController(Controller):
             book = await _xlsx(conn, scope, target, today, status) if fmt == "xlsx" else None
         disposition = ledger.content_disposition(target.code, today, fmt)
         if book is not None:
-            return Response(
-                content=await asyncio.to_thread(book.save),  # off the connection and the loop
+            return Stream(  # saved off the connection and the loop, streamed from a file
+                book.stream(),
                 media_type=ledger.XLSX_MEDIA_TYPE,
                 headers={"Content-Disposition": disposition},
             )
@@ -621,12 +622,12 @@ async def _xlsx(
     target: DirectoryNode,
     today: date,
     status: str | None,
-) -> ledger.XlsxLedger:
+) -> spreadsheets.XlsxSheet:
     sql, args = _ledger_query(scope, target.path, today, status)
-    book = ledger.XlsxLedger(scope_name=target.name, scope_code=target.code, today=today)
+    book = ledger.xlsx_ledger(scope_name=target.name, scope_code=target.code, today=today)
     cursor = await conn.cursor(sql, *args)
     while rows := await cursor.fetch(LEDGER_FETCH):
-        chunk = [ledger.ledger_row(book.rows + i, r, today) for i, r in enumerate(rows, 1)]
+        chunk = [ledger.ledger_row(book.rows + i, r, today).values() for i, r in enumerate(rows, 1)]
         # openpyxl is CPU work: keep it off the event loop (one chunk at a time).
         await asyncio.to_thread(book.extend, chunk)
     return book

@@ -18,6 +18,7 @@ from litestar.params import FromPath, QueryParameter
 from domain.refs import business_date
 from infra import directory
 from projections import stats as rollups
+from projections import unit_stats
 from services.api.deps import (
     Caller,
     Ctx,
@@ -32,7 +33,7 @@ from services.problems import FieldError, ProblemError, not_found
 from services.roles import READERS
 
 #: the projections a stats read waits for with ``min_position``.
-PROJECTIONS = (rollups.NAME,)
+PROJECTIONS = (rollups.NAME, unit_stats.NAME)
 #: longest daily series one request may ask for (days, both ends included).
 MAX_DAYS = 366
 #: the series length when ``from`` is omitted.
@@ -95,6 +96,8 @@ class ChildStats(msgspec.Struct):
     rectifications: RectificationFigures
     service_orders: ServiceOrderFigures
     surveys: SurveyFigures
+    #: the child's kind; a unit's entry carries its own record (see ``_child``)
+    kind: str | None = None
 
 
 class NodeStats(msgspec.Struct):
@@ -145,6 +148,28 @@ def _groups(
         RectificationFigures(**g["rectifications"]),
         ServiceOrderFigures(**g["service_orders"]),
         SurveyFigures(**g["surveys"]),
+    )
+
+
+def _child(
+    c: rollups.NodeFigures, record: tuple[str, unit_stats.UnitFigures | None] | None
+) -> ChildStats:
+    """A child's entry. A unit owns no subtree work (pairings, issues and findings count
+    under communities), so its entry shows its own record (考核: the work that names it,
+    ``UnitFigures.node_groups``) instead of zeros."""
+    kind, unit = record if record is not None else (None, None)
+    if unit is None:
+        return ChildStats(c.code or "", c.name or "", *_groups(c.figures), kind=kind)
+    g = unit.node_groups()
+    return ChildStats(
+        c.code or "",
+        c.name or "",
+        PairingFigures(**g["pairings"]),
+        MemberFigures(**g["members"]),
+        IssueFigures(**g["issues"]),
+        RectificationFigures(**g["rectifications"]),
+        *_groups(c.figures)[4:],  # 五单 and 扫楼 count under communities: the node's own
+        kind=kind,
     )
 
 
@@ -204,14 +229,15 @@ class StatsController(Controller):
             if found is None or not found.path.startswith(scope.path):
                 raise not_found(f"node {code}")
             own, children = await rollups.node_figures(conn, found.root_id, found.id, as_of)
+            records = await unit_stats.children_records(
+                conn, found.root_id, [c.node_id for c in children], as_of
+            )
         body = NodeStats(
             found.code,
             found.name,
             as_of.isoformat() if as_of else None,
             *_groups(own.figures),
-            children=[
-                ChildStats(c.code or "", c.name or "", *_groups(c.figures)) for c in children
-            ],
+            children=[_child(c, records.get(c.node_id)) for c in children],
         )
         return Response(content=msgspec.json.encode(body), media_type="application/json")
 

@@ -1,0 +1,108 @@
+"""Cumulative daily counter rows, shared by the roll-up projections ("stats", "unit_stats").
+
+A table of this shape holds, per ``(root_id, node_id)`` and China-local ``day`` on which
+something changed, the *cumulative* counters at the end of that day: "now" is a key's latest
+row, "as of D" its latest row on or before D, a daily series the rows of a range carried
+forward — index look-ups whose cost does not grow with the number of events (why cumulative
+rows rather than summed deltas: see ``projections/stats.py``).
+
+``DailyTable(name, counters)`` builds the statements for one such table and writes a batch
+of deltas ``{(root, node, day): [delta per counter]}`` into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import asyncpg
+import msgspec
+
+DayKey = tuple[str, str, date]  # (root id, node id, day)
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def to_json(value: Any) -> str:
+    return _json_encoder.encode(value).decode()
+
+
+class DailyTable:
+    def __init__(self, table: str, counters: Sequence[str]) -> None:
+        self.table = table
+        self.counters = tuple(counters)
+        cols = ", ".join(self.counters)
+        self.columns = cols
+        # The deltas, as JSON arrays [root_id, node_id, day, delta of each counter...], one
+        # per (node, day) with something to add.
+        deltas = f"""
+SELECT (x->>0)::uuid AS root_id, (x->>1)::uuid AS node_id, (x->>2)::date AS day,
+       {", ".join(f"(x->>{i + 3})::int8 AS {c}" for i, c in enumerate(self.counters))}
+FROM json_array_elements($1::json) AS x
+"""
+        # One row per (node, day): the day's cumulative figures become the latest stored row
+        # on or before that day (the day's own row, else the one it carries forward, else
+        # zero) + the sum of the node's deltas up to and including that day (a window over
+        # the node's days: later days of the same write carry the earlier deltas).
+        self.upsert_days = f"""
+WITH d AS (
+    SELECT root_id, node_id, day,
+           {", ".join(f"sum({c}) OVER w AS {c}" for c in self.counters)}
+    FROM ({deltas}) x
+    WINDOW w AS (PARTITION BY root_id, node_id ORDER BY day)
+)
+INSERT INTO {table} (root_id, node_id, day, {cols})
+SELECT d.root_id, d.node_id, d.day,
+       {", ".join(f"coalesce(p.{c}, 0) + d.{c}" for c in self.counters)}
+FROM d
+LEFT JOIN LATERAL (
+    SELECT * FROM {table} p
+    WHERE p.root_id = d.root_id AND p.node_id = d.node_id AND p.day <= d.day
+    ORDER BY p.day DESC LIMIT 1
+) p ON true
+ON CONFLICT (root_id, node_id, day) DO UPDATE
+SET {", ".join(f"{c} = EXCLUDED.{c}" for c in self.counters)}
+"""
+        # Nodes that already have stored rows after their first day in the write: business
+        # days arrived out of order (rare), and those later rows must carry the deltas too.
+        # Asked before the upsert, so that only rows stored before it count.
+        self.later_rows = f"""
+SELECT k.root_id, k.node_id
+FROM (SELECT root_id, node_id, min(day) AS day FROM ({deltas}) x GROUP BY root_id, node_id) k
+WHERE EXISTS (SELECT 1 FROM {table} r
+              WHERE r.root_id = k.root_id AND r.node_id = k.node_id AND r.day > k.day)
+"""
+        # Add a delta to a node's stored rows in (after, before), bounds excluded (``before``
+        # NULL: no upper bound).
+        self.carry_forward = f"""
+UPDATE {table}
+SET {", ".join(f"{c} = {c} + ${i + 5}" for i, c in enumerate(self.counters))}
+WHERE root_id = $1 AND node_id = $2 AND day > $3 AND ($4::date IS NULL OR day < $4)
+"""
+        self.latest = f"""
+SELECT {cols} FROM {table}
+WHERE root_id = $1 AND node_id = $2 ORDER BY day DESC LIMIT 1
+"""
+
+    async def write(self, conn: asyncpg.Connection, deltas: Mapping[DayKey, Sequence[int]]) -> None:
+        """Write the deltas into the cumulative rows; then, in the rare case of stored rows
+        after a node's first day here (out-of-order business days), add the deltas to those
+        rows as well."""
+        rows = [(*key, *vec) for key, vec in deltas.items() if any(vec)]
+        if not rows:
+            return
+        payload = to_json(rows)
+        later = await conn.fetch(self.later_rows, payload)
+        await conn.execute(self.upsert_days, payload)
+        n = len(self.counters)
+        for r in later:
+            root, node = str(r["root_id"]), str(r["node_id"])
+            entries = sorted(
+                (day, vec) for (rt, nd, day), vec in deltas.items() if (rt, nd) == (root, node)
+            )
+            running = [0] * n
+            for k, (day, vec) in enumerate(entries):
+                running = [a + b for a, b in zip(running, vec, strict=True)]
+                before = entries[k + 1][0] if k + 1 < len(entries) else None
+                await conn.execute(self.carry_forward, root, node, day, before, *running)
