@@ -109,6 +109,8 @@ class Issue(CivicAggregate):
         due_at: datetime | None
         #: the reporting platform's own work-order number (e.g. the 12345 hotline's 工单编号).
         external_id: str | None = None
+        #: the household survey (扫楼) this issue was raised from (source ``survey``).
+        survey_id: UUID | None = None
 
         def apply(self, issue: Any) -> None:
             pass
@@ -281,6 +283,7 @@ class Issue(CivicAggregate):
         source: str,
         due_at: datetime | None,
         external_id: str | None = None,
+        survey_id: UUID | None = None,
     ) -> None:
         self.node_id = node_id
         self.node_code = node_code
@@ -290,6 +293,7 @@ class Issue(CivicAggregate):
         self.category = category
         self.source = source
         self.external_id = external_id
+        self.survey_id = survey_id
         self.status = REPORTED
         #: the deadline asked for when reported (restored when the issue is returned).
         self.requested_due_at = due_at
@@ -363,17 +367,21 @@ class Issue(CivicAggregate):
         due_at: datetime | None = None,
         description: str | None = None,
         external_id: str | None = None,
+        survey_id: UUID | None = None,
         at: datetime,
     ) -> Issue:
         """IssueReported (受理) at ``node`` (any open node: a grid, a community...).
 
         ``external_id``: the number the pushing platform (12345 hotline, 一网统管) gave the
-        work order, kept so both sides can correlate; optional.
+        work order, kept so both sides can correlate; optional. ``survey_id``: the household
+        visit (扫楼) the issue comes from; only with source ``survey``.
         """
         require_open(node)
         at = require_aware(at)
         if source not in SOURCES:
             raise InvalidValue("source", f"must be one of {', '.join(SOURCES)}")
+        if survey_id is not None and source != "survey":
+            raise InvalidValue("source", "an issue raised from a survey has source survey")
         if due_at is not None:
             due_at = require_moment("due_at", due_at)
             if due_at <= at:
@@ -391,6 +399,7 @@ class Issue(CivicAggregate):
             source=source,
             due_at=due_at,
             external_id=clean_optional_text("external_id", external_id, max_len=MAX_TITLE),
+            survey_id=survey_id,
         )
 
     def assign(self, *, assignee: NodeRef, due_at: datetime, at: datetime) -> None:

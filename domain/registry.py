@@ -18,6 +18,8 @@ from domain.issue import Issue
 from domain.member import Member, UnitRegistration
 from domain.node import Node
 from domain.pairing import Pairing
+from domain.service import ServiceOffer, ServiceOrder
+from domain.survey import Survey
 
 AGGREGATES: tuple[type[CivicAggregate], ...] = (
     Node,
@@ -26,6 +28,9 @@ AGGREGATES: tuple[type[CivicAggregate], ...] = (
     Member,
     Issue,
     Finding,
+    ServiceOffer,
+    ServiceOrder,
+    Survey,
 )
 
 _TOPIC = re.compile(r"^[A-Z][A-Za-z0-9]*\.v[1-9][0-9]*$")

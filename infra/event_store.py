@@ -50,6 +50,8 @@ class AppendResult:
     version: int
     positions: tuple[int, ...]
     node_seqs: tuple[int, ...]
+    #: the appended events' ids (what a follow-up event names as its causation)
+    event_ids: tuple[UUID, ...] = ()
 
     @property
     def position(self) -> int:
@@ -278,6 +280,7 @@ class EventStore:
             version=rows[-1]["event_version"],
             positions=tuple(r["event_position"] for r in rows),
             node_seqs=tuple(r["event_seq"] for r in rows),
+            event_ids=tuple(e.event_id for e in events),
         )
         tx.results.append(result)
         return result

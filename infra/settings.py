@@ -62,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     statement_timeout_ms: int = 30_000
     clock_interval_seconds: float = 5.0
     checkpoint_interval_seconds: float = 3600.0
+    #: 五单: minutes a dispatched service order may wait for 接单 before ServiceOverdue.
+    service_accept_minutes: int = 24 * 60
+    #: 五单 评单: points a member earns per rating, ``rating:points`` pairs (see domain.service).
+    points_per_rating: str = "5:10"
     #: standard (SHA-256, AES-256-GCM) or gm (国密: SM3 chains and tree, SM4-GCM personal data)
     crypto_profile: str = "standard"
     #: the key name of checkpoint notes and the first part of each root's log origin
@@ -136,6 +140,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             keepalive_timeout_seconds=int(env.get("CIVIC_KEEPALIVE_TIMEOUT", "5")),
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
+            service_accept_minutes=int(env.get("CIVIC_SERVICE_ACCEPT_MINUTES", str(24 * 60))),
+            points_per_rating=env.get("CIVIC_POINTS_PER_RATING", "5:10"),
             crypto_profile=env.get("CIVIC_CRYPTO_PROFILE", "standard").strip().lower(),
             log_name=env.get("CIVIC_LOG_NAME", "civic-ledger").strip(),
             default_language=env.get("CIVIC_DEFAULT_LANGUAGE", "zh-CN"),

@@ -48,11 +48,12 @@ ESCALATION_OVERDUE_SQL = (
 INSERT_ISSUES = """
 INSERT INTO rm_issues (root_id, id, node_id, node_code, title, description, category, source,
                        external_id, status, requested_due_at, due_at, reported_at, version,
-                       updated_at)
-SELECT r, i, n, nc, t, d, c, s, x, 'reported', due, due, at, v, at
+                       updated_at, survey_id)
+SELECT r, i, n, nc, t, d, c, s, x, 'reported', due, due, at, v, at, sv
 FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::timestamptz[], $5::uuid[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
-     AS u(r, i, v, at, n, nc, t, d, c, s, x, due)
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
+            $13::uuid[])
+     AS u(r, i, v, at, n, nc, t, d, c, s, x, due, sv)
 ON CONFLICT (root_id, id) DO NOTHING
 """
 
@@ -120,6 +121,7 @@ class _Reported(msgspec.Struct):
     description: str | None = None
     due_at: datetime | None = None
     external_id: str | None = None
+    survey_id: UUID | None = None
 
 
 class _Assigned(msgspec.Struct):
@@ -247,6 +249,7 @@ class IssuesProjection:
                         r.source,
                         r.external_id,
                         r.due_at,
+                        r.survey_id,
                     )
                 )
                 continue

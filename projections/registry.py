@@ -8,7 +8,9 @@ from projections.issues import IssuesProjection
 from projections.members import MembersProjection
 from projections.nodes import NodesProjection
 from projections.pairings import PairingsProjection
+from projections.service_orders import ServiceOrdersProjection
 from projections.stats import StatsProjection
+from projections.surveys import SurveysProjection
 from projections.unit_stats import UnitStatsProjection
 
 
@@ -19,6 +21,8 @@ def all_projections() -> list[Projection]:
         IssuesProjection(),
         PairingsProjection(),
         MembersProjection(),
+        ServiceOrdersProjection(),
+        SurveysProjection(),
         StatsProjection(),
         UnitStatsProjection(),
     ]

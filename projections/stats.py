@@ -13,10 +13,15 @@ What is counted (the README's "Roll-ups" section gives the formulas):
   ``evaluated`` / ``satisfied`` / ``resolved`` (every callback counts);
 * rectifications: ``total`` findings, ``verified`` (currently 销号), ``overdue``
   (RectificationOverdue recorded for the current due date, not verified).
+* service_orders (五单): ``requested``, ``completed``, ``evaluated`` (ServiceRequested /
+  ServiceCompleted / ServiceEvaluated) and the sum of the ratings (``average_rating`` when read);
+* surveys (扫楼): household visits, flagged visits, visits flagged ``group_rental``, visits
+  that raised an issue (all counted when HouseholdVisited is recorded).
 
 Each aggregate counts under its owner node: a pairing and a member under their community
 (a transfer moves the member), an issue under the node it was reported at, a finding under
-its scope node.
+its scope node, a service order under its community, a survey under the grid or community
+it was recorded at.
 
 Storage (migration 0014):
 
@@ -85,6 +90,15 @@ COUNTERS: tuple[str, ...] = (
     "findings_total",
     "findings_verified",
     "findings_overdue",
+    # 五单 and 扫楼 (migration 0028)
+    "service_orders_requested",
+    "service_orders_completed",
+    "service_orders_evaluated",
+    "service_rating_sum",
+    "surveys_visited",
+    "surveys_flagged",
+    "surveys_group_rentals",
+    "surveys_issues_raised",
 )
 N_COUNTERS = len(COUNTERS)
 (
@@ -104,6 +118,14 @@ N_COUNTERS = len(COUNTERS)
     FINDINGS_TOTAL,
     FINDINGS_VERIFIED,
     FINDINGS_OVERDUE,
+    SERVICE_REQUESTED,
+    SERVICE_COMPLETED,
+    SERVICE_EVALUATED,
+    SERVICE_RATING_SUM,
+    SURVEYS_VISITED,
+    SURVEYS_FLAGGED,
+    SURVEYS_GROUP_RENTALS,
+    SURVEYS_ISSUES_RAISED,
 ) = range(N_COUNTERS)
 
 #: the "now" of reads: the latest row of a node, whatever its day.
@@ -117,6 +139,7 @@ VERIFIED = 8  # finding verified (销号)
 ON_TIME = 16  # issue: the latest resolution came by the deadline in force
 
 PAIRING, MEMBER, ISSUE, FINDING = "pairing", "member", "issue", "finding"
+SERVICE_ORDER, SURVEY = "service_order", "survey"
 
 NODE_EVENTS = frozenset({"NodeRegistered", "NodeRenamed", "NodeMoved"})
 CREATIONS = {
@@ -124,6 +147,8 @@ CREATIONS = {
     "MemberRegistered": MEMBER,
     "IssueReported": ISSUE,
     "FindingRecorded": FINDING,
+    "ServiceRequested": SERVICE_ORDER,
+    "HouseholdVisited": SURVEY,
 }
 HANDLES = frozenset(
     {
@@ -148,6 +173,8 @@ HANDLES = frozenset(
         "RectificationVerified",
         "FindingReopened",
         "RectificationOverdue",
+        "ServiceCompleted",
+        "ServiceEvaluated",
     }
 )
 
@@ -213,6 +240,20 @@ class _FindingRecorded(msgspec.Struct):
     scope_id: str
 
 
+class _ServiceRequested(msgspec.Struct):
+    community_id: str
+
+
+class _ServiceEvaluated(msgspec.Struct):
+    rating: int
+
+
+class _HouseholdVisited(msgspec.Struct):
+    node_id: str
+    flags: list[str]
+    issue_id: str | None = None
+
+
 class _Empty(msgspec.Struct):
     pass
 
@@ -233,6 +274,9 @@ _DATA_TYPES: dict[str, type[msgspec.Struct]] = {
     "IssueReopened": _DueAt,
     "IssueEvaluated": _IssueEvaluated,
     "FindingRecorded": _FindingRecorded,
+    "ServiceRequested": _ServiceRequested,
+    "ServiceEvaluated": _ServiceEvaluated,
+    "HouseholdVisited": _HouseholdVisited,
 }
 _DECODERS = {t: msgspec.json.Decoder(cls) for t, cls in _DATA_TYPES.items()}
 _EMPTY = _Empty()
@@ -334,6 +378,8 @@ CREATION_NODE = {
     "MemberRegistered": "community_id",
     "IssueReported": "node_id",
     "FindingRecorded": "scope_id",
+    "ServiceRequested": "community_id",
+    "HouseholdVisited": "node_id",
 }
 
 _ROOTS: dict[UUID, str] = {}
@@ -397,7 +443,7 @@ def _levels(kind: str, flags: int) -> tuple[int, ...]:
 
 _LEVELS = {
     (kind, flags): _levels(kind, flags)
-    for kind in (PAIRING, MEMBER, ISSUE, FINDING)
+    for kind in (PAIRING, MEMBER, ISSUE, FINDING, SERVICE_ORDER, SURVEY)
     for flags in range(32)
 }
 
@@ -576,6 +622,16 @@ class _Batch:
         elif agg.kind == ISSUE:
             agg.due_at = data.due_at
             self.add(root, node, day, ISSUES_REPORTED, 1)
+        elif agg.kind == SERVICE_ORDER:
+            self.add(root, node, day, SERVICE_REQUESTED, 1)
+        elif agg.kind == SURVEY:
+            self.add(root, node, day, SURVEYS_VISITED, 1)
+            if data.flags:
+                self.add(root, node, day, SURVEYS_FLAGGED, 1)
+            if "group_rental" in data.flags:
+                self.add(root, node, day, SURVEYS_GROUP_RENTALS, 1)
+            if data.issue_id is not None:
+                self.add(root, node, day, SURVEYS_ISSUES_RAISED, 1)
         else:
             self.add(root, node, day, FINDINGS_TOTAL, 1)
 
@@ -626,6 +682,12 @@ class _Batch:
             agg.flags |= VERIFIED
         elif t == "FindingReopened":
             agg.flags &= ~(VERIFIED | OVERDUE)
+        # 五单 service orders
+        elif t == "ServiceCompleted":
+            self.add(root, node, day, SERVICE_COMPLETED, 1)
+        elif t == "ServiceEvaluated":
+            self.add(root, node, day, SERVICE_EVALUATED, 1)
+            self.add(root, node, day, SERVICE_RATING_SUM, data.rating)
 
     async def _node_event(self, e: StoredEvent, data: Any) -> None:
         root, node = _root(e.root_id), str(e.stream_id)
@@ -841,6 +903,20 @@ class Figures:
                 "verified": v[FINDINGS_VERIFIED],
                 "overdue": v[FINDINGS_OVERDUE],
                 "completion_rate": rate(v[FINDINGS_VERIFIED], v[FINDINGS_TOTAL]),
+            },
+            "service_orders": {
+                "requested": v[SERVICE_REQUESTED],
+                "completed": v[SERVICE_COMPLETED],
+                "evaluated": v[SERVICE_EVALUATED],
+                "average_rating": None
+                if v[SERVICE_EVALUATED] == 0
+                else round(v[SERVICE_RATING_SUM] / v[SERVICE_EVALUATED], 2),
+            },
+            "surveys": {
+                "households_visited": v[SURVEYS_VISITED],
+                "flagged": v[SURVEYS_FLAGGED],
+                "group_rentals": v[SURVEYS_GROUP_RENTALS],
+                "issues_raised": v[SURVEYS_ISSUES_RAISED],
             },
         }
 

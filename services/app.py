@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from domain.clock import Clock
 from domain.registry import AGGREGATES, event_classes
+from domain.service import accept_window, parse_points_rule
 from infra import migrator
 from infra.chain import hasher_for_profile
 from infra.crypto_profile import ensure_profile
@@ -49,7 +50,9 @@ from services.api.nodes import NodeController
 from services.api.pairings import PairingController
 from services.api.query_guard import refuse_unknown_query
 from services.api.reveals import RevealAuditController
+from services.api.service_orders import ServiceOfferController, ServiceOrderController
 from services.api.stats import StatsController
+from services.api.surveys import SurveyController
 from services.api.unit_stats import UnitStatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
@@ -69,6 +72,9 @@ from services.ratelimit import rate_limit
 
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     master_key(settings)  # personal data cannot be stored without it: fail at start-up
+    # the 五单 settings: a malformed value fails at start-up, not on the first order
+    parse_points_rule(settings.points_per_rating)
+    accept_window(settings.service_accept_minutes)
     ctx = AppContext(
         settings=settings,
         jwt=jwt_config(settings),
@@ -253,6 +259,9 @@ def _api_routes() -> list[type[Controller]]:
         PairingController,
         MemberController,
         UnitRegistrationController,
+        ServiceOfferController,
+        ServiceOrderController,
+        SurveyController,
         StatsController,
         UnitStatsController,
         ExportController,

@@ -1,4 +1,5 @@
-"""The deadline clock: records IssueOverdue, EscalationOverdue, RectificationOverdue.
+"""The deadline clock: records IssueOverdue, EscalationOverdue, RectificationOverdue,
+ServiceOverdue.
 
 Each workflow registers a ``DeadlineSweep``: a query for what is past due (from its read
 model) and a command that records the fact on the aggregate if it still holds. The clock
@@ -140,5 +141,11 @@ def all_sweeps() -> list[DeadlineSweep]:
     """The registry of deadline sweeps (one line per workflow that has deadlines)."""
     from services.commands.findings import RectificationOverdueSweep  # imports this module
     from services.commands.issues import EscalationOverdueSweep, IssueOverdueSweep
+    from services.commands.service_orders import ServiceOverdueSweep
 
-    return [RectificationOverdueSweep(), IssueOverdueSweep(), EscalationOverdueSweep()]
+    return [
+        RectificationOverdueSweep(),
+        IssueOverdueSweep(),
+        EscalationOverdueSweep(),
+        ServiceOverdueSweep(),
+    ]

@@ -38,6 +38,11 @@ TAGS: dict[str, tuple[str, str]] = {
         "巡视整改：建账、更新、销号与回头看",
         "Inspection findings and their rectification ledger",
     ),
+    "service": (
+        "五单志愿服务：亮单、点单、派单、接单、评单",
+        "Volunteer service (五单): offers, orders, dispatch, acceptance, rating",
+    ),
+    "surveys": ("扫楼入户走访：走访记录与网格覆盖", "Household surveys (扫楼) and grid coverage"),
     "stats": ("统计指标：按层级汇总", "Indicators rolled up the hierarchy"),
     "units": ("单位考核：结对、派单、整改与在职党员", "Units' records: pairings, issues, findings, members"),
     "exports": ("导出：工单、结对、党员名册", "Exports: issues, pairings and members as XLSX/CSV"),

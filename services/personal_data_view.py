@@ -33,6 +33,7 @@ import msgspec
 import structlog
 
 from domain.personal_data import (
+    ERASED,
     PersonalData,
     identity_key,
     masked,
@@ -210,3 +211,57 @@ async def record_reveals(
             [r.member_id for r in reveals],
             [r.node_id for r in reveals],
         )
+
+
+# -- household survey notes (扫楼) ------------------------------------------------------------
+#: the HouseholdVisited field holding the note (sealed under this name, per survey stream).
+NOTE_FIELD = "note"
+#: what a caller who is not an admin reads in place of a note.
+MASKED_NOTE = "[masked]"
+
+
+class NoteView(msgspec.Struct):
+    """A survey's note as one caller may see it."""
+
+    note: str | None
+    masked: bool
+    revealed: bool = False
+
+
+def note_view(
+    stored: str | bytes | None,
+    *,
+    reveal: bool,
+    settings: Settings,
+    root_id: UUID,
+    survey_id: UUID,
+    key_id: str | None,
+    wrapped_key: bytes | None,
+    erased: bool,
+) -> NoteView:
+    """No note: ``None``; erased (key shredded): ``[erased]``; ``reveal`` false (``may_reveal``
+    with the survey's node): ``[masked]``, nothing is decrypted; else the clear text (to be
+    recorded as a reveal)."""
+    if erased:
+        return NoteView(note=ERASED, masked=False)
+    if stored is None:
+        return NoteView(note=None, masked=False)
+    if not reveal:
+        return NoteView(note=MASKED_NOTE, masked=True)
+    try:
+        opened = open_with_wrapped(
+            master_key(settings),
+            root_id=root_id,
+            member_id=survey_id,
+            key_id=key_id,
+            wrapped_key=wrapped_key,
+            field_name=NOTE_FIELD,
+            sealed=msgspec.json.decode(stored),
+        )
+        if opened is None:
+            return NoteView(note=ERASED, masked=False)
+        note = msgspec.json.decode(opened, type=str)
+    except (DecryptionFailed, msgspec.DecodeError, msgspec.ValidationError):
+        log.warning("survey note does not decrypt", survey_id=str(survey_id))
+        return NoteView(note=UNAVAILABLE, masked=False)
+    return NoteView(note=note, masked=False, revealed=True)

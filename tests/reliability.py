@@ -211,13 +211,36 @@ def workflow_bodies(community: str, unit: str, n: int) -> dict[str, dict[str, An
             "due_on": (today + dt.timedelta(days=20)).isoformat(),
             "measures": ["建立台账"],
         },
+        "/v1/service-offers": {
+            "community_code": community,
+            "provider_code": unit,
+            "title": f"义务理发 {n}",
+            "category": "生活服务",
+        },
+        "/v1/service-orders": {
+            "community_code": community,
+            "title": f"上门理发 {n}",
+            "description": "独居老人",
+            "due_on": (today + dt.timedelta(days=7)).isoformat(),
+        },
+        "/v1/surveys": {
+            "node_code": community,
+            "building": f"{n % 20 + 1}幢",
+            "room": f"{100 + n}",
+            "visited_on": today.isoformat(),
+            "flags": ["group_rental"],
+            "residents": 6,
+            "note": "隔断出租",
+            "raise_issue": n % 2 == 0,
+        },
     }
 
 
 def workflow_paths(doc: dict[str, Any]) -> list[str]:
-    """The workflow creation endpoints the served document has (others are skipped)."""
+    """The workflow creation endpoints the served document has (others are skipped): every
+    key of ``workflow_bodies``, so a workflow added there is covered by every suite."""
     posts = {op.path for op in operations(doc, "POST")}
-    return [p for p in ("/v1/pairings", "/v1/issues", "/v1/members", "/v1/findings") if p in posts]
+    return [p for p in workflow_bodies("", "", 0) if p in posts]
 
 
 # -- a scratch database for writes that may poison it ----------------------------------------

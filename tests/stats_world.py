@@ -41,6 +41,8 @@ from domain.pairing import Commitment, Pairing
 from domain.personal_data import personal_data
 from domain.refs import CHINA_TZ, NodeRef
 from domain.registry import AGGREGATES, event_classes
+from domain.service import ServiceOrder
+from domain.survey import FLAGS, Survey
 from infra import directory
 from infra.chain import Sha256Chain, canonical_event
 from infra.event_codec import EventCodec, NewEvent, decode_json
@@ -101,6 +103,7 @@ class WorldGenerator:
         self.members: list[Member] = []
         self.issues: list[Issue] = []
         self.findings: list[Finding] = []
+        self.orders: list[ServiceOrder] = []
         self.codes: set[str] = set()
         self.root: Node | None = None
         self._serial = 0
@@ -197,6 +200,14 @@ class WorldGenerator:
             (self._reopen_finding, 1),
             (self._finding_overdue, 2),
             (self._rename, self.move_weight),
+            (self._request_service, 5),
+            (self._dispatch_service, 5),
+            (self._accept_service, 4),
+            (self._complete_service, 4),
+            (self._evaluate_service, 3),
+            (self._cancel_service, 1),
+            (self._service_overdue, 1),
+            (self._survey, 6),
         ]
         if self.moves:
             ops.append((self._move, self.move_weight))
@@ -210,6 +221,7 @@ class WorldGenerator:
                 self.issues = [i for i in self.issues if i.status != "closed"]
                 self.pairings = [p for p in self.pairings if p.status == "active"]
                 self.members = [m for m in self.members if m.status != "erased"]
+                self.orders = [o for o in self.orders if o.status not in ("evaluated", "cancelled")]
             op = self.rng.choices(functions, weights)[0]
             writes = op()
             if writes:
@@ -447,6 +459,131 @@ class WorldGenerator:
             return []
         i.mark_overdue(at)
         return [self._write(i)]
+
+    # 五单 service orders (a member's hours and points are a second write, as the API does)
+    def _order(self, *statuses: str) -> ServiceOrder | None:
+        o: ServiceOrder | None = self._pick(self.orders, lambda o: o.status in statuses)
+        return o
+
+    def _request_service(self) -> list[Write]:
+        order = ServiceOrder.request(
+            order_id=self._uuid(),
+            community=self._ref(self._community()),
+            title="上门理发",
+            description="独居老人",
+            at=self._tick(),
+        )
+        self.orders.append(order)
+        return [self._write(order)]
+
+    def _dispatch_service(self) -> list[Write]:
+        o = self._order("requested", "dispatched")
+        if o is None:
+            return []
+        member = self._active_member() if self.rng.random() < 0.6 else None
+        accept_within = timedelta(hours=self.rng.randint(1, 48))
+        if member is not None:
+            o.dispatch(member_id=member.id, accept_within=accept_within, at=self._tick())
+        else:
+            o.dispatch(unit=self._ref(self._unit()), accept_within=accept_within, at=self._tick())
+        return [self._write(o)]
+
+    def _accept_service(self) -> list[Write]:
+        o = self._order("dispatched")
+        if o is None:
+            return []
+        o.accept(self._tick())
+        return [self._write(o)]
+
+    def _order_member(self, o: ServiceOrder) -> Member | None:
+        for m in self.members:
+            if m.id == o.member_id and m.status == "active":
+                return m
+        return None
+
+    def _complete_service(self) -> list[Write]:
+        o = self._order("accepted")
+        if o is None:
+            return []
+        at = self._tick()
+        hours = self.rng.choice([None, 0.5, 1, 2.25])
+        o.complete(summary="已完成", hours=hours, at=at)
+        writes = [self._write(o)]
+        credited = o.hours_for_member()
+        member = self._order_member(o)
+        if credited is not None and member is not None:
+            member.record_service(served_on=china_day(at), hours=credited, kind="五单", at=at)
+            writes.append(self._write(member))
+        return writes
+
+    def _evaluate_service(self) -> list[Write]:
+        o = self._order("completed")
+        if o is None:
+            return []
+        at = self._tick()
+        member = self._order_member(o)
+        o.evaluate(
+            rating=self.rng.randint(1, 5),
+            points_rule={5: 10, 4: 3},
+            member_active=member is not None,
+            at=at,
+        )
+        writes = [self._write(o)]
+        if member is not None and o.points_awarded:
+            member.award_points(o.points_awarded, "五单评单", at)
+            writes.append(self._write(member))
+        return writes
+
+    def _cancel_service(self) -> list[Write]:
+        o = self._order("requested", "dispatched", "accepted")
+        if o is None:
+            return []
+        o.cancel("居民取消", self._tick())
+        return [self._write(o)]
+
+    def _service_overdue(self) -> list[Write]:
+        at = self._tick()
+        o: ServiceOrder | None = self._pick(self.orders, lambda o: o.is_past_accept_deadline(at))
+        if o is None:
+            return []
+        o.mark_overdue(at)
+        return [self._write(o)]
+
+    # 扫楼 household surveys (a flagged visit may raise an issue: a second write)
+    def _survey(self) -> list[Write]:
+        if self.grids and self.rng.random() < 0.7:
+            node = self.rng.choice(self.grids)
+            assert node.parent_id is not None
+            community = self.nodes[node.parent_id]
+        else:
+            node = community = self._community()
+        at = self._tick()
+        flags = self.rng.sample(FLAGS, self.rng.choice([0, 0, 1, 1, 2]))
+        issue_id = self._uuid() if flags and self.rng.random() < 0.5 else None
+        survey = Survey.visit(
+            survey_id=self._uuid(),
+            node=self._ref(node),
+            community=self._ref(community),
+            building=f"{self.rng.randint(1, 9)}幢",
+            room=f"{self.rng.randint(101, 120)}",
+            visited_on=china_day(at),
+            flags=flags,
+            at=at,
+        )
+        writes = [self._write(survey)]
+        if issue_id is not None:
+            issue = Issue.report(
+                issue_id=issue_id,
+                node=self._ref(node),
+                title=survey.issue_title(),
+                category="群租房",
+                source="survey",
+                survey_id=survey.id,
+                at=at,
+            )
+            self.issues.append(issue)
+            writes.append(self._write(issue))
+        return writes
 
     # findings
     def _finding(self, *statuses: str) -> Finding | None:
@@ -747,6 +884,14 @@ COUNT_NAMES = (
     "findings",
     "verified",
     "findings_overdue",
+    "orders_requested",
+    "orders_completed",
+    "orders_evaluated",
+    "orders_rating",
+    "visits",
+    "visits_flagged",
+    "group_rentals",
+    "issues_raised",
 )
 
 
@@ -832,6 +977,18 @@ class Recount:
                     c["verified"] += 1
                 elif a.overdue:
                     c["findings_overdue"] += 1
+            elif isinstance(a, ServiceOrder):
+                c = own[a.community_id]
+                c["orders_requested"] += 1
+                c["orders_completed"] += a.status in ("completed", "evaluated")
+                c["orders_evaluated"] += a.status == "evaluated"
+                c["orders_rating"] += a.rating or 0
+            elif isinstance(a, Survey):
+                c = own[a.node_id]
+                c["visits"] += 1
+                c["visits_flagged"] += bool(a.flags)
+                c["group_rentals"] += "group_rental" in a.flags
+                c["issues_raised"] += a.issue_id is not None
         parents = self.parent_of()
         totals: dict[UUID, dict[str, int]] = {n: dict.fromkeys(COUNT_NAMES, 0) for n in parents}
         for node_id, counts in own.items():
@@ -915,6 +1072,20 @@ def expected_groups(c: dict[str, int]) -> dict[str, dict[str, Any]]:
             "verified": c["verified"],
             "overdue": c["findings_overdue"],
             "completion_rate": r(c["verified"], c["findings"]),
+        },
+        "service_orders": {
+            "requested": c["orders_requested"],
+            "completed": c["orders_completed"],
+            "evaluated": c["orders_evaluated"],
+            "average_rating": None
+            if c["orders_evaluated"] == 0
+            else round(c["orders_rating"] / c["orders_evaluated"], 2),
+        },
+        "surveys": {
+            "households_visited": c["visits"],
+            "flagged": c["visits_flagged"],
+            "group_rentals": c["group_rentals"],
+            "issues_raised": c["issues_raised"],
         },
     }
 

@@ -236,6 +236,8 @@ class IssueView(msgspec.Struct):
     category: str
     source: IssueSource
     external_id: str | None
+    #: the household survey (扫楼) the issue was raised from (source survey)
+    survey_id: UUID | None
     status: IssueStatus
     overdue: bool
     due_at: datetime | None
@@ -355,6 +357,7 @@ def _view(r: asyncpg.Record) -> IssueView:
         category=r["category"],
         source=r["source"],
         external_id=r["external_id"],
+        survey_id=r["survey_id"],
         status=r["status"],
         overdue=r["overdue"],
         due_at=r["due_at"],

@@ -70,6 +70,23 @@ class RectificationFigures(msgspec.Struct):
     completion_rate: float | None
 
 
+class ServiceOrderFigures(msgspec.Struct):
+    requested: int
+    completed: int
+    evaluated: int
+    #: mean 评单 rating (1-5) over evaluated orders; null when none
+    average_rating: float | None
+
+
+class SurveyFigures(msgspec.Struct):
+    #: household visits recorded (a household visited twice counts twice; distinct households
+    #: per grid: GET /v1/surveys/coverage)
+    households_visited: int
+    flagged: int
+    group_rentals: int
+    issues_raised: int
+
+
 class ChildStats(msgspec.Struct):
     code: str
     name: str
@@ -77,6 +94,8 @@ class ChildStats(msgspec.Struct):
     members: MemberFigures
     issues: IssueFigures
     rectifications: RectificationFigures
+    service_orders: ServiceOrderFigures
+    surveys: SurveyFigures
     #: the child's kind; a unit's entry carries its own record (see ``_child``)
     kind: str | None = None
 
@@ -89,6 +108,8 @@ class NodeStats(msgspec.Struct):
     members: MemberFigures
     issues: IssueFigures
     rectifications: RectificationFigures
+    service_orders: ServiceOrderFigures
+    surveys: SurveyFigures
     children: list[ChildStats]
 
 
@@ -98,6 +119,8 @@ class DayStats(msgspec.Struct):
     members: MemberFigures
     issues: IssueFigures
     rectifications: RectificationFigures
+    service_orders: ServiceOrderFigures
+    surveys: SurveyFigures
 
 
 class DailyStats(msgspec.Struct):
@@ -109,13 +132,22 @@ class DailyStats(msgspec.Struct):
 
 def _groups(
     figures: rollups.Figures,
-) -> tuple[PairingFigures, MemberFigures, IssueFigures, RectificationFigures]:
+) -> tuple[
+    PairingFigures,
+    MemberFigures,
+    IssueFigures,
+    RectificationFigures,
+    ServiceOrderFigures,
+    SurveyFigures,
+]:
     g = figures.groups()
     return (
         PairingFigures(**g["pairings"]),
         MemberFigures(**g["members"]),
         IssueFigures(**g["issues"]),
         RectificationFigures(**g["rectifications"]),
+        ServiceOrderFigures(**g["service_orders"]),
+        SurveyFigures(**g["surveys"]),
     )
 
 
@@ -136,6 +168,7 @@ def _child(
         MemberFigures(**g["members"]),
         IssueFigures(**g["issues"]),
         RectificationFigures(**g["rectifications"]),
+        *_groups(c.figures)[4:],  # 五单 and 扫楼 count under communities: the node's own
         kind=kind,
     )
 

@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -167,12 +167,17 @@ class CommandSession:
         node_id: UUID | None = None,
         root_id: UUID | None = None,
         closes_node: bool = False,
+        caused_by: UUID | None = None,
     ) -> AppendResult:
         """Append the aggregate's pending events to its stream on ``node_id``'s chain.
 
         Neither the chain node nor the principal's scope node may lie in a closed subtree
         (checked with the COMMIT, so it costs no round trip); ``closes_node``: the events
         close the chain node itself (NodeClosed), which may then be closed.
+
+        Several saves in one command append several streams in one transaction (positions
+        follow the order of the saves). ``caused_by``: the event id a consequence on another
+        stream records as its causation (a member's points for the order that earned them).
         """
         pending = aggregate.collect_events()
         if not pending:
@@ -202,7 +207,9 @@ class CommandSession:
             stream_type=type(aggregate).STREAM_TYPE,
             expected_version=expected,
             events=events,
-            context=self.append_context,
+            context=self.append_context
+            if caused_by is None
+            else replace(self.append_context, causation_id=caused_by),
         )
         for e in events:
             self.ctx.metrics.events_appended.labels(e.type).inc()

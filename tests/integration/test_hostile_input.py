@@ -613,7 +613,13 @@ async def _far_values(client: Any, jwt: Any, doc: Any, tree: Tree) -> Findings:
     found = Findings()
     for n, path in enumerate(paths):
         body = workflow_bodies(community, tree.units[0], 1 + n)[path]
-        fields = {"due_at": "datetime", "starts_on": "date", "ends_on": "date", "due_on": "date"}
+        fields = {
+            "due_at": "datetime",
+            "starts_on": "date",
+            "ends_on": "date",
+            "due_on": "date",
+            "visited_on": "date",
+        }
         candidates = [(k, kind) for k, kind in fields.items() if k in body]
         candidates.append(("phone", "number"))
         if path == "/v1/issues":

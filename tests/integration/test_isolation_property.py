@@ -60,6 +60,8 @@ STATS_BOUNDS = {
     "members": ("registered", "member"),
     "issues": ("reported", "issue"),
     "rectifications": ("total", "finding"),
+    "service_orders": ("requested", "service_order"),
+    "surveys": ("households_visited", "survey"),
 }
 _TOKEN = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")
 

@@ -35,7 +35,7 @@ from tests.stats_world import (
 )
 from tests.support import auth, build_tree, fresh_county_code
 
-GROUPS = ("pairings", "members", "issues", "rectifications")
+GROUPS = ("pairings", "members", "issues", "rectifications", "service_orders", "surveys")
 
 
 async def caught_up(pool: Any, position: int) -> None:

@@ -162,7 +162,7 @@ def test_wrapped_keys_are_bound_to_their_row() -> None:
 
 def test_personal_fields_are_found_by_type() -> None:
     found = {t: personal_fields(c) for t, c in event_classes().items() if personal_fields(c)}
-    assert found == {"MemberRegistered.v1": ("person",)}
+    assert found == {"MemberRegistered.v1": ("person",), "HouseholdVisited.v1": ("note",)}
 
 
 def test_codec_seals_personal_data_before_encoding_and_opens_it_on_decode() -> None:

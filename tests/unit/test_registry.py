@@ -28,6 +28,8 @@ from domain.registry import (
     aggregate_of,
     event_classes,
 )
+from domain.service import ServiceOffer, ServiceOrder
+from domain.survey import Survey
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
@@ -46,6 +48,9 @@ CONTRACT = {
     "FindingRecorded", "RectificationAssigned", "RectificationProgressReported",
     "RectificationCompleted", "RectificationVerified", "RectificationRejected",
     "FindingReopened", "RectificationOverdue",
+    "ServiceOffered", "ServiceRequested", "ServiceDispatched", "ServiceAccepted",
+    "ServiceCompleted", "ServiceEvaluated", "ServiceCancelled", "ServiceOverdue",
+    "HouseholdVisited", "SurveyNoteErased",
 }
 
 
@@ -62,6 +67,7 @@ def test_stream_types() -> None:
     assert aggregate_classes() == {
         "node": Node, "pairing": Pairing, "unit_registration": UnitRegistration,
         "member": Member, "issue": Issue, "finding": Finding,
+        "service_offer": ServiceOffer, "service_order": ServiceOrder, "survey": Survey,
     }
 
 
@@ -179,8 +185,27 @@ def story() -> list[tuple[CivicAggregate, list[Any]]]:
     finding.reopen("回头看发现反弹", T0 + 10 * D)
     finding.mark_overdue(T0 + 60 * D)
 
+    offer = ServiceOffer.offer(offer_id=uuid4(), community=community, provider=unit,
+                               title="义务理发", category="生活服务", at=T0)
+    order = ServiceOrder.request(order_id=uuid4(), community=community, title="理发",
+                                 description="独居老人上门理发", offer=offer, at=T0)
+    order.dispatch(member_id=uuid4(), accept_within=D, at=T0)
+    order.mark_overdue(T0 + 2 * D)
+    order.dispatch(unit=unit_2, accept_within=D, at=T0 + 2 * D)
+    order.accept(T0 + 2 * D)
+    order.complete(summary="已上门服务", hours=1.5, at=T0 + 2 * D)
+    order.evaluate(rating=5, comment="很满意", points_rule={5: 10}, at=T0 + 3 * D)
+    cancelled = ServiceOrder.request(order_id=uuid4(), community=community, title="修水管",
+                                     description="厨房漏水", at=T0)
+    cancelled.cancel("居民自行处理", T0)
+    survey = Survey.visit(survey_id=uuid4(), node=grid, community=community, building="3幢",
+                          room="2单元301", visited_on=date(2024, 2, 29),
+                          flags=["group_rental"], residents=9, note="隔断出租, 住9人", at=T0)
+    survey.erase_note(T0, reason="本人申请")
+
     return [(agg, list(agg.collect_events())) for agg in
-            (county, street, street_2, pairing, registration, member, issue, finding)]
+            (county, street, street_2, pairing, registration, member, issue, finding,
+             offer, order, cancelled, survey)]
 
 
 def test_the_story_records_every_event_type() -> None:
