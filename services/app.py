@@ -36,15 +36,18 @@ from services.api.findings import FindingController
 from services.api.history import HistoryController
 from services.api.issues import IssueBatchController, IssueController
 from services.api.members import MemberController, UnitRegistrationController
+from services.api.node_navigation import NodeNavigationController
 from services.api.nodes import NodeController
 from services.api.pairings import PairingController
 from services.api.reveals import RevealAuditController
 from services.api.stats import StatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
+from services.console import console_router
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
 from services.integration import Integration
+from services.jwks_refresh import refresh_signing_keys
 from services.keys import jwt_config
 from services.middleware import request_context
 from services.notifier import CommitNotifier
@@ -142,7 +145,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             await pool.close()
 
     return Litestar(
-        route_handlers=[*(_api_routes() if api else []), health.live, health.ready, health.metrics],
+        route_handlers=[
+            *(_api_routes() if api else []),
+            *([console_router()] if api else []),
+            health.live,
+            health.ready,
+            health.metrics,
+        ],
         lifespan=[lifespan],
         state=State(
             {
@@ -155,6 +164,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
         exception_handlers={Exception: handle_exception},
         middleware=[
             request_context(ctx.metrics),
+            refresh_signing_keys(ctx.jwt),
             rate_limit(ctx.jwt, settings.rate_limit_per_minute),
         ],
         request_max_body_size=settings.max_body_bytes,
@@ -183,6 +193,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
 def _api_routes() -> list[type[Controller]]:
     return [
         NodeController,
+        NodeNavigationController,
         FeedController,
         WebhookController,
         HistoryController,

@@ -1,0 +1,49 @@
+"""The web console (工作台) at /console/: static files served by the app itself.
+
+A small single-page application (ES modules, no build step for our own code) that calls
+the JSON API with the bearer token it was given in the URL fragment. Everything it loads
+comes from this router — Apache ECharts is vendored under ``static/vendor`` (see
+``vendor.sh``) — so it works on networks without internet access.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litestar import Response, Router
+from litestar.datastructures import CacheControlHeader
+from litestar.static_files import create_static_files_router
+
+STATIC = Path(__file__).parent / "static"
+
+#: The console runs only its own scripts and talks only to this origin; inline styles are
+#: allowed because ECharts' tooltips carry them.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data: blob:; "
+        "style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _secure(response: Response[Any]) -> Response[Any]:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def console_router() -> Router:
+    return create_static_files_router(
+        path="/console",
+        directories=[STATIC],
+        html_mode=True,
+        name="console",
+        # Revalidate on every load (ETag / Last-Modified): a deploy is seen at once.
+        cache_control=CacheControlHeader(no_cache=True),
+        after_request=_secure,
+        include_in_schema=False,
+    )
