@@ -88,11 +88,7 @@ class JwksKeys:
             # Keep what we had: a provider outage must not sign everyone out at once.
             log.warning("jwks fetch failed", url=self.url, error=str(exc))
             return
-        keys = {
-            k.key_id: k
-            for k in jwk_set.keys
-            if k.key_id and k.public_key_use in (None, "sig")
-        }
+        keys = {k.key_id: k for k in jwk_set.keys if k.key_id and k.public_key_use in (None, "sig")}
         self._keys = keys
         self._fetched_at = self._clock()
         log.info("jwks fetched", url=self.url, keys=len(keys))

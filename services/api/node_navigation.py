@@ -139,8 +139,7 @@ async def list_children(
         node = await _node_in_scope(conn, scope.path, parent)
         rows = await conn.fetch(CHILDREN, node.id, kind, after, limit + 1)
     items = [
-        NodeItem(r["code"], r["name"], r["kind"], int(r["child_count"]), r["closed"])
-        for r in rows
+        NodeItem(r["code"], r["name"], r["kind"], int(r["child_count"]), r["closed"]) for r in rows
     ]
     return page_of(items, limit, lambda i: [i.code])
 
@@ -180,9 +179,7 @@ class NodeNavigationController(Controller):
                 f"more than {MAX_TREE_NODES} nodes to that depth; "
                 "ask for less depth or page with ?parent=",
             )
-        built = {
-            r["id"]: TreeNode(r["code"], r["name"], r["kind"], r["closed"], []) for r in rows
-        }
+        built = {r["id"]: TreeNode(r["code"], r["name"], r["kind"], r["closed"], []) for r in rows}
         for r in rows:  # code order, so every children list comes out sorted
             if r["id"] != node.id and r["parent_id"] in built:
                 built[r["parent_id"]].children.append(built[r["id"]])

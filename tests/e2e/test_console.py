@@ -7,6 +7,7 @@ artifacts). The overview's page weight and load time are printed (run with -s to
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -73,62 +74,59 @@ class Server:
         return r.json()
 
 
-@pytest.fixture(scope="module")
-async def server(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    """``uvicorn services.app:app_from_env`` on a free port and a database of its own."""
-    async with scratch_database(server_url) as database_url:
-        port = free_port()
-        data = tmp_path_factory.mktemp("console-data")
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "CIVIC_JWT_SECRET": SECRET,
-            "CIVIC_DATA_DIR": str(data),
-            "CIVIC_LOG_LEVEL": "WARNING",
-            "CIVIC_RATE_LIMIT": "0",
-            "CIVIC_CLOCK_INTERVAL": "0.5",
-        }
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "services.app:app_from_env",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        base = f"http://127.0.0.1:{port}"
+def start_server(database_url: str, data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``uvicorn services.app:app_from_env`` on a free port, once it answers ready."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CIVIC_JWT_SECRET": SECRET,
+        "CIVIC_DATA_DIR": str(data),
+        "CIVIC_LOG_LEVEL": "WARNING",
+        "CIVIC_RATE_LIMIT": "0",
+        "CIVIC_CLOCK_INTERVAL": "0.5",
+    }
+    command = [sys.executable, "-m", "uvicorn", "--factory", "services.app:app_from_env"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
-                try:
-                    if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            else:
-                raise AssertionError("the server never became ready")
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_server(proc)
+    raise AssertionError("the server never became ready")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+async def server(
+    server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    """A real server process with a database of its own."""
+    async with scratch_database(server_url) as database_url:
+        data = tmp_path_factory.mktemp("console-data")
+        proc, base = await asyncio.to_thread(start_server, database_url, data)
+        try:
             yield Server(base)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            await asyncio.to_thread(stop_server, proc)
 
 
 class World:
@@ -143,14 +141,40 @@ class World:
         admin = server.headers(self.county, "admin")
         self.admin = admin
         s = server
-        last = s.post("/v1/nodes", {"code": self.county, "name": "西湖区", "kind": "county", "parent_code": None}, admin)
+        last = s.post(
+            "/v1/nodes",
+            {"code": self.county, "name": "西湖区", "kind": "county", "parent_code": None},
+            admin,
+        )
         names = {self.streets[0]: "北山街道", self.streets[1]: "西溪街道"}
         for street in self.streets:
-            s.post("/v1/nodes", {"code": street, "name": names[street], "kind": "street", "parent_code": self.county}, admin)
+            s.post(
+                "/v1/nodes",
+                {
+                    "code": street,
+                    "name": names[street],
+                    "kind": "street",
+                    "parent_code": self.county,
+                },
+                admin,
+            )
             for i, c in enumerate(self.communities[street], start=1):
-                s.post("/v1/nodes", {"code": c, "name": f"{names[street][:2]}第{i}社区", "kind": "community", "parent_code": street}, admin)
+                s.post(
+                    "/v1/nodes",
+                    {
+                        "code": c,
+                        "name": f"{names[street][:2]}第{i}社区",
+                        "kind": "community",
+                        "parent_code": street,
+                    },
+                    admin,
+                )
         for i, (u, n) in enumerate(zip(self.units, ("区住建局", "区民政局"), strict=True)):
-            last = s.post("/v1/nodes", {"code": u, "name": n, "kind": "unit", "parent_code": self.county}, admin)
+            last = s.post(
+                "/v1/nodes",
+                {"code": u, "name": n, "kind": "unit", "parent_code": self.county},
+                admin,
+            )
             assert i >= 0
         c1 = self.communities[self.streets[0]][0]
         c2 = self.communities[self.streets[1]][0]
@@ -161,21 +185,47 @@ class World:
                 "community_code": c1,
                 "starts_on": "2026-01-01",
                 "ends_on": "2027-12-31",
-                "commitments": [{"title": "加装电梯协调", "due_on": "2027-06-30"}, {"title": "老旧小区改造", "due_on": "2027-10-31"}],
+                "commitments": [
+                    {"title": "加装电梯协调", "due_on": "2027-06-30"},
+                    {"title": "老旧小区改造", "due_on": "2027-10-31"},
+                ],
             },
             admin,
         )
-        s.post(f"/v1/pairings/{self.pairing['id']}/commitments/0/fulfil", {"evidence": "已完成3部电梯"}, admin)
-        self.member = s.post(
-            "/v1/members",
-            {"community_code": c1, "name": "张三丰", "phone": "13812341234", "home_unit_code": self.units[0]},
+        s.post(
+            f"/v1/pairings/{self.pairing['id']}/commitments/0/fulfil",
+            {"evidence": "已完成3部电梯"},
             admin,
         )
-        s.post(f"/v1/members/{self.member['id']}/services", {"served_on": "2026-11-20", "hours": 3.5, "kind": "志愿服务"}, admin)
-        for i, (node, title) in enumerate(((c1, "楼道堆放杂物"), (c2, "路灯不亮"), (c2, "噪音扰民"))):
-            issue = s.post("/v1/issues", {"node_code": node, "title": title, "category": "环境卫生", "source": "grid"}, admin)
+        self.member = s.post(
+            "/v1/members",
+            {
+                "community_code": c1,
+                "name": "张三丰",
+                "phone": "13812341234",
+                "home_unit_code": self.units[0],
+            },
+            admin,
+        )
+        s.post(
+            f"/v1/members/{self.member['id']}/services",
+            {"served_on": "2026-11-20", "hours": 3.5, "kind": "志愿服务"},
+            admin,
+        )
+        for i, (node, title) in enumerate(
+            ((c1, "楼道堆放杂物"), (c2, "路灯不亮"), (c2, "噪音扰民"))
+        ):
+            issue = s.post(
+                "/v1/issues",
+                {"node_code": node, "title": title, "category": "环境卫生", "source": "grid"},
+                admin,
+            )
             if i == 0:
-                s.post(f"/v1/issues/{issue['id']}/assign", {"assignee_code": self.units[1], "due_at": "2031-01-01T18:00:00+08:00"}, admin)
+                s.post(
+                    f"/v1/issues/{issue['id']}/assign",
+                    {"assignee_code": self.units[1], "due_at": "2031-01-01T18:00:00+08:00"},
+                    admin,
+                )
         self.finding = s.post(
             "/v1/findings",
             {
@@ -271,7 +321,9 @@ async def open_page(browser: Any, server: Server) -> AsyncIterator[Any]:
     pages: list[Page] = []
 
     async def make(viewport: dict[str, int] = DESKTOP) -> Page:
-        context = await browser.new_context(viewport=viewport, accept_downloads=True, locale="zh-CN")
+        context = await browser.new_context(
+            viewport=viewport, accept_downloads=True, locale="zh-CN"
+        )
         contexts.append(context)
         page = Page(await context.new_page(), server.base)
 
@@ -302,7 +354,9 @@ def figure_text(value: Any, kind: str) -> str:
     return f"{value:,}".rstrip("0").rstrip(".") if isinstance(value, float) else f"{value:,}"
 
 
-async def test_county_admin_sees_the_countys_figures_and_drills_into_a_street(open_page, server, world):
+async def test_county_admin_sees_the_countys_figures_and_drills_into_a_street(
+    open_page, server, world
+):
     page = await open_page()
     p = page.page
     transferred: list[int] = []
@@ -319,14 +373,17 @@ async def test_county_admin_sees_the_countys_figures_and_drills_into_a_street(op
     # (never "networkidle": the live feed stays open) — let the last finished requests report
     await p.wait_for_timeout(300)
     weight_kb = sum(transferred) / 1024
-    print(f"\nconsole overview: {weight_kb:.0f} KB transferred in {len(transferred)} requests, ready in {load_ms:.0f} ms")
+    print(
+        f"\nconsole overview: {weight_kb:.0f} KB transferred in {len(transferred)} requests, ready in {load_ms:.0f} ms"
+    )
     assert "#token" not in p.url, "the token must leave the address bar"
     assert await p.evaluate("() => sessionStorage.length") == 1
 
     api = server.get(f"/v1/nodes/{world.county}/stats", world.admin)
     assert await p.text_content("h1") == "西湖区"
     shown = await p.eval_on_selector_all(
-        "[data-figure]", "els => els.map(e => [e.dataset.figure, e.dataset.value, e.firstChild.textContent])"
+        "[data-figure]",
+        "els => els.map(e => [e.dataset.figure, e.dataset.value, e.firstChild.textContent])",
     )
     assert len(shown) == 18
     for key, raw, text in shown:
@@ -337,8 +394,14 @@ async def test_county_admin_sees_the_countys_figures_and_drills_into_a_street(op
         assert text == figure_text(value, kind), (key, text)
     assert api["issues"]["reported"] == 3 and api["rectifications"]["overdue"] == 1
     # red/yellow/green: one rectification overdue → red; no issue overdue → green
-    assert await p.get_attribute(".figure:has([data-figure='rectifications.overdue'])", "data-level") == "red"
-    assert await p.get_attribute(".figure:has([data-figure='issues.overdue'])", "data-level") == "green"
+    assert (
+        await p.get_attribute(".figure:has([data-figure='rectifications.overdue'])", "data-level")
+        == "red"
+    )
+    assert (
+        await p.get_attribute(".figure:has([data-figure='issues.overdue'])", "data-level")
+        == "green"
+    )
     children = await p.eval_on_selector_all("[data-child]", "els => els.map(e => e.dataset.child)")
     assert sorted(children) == sorted(c["code"] for c in api["children"])
     await page.no_horizontal_scroll()
@@ -351,7 +414,9 @@ async def test_county_admin_sees_the_countys_figures_and_drills_into_a_street(op
     street = server.get(f"/v1/nodes/{world.streets[0]}/stats", world.admin)
     got = await p.get_attribute("[data-figure='issues.reported']", "data-value")
     assert got == str(street["issues"]["reported"])
-    crumbs = await p.eval_on_selector_all("#crumbs a, #crumbs [aria-current]", "els => els.map(e => e.textContent)")
+    crumbs = await p.eval_on_selector_all(
+        "#crumbs a, #crumbs [aria-current]", "els => els.map(e => e.textContent)"
+    )
     assert crumbs == ["西湖区", "北山街道"]
     await p.click("#crumbs a")
     await page.ready("overview")
@@ -371,7 +436,9 @@ async def test_a_street_operator_sees_its_street_and_not_its_sibling(open_page, 
     page.errors.clear()
     await p.goto(f"{server.base}/console/#/overview/{sibling}")
     await p.wait_for_selector("#alert:not([hidden])", timeout=TIMEOUT_MS)
-    assert "not found" in (await p.text_content("#alert")) or "未找到" in (await p.text_content("#alert"))
+    assert "not found" in (await p.text_content("#alert")) or "未找到" in (
+        await p.text_content("#alert")
+    )
     assert "西溪街道" not in await p.text_content("body")
     # the browser logs the API's 404 as a failed resource load; nothing else may be logged
     assert all("404" in e for e in page.errors), page.errors
@@ -380,11 +447,17 @@ async def test_a_street_operator_sees_its_street_and_not_its_sibling(open_page, 
     await page.ready("issues")
     titles = await p.eval_on_selector_all("[data-issue]", "els => els.map(e => e.textContent)")
     assert titles == ["楼道堆放杂物"]
+    await p.click("[data-issue]")
+    await p.wait_for_selector("#issue-detail .facts")
+    # an operator may accept for the unit it dispatched to: the action is offered
+    assert await p.query_selector("#issue-actions [data-action='accept']") is not None
     await page.no_horizontal_scroll()
     await page.shot("issues-phone")
 
 
-async def _action(p: Any, action: str, fill: dict[str, str] | None = None, select: dict[str, str] | None = None) -> None:
+async def _action(
+    p: Any, action: str, fill: dict[str, str] | None = None, select: dict[str, str] | None = None
+) -> None:
     await p.click(f"#issue-actions [data-action='{action}']")
     if fill is not None or select is not None:
         await p.wait_for_selector("dialog[open]")
@@ -415,7 +488,9 @@ async def test_an_issue_goes_from_reported_to_closed_through_the_console(open_pa
     await p.fill("dialog [name='assignee_code']", "U000000999")
     await p.click("#dialog-ok")
     await p.wait_for_selector("#dialog-error:not([hidden])", timeout=TIMEOUT_MS)
-    assert "not found" in (await p.text_content("#dialog-error")) or "不存在" in (await p.text_content("#dialog-error"))
+    assert "not found" in (await p.text_content("#dialog-error")) or "不存在" in (
+        await p.text_content("#dialog-error")
+    )
     await p.click("#dialog-cancel")
     page.errors = [e for e in page.errors if "404" not in e]
 
@@ -435,13 +510,20 @@ async def test_an_issue_goes_from_reported_to_closed_through_the_console(open_pa
         )
         got = server.get(f"/v1/issues/{issue_id}", world.admin)
         assert got["status"] == status, (action, got["status"])
-    events = [li.strip() for li in await p.eval_on_selector_all("#timeline li strong", "els => els.map(e => e.textContent)")]
+    events = [
+        li.strip()
+        for li in await p.eval_on_selector_all(
+            "#timeline li strong", "els => els.map(e => e.textContent)"
+        )
+    ]
     assert events == ["受理登记", "派单", "签收", "办结", "回访", "销号"]
     assert await p.query_selector("#issue-actions [data-action='close']") is None
     await page.shot("issue-closed-desktop")
 
 
-async def test_the_audit_page_verifies_the_chain_and_hands_out_a_checkpoint(open_page, server, world):
+async def test_the_audit_page_verifies_the_chain_and_hands_out_a_checkpoint(
+    open_page, server, world
+):
     page = await open_page()
     p = page.page
     await page.sign_in(server.token(world.county, "inspector"), f"#/audit/{world.county}")
@@ -449,31 +531,43 @@ async def test_the_audit_page_verifies_the_chain_and_hands_out_a_checkpoint(open
     await p.click("#run-verify")
     await p.wait_for_selector("#verdict [data-ok]", timeout=TIMEOUT_MS)
     assert await p.get_attribute("#verdict [data-ok]", "data-ok") == "true"
-    api = server.get(f"/v1/audit/verify?node={world.county}", server.headers(world.county, "inspector"))
+    api = server.get(
+        f"/v1/audit/verify?node={world.county}", server.headers(world.county, "inspector")
+    )
     shown = int(await p.get_attribute("[data-events]", "data-events") or 0)
     assert api["ok"] is True and shown > 0 and shown <= api["events_checked"]
     async with p.expect_download() as info:
         await p.click("#download-checkpoint")
     download = await info.value
-    checkpoint = json.loads(Path(await download.path()).read_text())
+    saved = ARTIFACTS / "checkpoint.json"
+    await download.save_as(saved)
+    checkpoint = json.loads(await asyncio.to_thread(saved.read_text))
     assert checkpoint["signature"] and checkpoint["root"]
     await p.fill("#stream-id", world.pairing["id"])
     await p.click("#load-stream")
     await p.wait_for_selector("#stream-history tbody tr")
-    rows = await p.eval_on_selector_all("#stream-history tbody tr td:nth-child(2)", "els => els.map(e => e.textContent)")
+    rows = await p.eval_on_selector_all(
+        "#stream-history tbody tr td:nth-child(2)", "els => els.map(e => e.textContent)"
+    )
     assert rows == ["签订结对协议", "兑现承诺"]
     await page.shot("audit-desktop")
 
 
-async def test_the_ledger_downloads_as_xlsx_and_findings_carry_their_warning(open_page, server, world):
+async def test_the_ledger_downloads_as_xlsx_and_findings_carry_their_warning(
+    open_page, server, world
+):
     page = await open_page()
     p = page.page
     await page.sign_in(server.token(world.county, "admin"), f"#/findings/{world.county}")
     await page.ready("findings")
-    chips = await p.eval_on_selector_all("#finding-list tbody tr td:first-child .chip", "els => els.map(e => e.className)")
+    chips = await p.eval_on_selector_all(
+        "#finding-list tbody tr td:first-child .chip", "els => els.map(e => e.className)"
+    )
     assert any("red" in c for c in chips), chips
     await p.select_option("#f-warning", "red")
-    await p.wait_for_function("() => document.querySelectorAll('#finding-list tbody tr').length === 1")
+    await p.wait_for_function(
+        "() => document.querySelectorAll('#finding-list tbody tr').length === 1"
+    )
     async with p.expect_download() as info:
         await p.click("#ledger-xlsx")
     download = await info.value
@@ -510,7 +604,12 @@ async def test_the_overview_follows_the_live_feed_and_works_by_keyboard(open_pag
     before = int(await p.get_attribute("[data-figure='issues.reported']", "data-value") or 0)
     server.post(
         "/v1/issues",
-        {"node_code": world.streets[0], "title": "井盖缺失", "category": "安全隐患", "source": "grid"},
+        {
+            "node_code": world.streets[0],
+            "title": "井盖缺失",
+            "category": "安全隐患",
+            "source": "grid",
+        },
         world.admin,
     )
     await p.wait_for_function(
@@ -532,10 +631,13 @@ def test_console_assets_are_all_served_locally_with_a_strict_policy(server):
     assert r.status_code == 200
     csp = r.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
-    assert "http" not in r.text.replace('http-equiv', '')
+    assert "http" not in r.text.replace("http-equiv", "")
     r = httpx.get(f"{server.base}/console/vendor/echarts.min.js", timeout=10)
     assert r.status_code == 200 and "javascript" in r.headers["content-type"]
-    assert httpx.get(f"{server.base}/console/vendor/echarts-LICENSE.txt", timeout=10).status_code == 200
+    assert (
+        httpx.get(f"{server.base}/console/vendor/echarts-LICENSE.txt", timeout=10).status_code
+        == 200
+    )
     assert httpx.get(f"{server.base}/console/../services/app.py", timeout=10).status_code == 404
 
 
@@ -543,5 +645,3 @@ def test_console_assets_are_all_served_locally_with_a_strict_policy(server):
 def _artifacts_dir() -> Iterator[None]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield
-
-

@@ -34,7 +34,7 @@ function signInScreen(message) {
         h('li', {}, '开发环境：运行 ', h('code', {}, 'make run'), '（即 ', h('code', {}, 'civic dev'), '），打开它打印的 “Console” 登录链接；'),
         h('li', {}, '或用 ', h('code', {}, 'civic token --scope <节点代码> --role <角色>'), ' 签发令牌，粘贴到下面。')),
       h('form', { id: 'token-form', class: 'toolbar' },
-        h('label', { class: 'field', style: 'flex:1 1 100%' }, '访问令牌', input),
+        h('label', { class: 'field grow' }, '访问令牌', input),
         h('button', { type: 'submit', class: 'btn-primary' }, '登录'))));
   document.getElementById('token-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -47,7 +47,7 @@ function signInScreen(message) {
 function start() {
   const session = currentSession();
   if (!session) {
-    signInScreen(sessionStorage.length === 0 && window.__signedOut ? '已退出登录。' : null);
+    signInScreen(null);
     return;
   }
   const api = createApi(session, () => {
@@ -85,7 +85,6 @@ function start() {
   document.getElementById('sign-out').onclick = () => {
     signOut();
     stopLive();
-    window.__signedOut = true;
     history.replaceState(null, '', window.location.pathname);
     signInScreen('已退出登录。');
   };
@@ -177,6 +176,7 @@ function start() {
       api,
       node,
       names,
+      nameOf,
       href,
       go: (p, c) => { window.location.hash = href(p, c); },
       onLive(fn) { liveListeners.add(fn); return () => liveListeners.delete(fn); },

@@ -151,9 +151,11 @@ export default {
     }
 
     async function drawDetail(issue) {
+      const nodeName = h('span', {}, ctx.names.get(issue.node_code) || issue.node_code);
+      ctx.nameOf(issue.node_code).then((n) => { nodeName.textContent = n; });
       const facts = [
         ['状态', statusChip(issue)],
-        ['所在单元', ctx.names.get(issue.node_code) || issue.node_code],
+        ['所在单元', nodeName],
         ['类别', issue.category],
         ['来源', SOURCE[issue.source] || issue.source],
         ['承办单位', issue.assignee ? ctx.names.get(issue.assignee.code) || issue.assignee.code : '—'],
@@ -169,6 +171,7 @@ export default {
         h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
         actions.length ? h('div', { class: 'actions', id: 'issue-actions' }, actions) : h('p', { class: 'muted small' }, '当前状态下您没有可办理的操作。'),
         h('h2', {}, '办理过程'), timeline));
+      if (window.matchMedia('(max-width: 760px)').matches) detail.scrollIntoView({ block: 'start' });
       if (!session.has(...AUDITORS)) {
         timeline.replaceWith(h('p', { class: 'muted small' }, '查看办理记录需要经办、巡察或管理员角色。'));
         return;

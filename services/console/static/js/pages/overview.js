@@ -194,7 +194,7 @@ export default {
           ['已销号', (d) => d.issues.closed],
           ['超期工单', (d) => d.issues.overdue],
           ['报到党员', (d) => d.members.registered],
-        ].map(([name, f]) => ({ type: 'line', name, smooth: true, symbolSize: 5, data: daily.items.map(f) })),
+        ].map(([name, f]) => ({ type: 'line', name, smooth: false, symbolSize: 4, data: daily.items.map(f) })),
       };
       if (!trend) trend = chart(trendChart, option);
       else trend.instance.setOption(option);
