@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Response, Router
+from litestar.config.compression import CompressionConfig
 from litestar.datastructures import CacheControlHeader
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.compression import CompressionMiddleware
 from litestar.static_files import create_static_files_router
 
 STATIC = Path(__file__).parent / "static"
@@ -45,5 +48,13 @@ def console_router() -> Router:
         # Revalidate on every load (ETag / Last-Modified): a deploy is seen at once.
         cache_control=CacheControlHeader(no_cache=True),
         after_request=_secure,
+        # gzip here only (the API's JSON and SSE are left as they are): ECharts goes from
+        # 558 KB to 190 KB over the wire. Level 6: 3× faster than 9 for 1 % more bytes.
+        middleware=[
+            DefineMiddleware(
+                CompressionMiddleware,
+                config=CompressionConfig(backend="gzip", gzip_compress_level=6),
+            )
+        ],
         include_in_schema=False,
     )

@@ -596,6 +596,26 @@ async def test_pairings_and_members_masked_unless_admin(open_page, server, world
     assert "13812341234" in await admin.page.text_content("#member-list")
 
 
+async def test_a_unit_sees_the_issue_dispatched_to_it_and_no_audit(open_page, server, world):
+    page = await open_page(PHONE)
+    p = page.page
+    unit = world.units[1]
+    await page.sign_in(server.token(unit, "unit"), f"#/issues/{unit}")
+    await page.ready("issues")
+    shown = await p.eval_on_selector_all("[data-issue]", "els => els.map(e => e.textContent)")
+    api = server.get(f"/v1/issues?node={unit}", server.headers(unit, "unit"))["items"]
+    assert shown == [i["title"] for i in api] and "楼道堆放杂物" in shown
+    assert all(i["assignee"]["code"] == unit for i in api)
+    nav = await p.eval_on_selector_all("#nav a", "els => els.map(e => e.textContent)")
+    assert "审计" not in nav and "总览" in nav
+    await p.click("[data-issue]:text('楼道堆放杂物')")
+    await p.wait_for_selector("#issue-detail .facts")
+    offered = await p.eval_on_selector_all(
+        "#issue-actions [data-action]", "els => els.map(e => e.dataset.action)"
+    )
+    assert "accept" in offered and "assign" not in offered and "close" not in offered
+
+
 async def test_the_overview_follows_the_live_feed_and_works_by_keyboard(open_page, server, world):
     page = await open_page()
     p = page.page
@@ -634,6 +654,7 @@ def test_console_assets_are_all_served_locally_with_a_strict_policy(server):
     assert "http" not in r.text.replace("http-equiv", "")
     r = httpx.get(f"{server.base}/console/vendor/echarts.min.js", timeout=10)
     assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+    assert r.headers["content-encoding"] == "gzip" and r.text.startswith("/*! Apache ECharts")
     assert (
         httpx.get(f"{server.base}/console/vendor/echarts-LICENSE.txt", timeout=10).status_code
         == 200

@@ -152,7 +152,9 @@ export default {
 
     async function drawDetail(issue) {
       const nodeName = h('span', {}, ctx.names.get(issue.node_code) || issue.node_code);
-      ctx.nameOf(issue.node_code).then((n) => { nodeName.textContent = n; });
+      // On a unit's page the issues live elsewhere, perhaps outside the caller's subtree:
+      // asking for their node's name would only earn a 404.
+      if (node.kind !== 'unit') ctx.nameOf(issue.node_code).then((n) => { nodeName.textContent = n; });
       const facts = [
         ['状态', statusChip(issue)],
         ['所在单元', nodeName],
