@@ -54,7 +54,6 @@ class JwksKeys:
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._inflight: asyncio.Task[None] | None = None
-        self.fetches = 0
 
     def key(self, kid: str | None) -> jwt.PyJWK | None:
         return None if kid is None else self._keys.get(kid)
@@ -81,7 +80,6 @@ class JwksKeys:
         await asyncio.shield(self._inflight)
 
     def _fetch(self) -> None:
-        self.fetches += 1
         try:
             jwk_set = self._client.get_jwk_set(refresh=True)
         except jwt.PyJWTError as exc:  # unreachable, not JSON, or no usable key in it

@@ -407,6 +407,18 @@ async def test_county_admin_sees_the_countys_figures_and_drills_into_a_street(
     await page.no_horizontal_scroll()
     await page.shot("overview-desktop")
 
+    # as of a past day: the figures as they stood then (nothing of this world existed)
+    await p.fill("#as-of", "2026-01-01")
+    await page.ready("overview")
+    then = server.get(f"/v1/nodes/{world.county}/stats?as_of=2026-01-01", world.admin)
+    assert then["issues"]["reported"] == 0
+    got = await p.get_attribute("[data-figure='issues.reported']", "data-value")
+    assert got == str(then["issues"]["reported"])
+    await p.click("#as-of-now")
+    await p.wait_for_function(
+        "() => document.querySelector(\"[data-figure='issues.reported']\").dataset.value === '3'"
+    )
+
     await p.click(f"[data-child='{world.streets[0]}']")
     await p.wait_for_function(f"() => location.hash.endsWith('{world.streets[0]}')")
     await page.ready("overview")

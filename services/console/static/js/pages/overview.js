@@ -201,6 +201,7 @@ export default {
     }
 
     async function load(minPosition) {
+      document.body.dataset.ready = '';
       const url = `/v1/nodes/${encodeURIComponent(node.code)}/stats${query({ as_of: asOf, min_position: minPosition })}`;
       stats = await api.get(url);
       if (!ctx.current()) return;
