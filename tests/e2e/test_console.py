@@ -85,6 +85,9 @@ def start_server(database_url: str, data: Path) -> tuple[subprocess.Popen[bytes]
         "CIVIC_LOG_LEVEL": "WARNING",
         "CIVIC_RATE_LIMIT": "0",
         "CIVIC_CLOCK_INTERVAL": "0.5",
+        # the PostgreSQL server is shared with other test sessions: a small pool is plenty
+        "CIVIC_DB_POOL_MIN": "1",
+        "CIVIC_DB_POOL_MAX": "4",
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "services.app:app_from_env"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
@@ -602,6 +605,7 @@ async def test_pairings_and_members_masked_unless_admin(open_page, server, world
     assert "138****1234" in member and "13812341234" not in member and "张三丰" not in member
     assert "3.5 小时" in member
     await page.no_horizontal_scroll()
+    await page.shot("pairings-phone")
     admin = await open_page()
     await admin.sign_in(server.token(world.county, "admin"), f"#/pairings/{world.county}")
     await admin.ready("pairings")
@@ -656,6 +660,28 @@ async def test_the_overview_follows_the_live_feed_and_works_by_keyboard(open_pag
     await p.focus("#issue-list tbody tr")
     await p.keyboard.press("Enter")
     await p.wait_for_selector("#issue-detail .facts")
+
+
+async def test_without_a_token_the_sign_in_page_takes_a_pasted_one(open_page, server, world):
+    page = await open_page(PHONE)
+    p = page.page
+    await p.goto(f"{server.base}/console/")
+    await p.wait_for_selector("#token-form")
+    assert "civic dev" in await p.text_content("#view")
+    await page.no_horizontal_scroll()
+    await page.shot("sign-in-phone")
+    await p.fill("#token-input", server.token(world.streets[1], "viewer"))
+    await p.click("#token-form button")
+    await page.ready("overview")
+    assert await p.text_content("h1") == "西溪街道"
+    # a token the server refuses sends the user back to sign in, with the reason
+    await p.evaluate(
+        "() => sessionStorage.setItem('civic.console.token', sessionStorage.getItem('civic.console.token') + 'x')"
+    )
+    await p.reload()
+    await p.wait_for_selector("#token-form", timeout=TIMEOUT_MS)
+    assert "登录已失效" in await p.text_content("#view")
+    page.errors = [e for e in page.errors if "401" not in e]
 
 
 def test_console_assets_are_all_served_locally_with_a_strict_policy(server):

@@ -42,11 +42,16 @@ export function createApi(session, onUnauthorized) {
     } catch {
       throw new ApiError(0, { detail: '无法连接服务器，请检查网络后重试' });
     }
-    if (response.status === 401) onUnauthorized();
     if (!response.ok) {
       let problem = null;
       try { problem = await response.json(); } catch { /* not JSON */ }
-      throw new ApiError(response.status, problem);
+      const error = new ApiError(response.status, problem);
+      if (response.status === 401) {
+        // the sign-in page replaces everything: nothing else should report this one
+        error.signedOut = true;
+        onUnauthorized(error);
+      }
+      throw error;
     }
     return response;
   }

@@ -50,10 +50,13 @@ function start() {
     signInScreen(null);
     return;
   }
-  const api = createApi(session, () => {
+  let seq = 0; // bumped by every navigation: a page still loading for an older one stops
+  const api = createApi(session, (error) => {
     signOut();
     stopLive();
-    signInScreen('登录已失效（令牌过期或无效），请重新登录。');
+    seq += 1; // whatever page is loading stops drawing
+    window.onhashchange = null;
+    signInScreen(`登录已失效，请重新登录。（${error.message}）`);
   });
   const names = new Map();
   const liveListeners = new Set();
@@ -91,7 +94,6 @@ function start() {
 
   const pages = PAGES.filter((p) => !p.roles || session.has(...p.roles));
   let cleanup = null;
-  let seq = 0;
 
   async function nodeInfo(code) {
     let last;
@@ -161,7 +163,7 @@ function start() {
     try {
       node = await nodeInfo(target);
     } catch (err) {
-      if (mine !== seq) return;
+      if (mine !== seq || err.signedOut) return;
       view.replaceChildren(h('div', { class: 'empty' }, '无法打开该节点。'));
       showError(err);
       return;

@@ -55,6 +55,7 @@ export function toast(text) {
 }
 
 export function showError(err) {
+  if (err && err.signedOut) return;
   const el = document.getElementById('alert');
   el.textContent = err ? (err.message || String(err)) : '';
   el.hidden = !err;
