@@ -80,8 +80,8 @@ def _invalid(field: str, message: str) -> ProblemError:
     return ProblemError(
         422,
         "Unprocessable Content",
-        message,
-        slug="validation",
+        f"{field}: {message}",
+        slug="invalid-value",
         errors=[FieldError(field=field, message=message)],
     )
 

@@ -118,6 +118,15 @@ function start() {
     return names.get(code);
   }
 
+  // Names of a subtree's nodes, for tables that carry only codes (one request, two levels).
+  const learned = new Set();
+  async function learnNames(code) {
+    if (learned.has(code)) return;
+    learned.add(code);
+    const walk = (n) => { names.set(n.code, n.name); n.children.forEach(walk); };
+    try { walk(await api.get(`/v1/nodes/${encodeURIComponent(code)}/tree?depth=2`)); } catch { learned.delete(code); }
+  }
+
   async function renderContext(page, node) {
     const crumbs = document.getElementById('crumbs');
     const chain = [...node.path.filter((c) => c !== node.code), node.code];
@@ -179,6 +188,7 @@ function start() {
       node,
       names,
       nameOf,
+      learnNames,
       href,
       go: (p, c) => { window.location.hash = href(p, c); },
       onLive(fn) { liveListeners.add(fn); return () => liveListeners.delete(fn); },

@@ -219,6 +219,7 @@ export default {
       });
     }
 
+    await ctx.learnNames(node.code);
     status.addEventListener('change', () => { filters.status = status.value; load().catch(showError); });
     overdue.addEventListener('change', () => { filters.overdue = overdue.value; load().catch(showError); });
     whistle.addEventListener('change', () => { filters.whistle = whistle.checked; load().catch(showError); });

@@ -71,6 +71,7 @@ export default {
     }
 
     status.addEventListener('change', () => loadPairings().catch(showError));
+    await ctx.learnNames(node.code);
     await Promise.all([loadPairings(), loadMembers()]);
     document.body.dataset.ready = 'pairings';
   },
