@@ -2,7 +2,9 @@
 
 Concurrent starts are safe: the runner holds a transaction-level advisory lock while it
 reads what is applied and applies what is missing. An applied file whose checksum changed
-is refused — schema changes are new files, never edits.
+is refused — schema changes are new files, never edits. So is a pending file numbered
+below the highest applied one: on an existing database it would run after migrations
+written later than it, in an order no fresh database ever sees.
 """
 
 from __future__ import annotations
@@ -55,15 +57,25 @@ def discover() -> list[Migration]:
     return found
 
 
-async def apply(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration; return those applied now."""
-    migrations = discover()
+async def apply(
+    conn: asyncpg.Connection, migrations: list[Migration] | None = None
+) -> list[Migration]:
+    """Apply every pending migration (the shipped ones unless given); return those applied now."""
+    migrations = discover() if migrations is None else sorted(migrations, key=lambda m: m.version)
     applied_now: list[Migration] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await conn.execute(CREATE_LEDGER)
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
         done = {r["version"]: r["checksum"] for r in rows}
+        highest = max(done, default=0)
+        late = [m for m in migrations if m.version not in done and m.version < highest]
+        if late:
+            names = ", ".join(f"{m.version:04d}_{m.name}" for m in late)
+            raise MigrationError(
+                f"{names} numbered below the highest applied migration ({highest:04d}); "
+                "give it the next free number instead"
+            )
         for migration in migrations:
             if migration.version in done:
                 if done[migration.version] != migration.checksum:
