@@ -42,6 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--lang=zh-CN",  # the date picker's own labels in Chinese, as users see them
 ]
 DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
@@ -261,6 +262,7 @@ def world(server: Server) -> World:
     w = World(server)
     # Figures are compared with the API: let the read models reach everything written, and
     # the clock record the finding that was overdue when imported.
+    server.get(f"/v1/nodes/{w.county}?min_position={w.position}", w.admin)  # rm_nodes too
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         stats = server.get(f"/v1/nodes/{w.county}/stats?min_position={w.position}", w.admin)
@@ -291,6 +293,10 @@ class Page:
         self.bytes = 0
         page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on(
+            "response",
+            lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 500 else None,
+        )
 
     async def sign_in(self, token: str, route: str = "") -> None:
         await self.page.goto(f"{self.base}/console/#token={token}")

@@ -82,6 +82,7 @@ export default {
     const disposers = [];
 
     const liveBadge = h('span', { class: 'live', id: 'live-state' }, '');
+    const updated = h('span', { class: 'small muted', id: 'updated-at' }, '');
     disposers.push(ctx.onLiveState((s) => {
       liveBadge.dataset.state = s === 'on' ? 'on' : 'off';
       liveBadge.textContent = { on: '实时更新中', poll: `每30秒刷新`, off: '实时连接中断，重连中', denied: '每30秒刷新' }[s] || '';
@@ -99,7 +100,7 @@ export default {
     view.append(
       h('div', { class: 'page-head' },
         h('div', {}, headName, headSub),
-        h('div', { class: 'toolbar' }, liveBadge, h('label', {}, '统计截至', dateInput), today)),
+        h('div', { class: 'toolbar' }, h('div', { class: 'stamp' }, liveBadge, updated), h('label', {}, '统计截至', dateInput), today)),
       cards,
       h('div', { class: 'grid-2' },
         panel('下级单元排名', h('label', { class: 'small muted' }, '指标 ', rankSelect), rankChart, rankEmpty,
@@ -131,7 +132,7 @@ export default {
       const option = {
         grid: { left: 8, right: 36, top: 8, bottom: 8, containLabel: true },
         tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' }, valueFormatter: (v) => (kind === 'rate' ? pct(v) : num(v)) },
-        xAxis: { type: 'value', max: kind === 'rate' ? 1 : undefined, axisLabel: { formatter: (v) => (kind === 'rate' ? `${Math.round(v * 100)}%` : v) } },
+        xAxis: { type: 'value', max: kind === 'rate' ? 1 : undefined, minInterval: kind === 'rate' ? 0 : 1, axisLabel: { formatter: (v) => (kind === 'rate' ? `${Math.round(v * 100)}%` : v) } },
         yAxis: { type: 'category', inverse: true, data: rows.map((r) => r.name), axisLabel: { width: 96, overflow: 'truncate' } },
         series: [{
           type: 'bar', name: label, barMaxWidth: 22,
@@ -210,6 +211,7 @@ export default {
       drawRanking();
       drawChildren();
       await drawTrend();
+      updated.textContent = asOf ? `${asOf} 日终数据` : `更新于 ${new Date().toLocaleTimeString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false })}`;
       document.body.dataset.ready = 'overview';
     }
 
