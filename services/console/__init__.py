@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litestar import Response, Router
+from litestar import Request, Response, Router
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import CacheControlHeader
 from litestar.middleware import DefineMiddleware
@@ -39,6 +39,15 @@ def _secure(response: Response[Any]) -> Response[Any]:
     return response
 
 
+def _with_slash(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """``/console`` → ``/console/``: the page's relative URLs (app.css, js/…) need the slash."""
+    # the raw path: Litestar's routing path has its trailing slash stripped
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    if raw.split(b"?")[0] == b"/console":
+        return Response(content=b"", status_code=308, headers={"Location": "/console/"})
+    return None
+
+
 def console_router() -> Router:
     return create_static_files_router(
         path="/console",
@@ -47,6 +56,7 @@ def console_router() -> Router:
         name="console",
         # Revalidate on every load (ETag / Last-Modified): a deploy is seen at once.
         cache_control=CacheControlHeader(no_cache=True),
+        before_request=_with_slash,
         after_request=_secure,
         # gzip here only (the API's JSON and SSE are left as they are): ECharts goes from
         # 558 KB to 190 KB over the wire. Level 6: 3× faster than 9 for 1 % more bytes.

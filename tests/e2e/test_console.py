@@ -691,6 +691,8 @@ async def test_without_a_token_the_sign_in_page_takes_a_pasted_one(open_page, se
 
 
 def test_console_assets_are_all_served_locally_with_a_strict_policy(server):
+    r = httpx.get(f"{server.base}/console", timeout=10)
+    assert r.status_code == 308 and r.headers["location"] == "/console/"
     r = httpx.get(f"{server.base}/console/", timeout=10)
     assert r.status_code == 200
     csp = r.headers["content-security-policy"]
