@@ -6,26 +6,32 @@ security limits it to the caller's root tenant.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-FIND_BY_CODE = """
-SELECT n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, n.closed, n.version
+# ``closed`` is the node's own flag or an ancestor's: a closed node closes its subtree.
+_CLOSED = "EXISTS (SELECT 1 FROM nodes a WHERE a.id = ANY (civic_path_ids(n.path)) AND a.closed)"
+_COLUMNS = f"n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, {_CLOSED}, n.version"
+
+FIND_BY_CODE = f"""
+SELECT {_COLUMNS}
 FROM nodes n
 WHERE n.code = $1
 UNION ALL
-SELECT n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, n.closed, n.version
-FROM node_aliases a JOIN nodes n ON n.id = a.node_id
-WHERE a.code = $1
+SELECT {_COLUMNS}
+FROM node_aliases al JOIN nodes n ON n.id = al.node_id
+WHERE al.code = $1
 LIMIT 1
 """
 
-FIND_BY_ID = """
-SELECT id, root_id, code, name, kind, parent_id, path, closed, version FROM nodes WHERE id = $1
-"""
+FIND_BY_ID = f"SELECT {_COLUMNS} FROM nodes n WHERE n.id = $1"
+
+#: SQLSTATE of ``civic_refuse_closed`` (migration 0020).
+NODE_CLOSED_SQLSTATE = "CV423"
 
 
 INSERT = """
@@ -59,6 +65,7 @@ class DirectoryNode:
     kind: str
     parent_id: UUID | None
     path: str
+    #: the node or one of its ancestors is closed
     closed: bool
     version: int
 
@@ -132,6 +139,15 @@ async def move(
         await conn.execute(ADD_ALIAS, node.code, node.id, node.root_id, at)
 
 
+def refuse_closed_statement(node_ids: Iterable[UUID], *, except_id: UUID | None = None) -> str:
+    """A statement that fails with ``NODE_CLOSED_SQLSTATE`` when one of ``node_ids`` lies in
+    a closed subtree (``except_id`` may itself be closed). For ``defer_until_commit``: built
+    from UUIDs' hex digits only."""
+    ids = ",".join(f"'{node_id.hex}'" for node_id in node_ids)
+    excepted = f"'{except_id.hex}'::uuid" if except_id is not None else "NULL"
+    return f"SELECT civic_refuse_closed(ARRAY[{ids}]::uuid[], {excepted})"
+
+
 async def add_party(
     conn: asyncpg.Connection, root_id: UUID, node_id: UUID, stream_id: UUID, role: str
 ) -> None:
@@ -143,3 +159,30 @@ async def add_party(
         stream_id,
         role,
     )
+
+
+REPLACE_PARTY = """
+WITH ended AS (
+    DELETE FROM stream_parties
+    WHERE root_id = $1 AND stream_id = $3 AND role = $4 AND node_id <> $2
+)
+INSERT INTO stream_parties (root_id, node_id, stream_id, role) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+"""
+
+END_PARTY = "DELETE FROM stream_parties WHERE root_id = $1 AND stream_id = $2 AND role = $3"
+
+
+async def set_party(
+    conn: asyncpg.Connection, root_id: UUID, stream_id: UUID, role: str, node_id: UUID | None
+) -> None:
+    """Make ``node_id`` the stream's one party in ``role`` (``None``: no party any more).
+
+    For roles held by one node at a time (an issue's assignee, its current whistle target):
+    a unit sees the stream only while it holds the role. Call it after the append, whose
+    row-level check may still need the party that is being ended.
+    """
+    if node_id is None:
+        await conn.execute(END_PARTY, root_id, stream_id, role)
+    else:
+        await conn.execute(REPLACE_PARTY, root_id, node_id, stream_id, role)

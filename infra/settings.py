@@ -40,7 +40,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_timeout_seconds: float = 5.0
     feed_heartbeat_seconds: float = 15.0
     feed_max_stream_seconds: float = 300.0
-    rate_limit_per_minute: int = 6000
+    #: per principal. ``POST /v1/issues`` peaks near 600 requests/s for the whole server
+    #: (README "Performance", 2 cores): 1,200/min (20/s) lets one token take at most about
+    #: a thirtieth of that, sustained, while a minute's burst still covers a batch import
+    #: client or a console page's fan-out of reads.
+    rate_limit_per_minute: int = 1200
+    #: requests without a usable token, per client address (401s, the schema, the public
+    #: key): cheap to answer, but each bad token costs a signature check.
+    anonymous_rate_limit_per_minute: int = 120
+    max_waits_per_principal: int = 4
+    max_streams_per_principal: int = 4
+    #: server-wide concurrent heavy audit/export requests (see services/limits.py).
+    heavy_concurrency: int = 2
+    #: hosts webhooks may reach although they resolve to internal addresses.
+    webhook_allow_hosts: tuple[str, ...] = ()
+    metrics_token: str | None = None
+    metrics_public: bool = False
+    #: request line and header block caps (414 / 431), and how long a client may take to
+    #: send its header block, or stay idle between requests.
+    max_request_line_bytes: int = 8192
+    max_header_bytes: int = 16384
+    header_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: int = 5
     max_body_bytes: int = 1_048_576
     statement_timeout_ms: int = 30_000
     clock_interval_seconds: float = 5.0
@@ -97,7 +118,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             webhook_timeout_seconds=float(env.get("CIVIC_WEBHOOK_TIMEOUT", "5")),
             feed_heartbeat_seconds=float(env.get("CIVIC_FEED_HEARTBEAT", "15")),
             feed_max_stream_seconds=float(env.get("CIVIC_FEED_MAX_STREAM", "300")),
-            rate_limit_per_minute=int(env.get("CIVIC_RATE_LIMIT", "6000")),
+            rate_limit_per_minute=int(env.get("CIVIC_RATE_LIMIT", "1200")),
+            anonymous_rate_limit_per_minute=int(env.get("CIVIC_ANON_RATE_LIMIT", "120")),
+            max_waits_per_principal=int(env.get("CIVIC_MAX_WAITS_PER_PRINCIPAL", "4")),
+            max_streams_per_principal=int(env.get("CIVIC_MAX_STREAMS_PER_PRINCIPAL", "4")),
+            heavy_concurrency=int(env.get("CIVIC_HEAVY_CONCURRENCY", "2")),
+            webhook_allow_hosts=tuple(
+                h.strip().lower().rstrip(".")
+                for h in env.get("CIVIC_WEBHOOK_ALLOW_HOSTS", "").split(",")
+                if h.strip()
+            ),
+            metrics_token=env.get("CIVIC_METRICS_TOKEN") or None,
+            metrics_public=flag("CIVIC_METRICS_PUBLIC", False),
+            max_request_line_bytes=int(env.get("CIVIC_MAX_REQUEST_LINE", "8192")),
+            max_header_bytes=int(env.get("CIVIC_MAX_HEADER_BYTES", "16384")),
+            header_timeout_seconds=float(env.get("CIVIC_HEADER_TIMEOUT", "10")),
+            keepalive_timeout_seconds=int(env.get("CIVIC_KEEPALIVE_TIMEOUT", "5")),
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
         )

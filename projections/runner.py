@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -221,6 +221,8 @@ class ProjectionRunner:
         self.quiet_after = quiet_after
         self.quiet_poll_gap = quiet_poll_gap
         self._tasks: list[asyncio.Task[None]] = []
+        #: called after a batch moved a checkpoint (wakes reads waiting for a position).
+        self.on_progress: list[Callable[[], None]] = []
         self._listener: asyncpg.Connection | None = None
         self._stopping = asyncio.Event()
 
@@ -374,8 +376,12 @@ class ProjectionRunner:
             backoff = 0.5
             if stores(events, new_cp, state.stored, store_idle):
                 state.stored, state.stored_at = new_cp, time.monotonic()
+            moved = new_cp > state.checkpoint
             state.checkpoint = new_cp
             state.applied += len(events)
+            if moved:
+                for hook in self.on_progress:
+                    hook()
             if self.metrics:
                 behind = len(events) == self.batch_size
                 self.metrics.observe_projection(
@@ -458,6 +464,13 @@ def _handles_by_name() -> dict[str, frozenset[str]]:
 _HANDLES: dict[str, frozenset[str]] = {}
 
 
+def handles_by_name() -> Mapping[str, frozenset[str]]:
+    """The events of each registered projection, by its name (computed once)."""
+    if not _HANDLES:
+        _HANDLES.update(_handles_by_name())
+    return _HANDLES
+
+
 async def wait_for_position(
     conn: asyncpg.Connection,
     names: Sequence[str],
@@ -470,9 +483,7 @@ async def wait_for_position(
 
     ``handles``: the events of each projection, by default those of the registry's."""
     if handles is None:
-        if not _HANDLES:
-            _HANDLES.update(_handles_by_name())
-        handles = _HANDLES
+        handles = handles_by_name()
     known = [n for n in names if n in handles]
     pairs = [(n, t) for n in known for t in sorted(handles[n])]
     args = (

@@ -28,7 +28,8 @@ from infra.metrics import Metrics
 from infra.pii_keys import master_key
 from infra.settings import Settings
 from projections.registry import all_projections
-from projections.runner import ProjectionRunner
+from projections.runner import ProjectionRunner, handles_by_name
+from projections.waits import PositionWaits
 from services.api import health
 from services.api.audit import AuditController
 from services.api.feed import FeedController
@@ -44,11 +45,13 @@ from services.api.stats import StatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
 from services.console import console_router
+from services.content_type import require_json_body
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
 from services.integration import Integration
 from services.jwks_refresh import refresh_signing_keys
 from services.keys import jwt_config
+from services.limits import HeavyBudget, PerPrincipal
 from services.middleware import request_context
 from services.notifier import CommitNotifier
 from services.problems import handle_exception
@@ -66,6 +69,11 @@ def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     )
     if clock is not None:
         ctx.clock = clock
+    ctx.waits = PositionWaits(lambda: ctx.db, handles_by_name)
+    ctx.after_commit.append(ctx.waits.saw_commit)
+    ctx.wait_slots = PerPrincipal(settings.max_waits_per_principal, "waiting reads")
+    ctx.stream_slots = PerPrincipal(settings.max_streams_per_principal, "live streams")
+    ctx.heavy = HeavyBudget(settings.heavy_concurrency)
     return ctx
 
 
@@ -125,6 +133,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
                 runner = ProjectionRunner(workers, projections, metrics=ctx.metrics)
                 await runner.start()
                 app.state.runner = runner
+                if ctx.waits is not None:
+                    ctx.waits.attach(runner)
                 deadline_clock.start()
                 integration.start(workers)
                 checkpointer.start()
@@ -135,6 +145,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             await deadline_clock.stop()
             await integration.stop()
             await checkpointer.stop()
+            if ctx.waits is not None:
+                await ctx.waits.close()
             if runner is not None:
                 await runner.stop()
             if notifier is not None:
@@ -162,10 +174,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             }
         ),
         exception_handlers={Exception: handle_exception},
+        before_request=require_json_body,
         middleware=[
             request_context(ctx.metrics),
             refresh_signing_keys(ctx.jwt),
-            rate_limit(ctx.jwt, settings.rate_limit_per_minute),
+            rate_limit(
+                ctx.jwt,
+                settings.rate_limit_per_minute,
+                settings.anonymous_rate_limit_per_minute,
+            ),
         ],
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=[], allow_methods=["GET", "POST", "DELETE"]),

@@ -23,6 +23,7 @@ def _serve(settings: Settings, *, api: bool = True) -> None:
     import uvicorn
 
     from services.app import create_app
+    from services.http_server import protocol_for
 
     app = create_app(settings, api=api)
     config = uvicorn.Config(
@@ -34,6 +35,9 @@ def _serve(settings: Settings, *, api: bool = True) -> None:
         lifespan="on",
         timeout_graceful_shutdown=20,
         proxy_headers=True,
+        # header-size caps and a deadline for the header block (services/http_server.py)
+        http=protocol_for(settings),
+        timeout_keep_alive=settings.keepalive_timeout_seconds,
     )
     uvicorn.Server(config).run()
 

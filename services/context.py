@@ -13,7 +13,9 @@ from infra.event_codec import EventCodec
 from infra.event_store import EventStore
 from infra.metrics import Metrics
 from infra.settings import Settings
+from projections.waits import PositionWaits
 from services.auth import JwtConfig
+from services.limits import HeavyBudget, PerPrincipal
 
 
 @dataclass
@@ -28,6 +30,11 @@ class AppContext:
     scopes: ScopeCache = field(default_factory=ScopeCache)
     #: called after every committed command (wakes projectors, relays).
     after_commit: list[Any] = field(default_factory=list)
+    #: reads waiting for a position (no connection held), and the caps on concurrent work.
+    waits: PositionWaits | None = None
+    wait_slots: PerPrincipal = field(default_factory=lambda: PerPrincipal(4, "waiting reads"))
+    stream_slots: PerPrincipal = field(default_factory=lambda: PerPrincipal(4, "live streams"))
+    heavy: HeavyBudget = field(default_factory=lambda: HeavyBudget(2))
 
     @property
     def db(self) -> asyncpg.Pool:

@@ -48,7 +48,10 @@ class DeadlineSweep(Protocol):
     name: str
 
     async def due(self, conn: asyncpg.Connection, now: datetime, limit: int) -> list[DueItem]:
-        """Past-due items not yet recorded (read as the system, across tenants)."""
+        """Past-due items not yet recorded (read as the system, across tenants).
+
+        Leave out items in a closed subtree (``civic_subtree_closed(node_id)``): their
+        appends are refused, and items that can never fire would fill every batch."""
         ...
 
     async def fire(self, session: CommandSession, stream_id: UUID) -> bool:

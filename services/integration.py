@@ -15,6 +15,7 @@ import asyncpg
 from infra.settings import Settings
 from services.live import FeedConfig, LiveSignal
 from services.nats_relay import NatsRelay
+from services.webhooks.addresses import AddressPolicy
 from services.webhooks.delivery import RetryPolicy, WebhookConfig, WebhookWorker
 
 
@@ -38,6 +39,7 @@ class Integration:
                     max_attempts=settings.webhook_max_attempts,
                 ),
                 timeout_seconds=settings.webhook_timeout_seconds,
+                addresses=AddressPolicy(settings.webhook_allow_hosts),
             ),
         )
         relay = None

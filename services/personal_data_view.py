@@ -6,14 +6,17 @@ turns stored personal data back into a response goes through here:
 * ``new_person``: validate and normalise name, mobile and ID-card number (422 otherwise);
 * ``identity_hash``: the keyed HMAC (blind index) duplicate detection compares — never
   the plaintext;
+* ``may_reveal``: clear text is for admins of the member's community or of a level above
+  it — not for units (which see their own in-service members masked), nor for admins
+  elsewhere in the tenant;
 * ``person_view``: what a caller may see of stored personal data — masked (``张*``,
-  ``138****1234``, ``330106********1234``) unless the caller is an admin; an erased person
+  ``138****1234``, ``330106********1234``) unless ``may_reveal`` allows it; an erased person
   reads as ``[erased]``.
 
 The read model keeps the event's personal-data field verbatim (``rm_members.person``):
 ciphertext sealed with the person's data key (``infra/pii_crypto.py``). ``person_view``
 opens it with the wrapped key the read joined from ``person_keys``, in memory only, then
-masks it unless the caller is an admin. No key (erased) reads ``[erased]``; a value that
+masks it unless the caller may see it in clear. No key (erased) reads ``[erased]``; a value that
 does not open (altered ciphertext, wrong key) reads ``[unavailable]`` — never a 500.
 ``record_reveals`` writes the audit of clear-text reads (``pii_reveals``).
 Nothing here logs, and callers must not log what they get from it.
@@ -36,7 +39,7 @@ from domain.personal_data import (
     personal_data,
     revealed,
 )
-from infra.database import scoped_transaction
+from infra.database import Scope, scoped_transaction
 from infra.pii_crypto import DecryptionFailed, is_sealed, open_with_wrapped
 from infra.pii_keys import blind_index, index_key, master_key
 from infra.settings import Settings
@@ -57,7 +60,7 @@ class PersonView(msgspec.Struct):
     name: str
     phone: str
     id_number: str | None
-    #: true when the values are masked (the caller is not an admin)
+    #: true when the values are masked (the caller is not an admin over the community)
     masked: bool
     #: true when clear text was shown (an admin's view of a readable person): audited
     revealed: bool = False
@@ -79,9 +82,15 @@ def identity_hash(settings: Settings, person: PersonalData) -> bytes:
     return blind_index(index_key(settings), identity_key(person))
 
 
-def may_reveal(principal: Principal) -> bool:
-    """Only admins see personal data in clear."""
-    return principal.is_admin
+def may_reveal(principal: Principal, scope: Scope, community_path: str | None) -> bool:
+    """Clear text only for an admin whose scope holds the member's (current) community: the
+    community's own admins and those above it. A unit's scope never holds a community."""
+    return (
+        principal.is_admin
+        and not scope.is_unit
+        and community_path is not None
+        and scope.contains_path(community_path)
+    )
 
 
 def _decode(stored: str | bytes | None, opened: bytes | None) -> PersonalData | None:
@@ -100,8 +109,8 @@ def _unavailable(reveal: bool) -> PersonView:
 
 def person_view(
     stored: str | bytes | None,
-    principal: Principal,
     *,
+    reveal: bool,
     settings: Settings,
     root_id: UUID,
     member_id: UUID,
@@ -111,9 +120,9 @@ def person_view(
     """The caller's view of a stored person (``None`` or no key = erased).
 
     ``stored`` is the read model's sealed value; ``key_id``/``wrapped_key`` the person's
-    row of ``person_keys`` (``None`` once shredded).
+    row of ``person_keys`` (``None`` once shredded); ``reveal``: ``may_reveal``'s answer
+    for this caller and member.
     """
-    reveal = may_reveal(principal)
     try:
         sealed = msgspec.json.decode(stored) if stored is not None else None
         opened = None

@@ -6,12 +6,18 @@ ASGI middleware keys by the *verified* token's ``sub`` and ``scope`` (an unverif
 could drain someone else's bucket). Verified tokens are remembered for a minute, so a
 request costs one dictionary look-up, not a second signature check.
 
-``CIVIC_RATE_LIMIT`` (``Settings.rate_limit_per_minute``, default 6000) is both the refill
-rate per minute and the bucket's size: a principal may burst up to a minute's allowance,
-then gets ``429 Too Many Requests`` (problem+json) with ``Retry-After`` in whole seconds.
-``0`` turns limiting off. Requests without a usable token pass through (they get their 401
-from the handler); health, metrics and the schema carry no token and are never limited.
-The limit is per API process: behind N replicas a principal gets up to N times as much.
+``CIVIC_RATE_LIMIT`` (``Settings.rate_limit_per_minute``, default 1200; why that figure:
+``infra/settings.py``) is both the refill rate per minute and the bucket's size: a principal
+may burst up to a minute's allowance, then gets ``429 Too Many Requests`` (problem+json)
+with ``Retry-After`` in whole seconds. ``0`` turns limiting off.
+
+Requests without a usable token (none, a bad one, the metrics token) are limited per client
+address instead, at ``CIVIC_ANON_RATE_LIMIT`` (default 120): each bad token costs a
+signature check, and nothing unauthenticated needs more. The address is the peer's, or the
+``X-Forwarded-For`` one when the peer is a trusted proxy (uvicorn's ``FORWARDED_ALLOW_IPS``).
+Health probes, and the static pages of ``/console`` and ``/schema`` (which load many assets
+without a token), are never limited. The limits are per API process: behind N replicas a
+client gets up to N times as much.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from services.problems import PROBLEM_JSON
 _TYPE = "https://civic-ledger.dev/problems/rate-limited"
 _TOKEN_CACHE_SECONDS = 60.0
 _MAX_CACHED_TOKENS = 10_000
+#: path prefixes never limited: probes, and static pages that load assets without a token
+_UNLIMITED = ("/health/", "/console", "/schema")
 
 
 class TokenBuckets:
@@ -84,13 +92,19 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def rate_limit(jwt: JwtConfig, per_minute: int) -> Any:
+def _client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def rate_limit(jwt: JwtConfig, per_minute: int, anonymous_per_minute: int = 0) -> Any:
     """The middleware factory for ``Litestar(middleware=[...])``."""
 
     def factory(app: ASGIApp) -> ASGIApp:
-        if per_minute <= 0:
+        if per_minute <= 0 and anonymous_per_minute <= 0:
             return app
-        buckets = TokenBuckets(per_minute)
+        buckets = TokenBuckets(per_minute) if per_minute > 0 else None
+        anonymous = TokenBuckets(anonymous_per_minute) if anonymous_per_minute > 0 else None
         verified: dict[str, tuple[float, str]] = {}  # token → (until, key)
 
         def key_of(header: str) -> str | None:
@@ -109,9 +123,21 @@ def rate_limit(jwt: JwtConfig, per_minute: int) -> Any:
             return key
 
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            header = _bearer(scope) if scope["type"] == "http" else None
+            if scope["type"] != "http" or scope.get("path", "").startswith(_UNLIMITED):
+                await app(scope, receive, send)
+                return
+            header = _bearer(scope)
             key = key_of(header) if header else None
-            wait = buckets.take(key) if key is not None else 0.0
+            if key is not None:
+                wait = buckets.take(key) if buckets is not None else 0.0
+                limit, who = per_minute, "this principal"
+            else:
+                address = _client_address(scope)
+                wait = anonymous.take(address) if anonymous is not None else 0.0
+                limit, who = (
+                    anonymous_per_minute,
+                    "requests without a valid token from this address",
+                )
             if wait <= 0.0:
                 await app(scope, receive, send)
                 return
@@ -121,7 +147,7 @@ def rate_limit(jwt: JwtConfig, per_minute: int) -> Any:
                 "title": "Too Many Requests",
                 "status": 429,
                 "detail": (
-                    f"rate limit of {per_minute} requests per minute for this principal "
+                    f"rate limit of {limit} requests per minute for {who} "
                     f"exceeded; retry after {retry_after} s"
                 ),
                 "instance": scope.get("path", ""),

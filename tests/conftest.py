@@ -121,6 +121,12 @@ async def app(database_url: str, session_clock: MovableClock) -> AsyncIterator[A
         log_level="WARNING",
         pool_min=2,
         pool_max=20,
+        # the webhook tests' receivers listen on 127.0.0.1, which webhooks may not reach
+        # otherwise; and the session's many 401 checks come from one client address
+        # (tests of both limits run their own app).
+        webhook_allow_hosts=("127.0.0.1",),
+        anonymous_rate_limit_per_minute=0,
+        metrics_token="test-metrics-token-" + "m" * 20,
     )
     application = create_app(settings, clock=session_clock)
     async with AsyncTestClient(application) as client:

@@ -29,6 +29,11 @@ def auth(jwt: JwtConfig, scope: str, *roles: str, sub: str = "tester") -> dict[s
     return {"Authorization": f"Bearer {token(jwt, scope, *roles, sub=sub)}"}
 
 
+def metrics_auth(client: AsyncTestClient[Any]) -> dict[str, str]:
+    """The scraper's header for ``GET /metrics`` of a test app (CIVIC_METRICS_TOKEN)."""
+    return {"Authorization": f"Bearer {client.app.state.ctx.settings.metrics_token}"}
+
+
 @dataclass
 class Tree:
     """county → streets → communities (+ a unit under the county)."""

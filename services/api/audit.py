@@ -181,7 +181,7 @@ class AuditController(Controller):
     )
     async def verify(self, ctx: Ctx, principal: Caller, node: NodeParam = None) -> VerifyReport:
         require(principal, AUDITORS, "verifying the audit trail")
-        async with read_scope(ctx, principal) as (conn, scope):
+        async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             target = await subtree_node(conn, scope, node)
             return await verify_subtree(conn, target, ctx.store.hasher)
 
@@ -198,7 +198,7 @@ class AuditController(Controller):
         self, ctx: Ctx, principal: Caller, checkpointer: CheckpointerDep, node: NodeParam = None
     ) -> Checkpoint:
         require(principal, AUDITORS, "taking a checkpoint")
-        async with read_scope(ctx, principal) as (conn, scope):
+        async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             target = await subtree_node(conn, scope, node)
             return await checkpointer.take(conn, target)
 
@@ -238,7 +238,7 @@ class AuditController(Controller):
     ) -> CheckpointVerdict:
         require(principal, AUDITORS, "verifying a checkpoint")
         heads = [Head(node_id=h.node_id, code=h.code, seq=h.seq, hash=h.hash) for h in data.heads]
-        async with read_scope(ctx, principal) as (conn, _):
+        async with read_scope(ctx, principal, heavy=True) as (conn, _):
             checks = await heads_extend(conn, heads, ctx.store.hasher)
         return _verdict(data, checkpointer.signer.public_key_raw(), checks)
 
@@ -320,7 +320,7 @@ class AuditController(Controller):
     ) -> Proof:
         require(principal, AUDITORS, "proving an event")
         hasher = ctx.store.hasher
-        async with read_scope(ctx, principal) as (conn, scope):
+        async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             found = await find_event(conn, scope.root_id, event_id, hasher)
             if found is None or not found.path.startswith(scope.path):
                 raise not_found(f"event {event_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeAlias
@@ -14,11 +15,10 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from infra.database import Scope, scoped_transaction
-from projections.runner import wait_for_position
 from services.auth import Principal, decode_token
 from services.commands.session import CommandOutcome, CommandRequest, Decide, run_command
 from services.context import AppContext
-from services.problems import ProblemError, forbidden
+from services.problems import FieldError, ProblemError, forbidden
 from services.roles import Role
 
 POSITION_HEADER = "X-Civic-Position"
@@ -31,8 +31,12 @@ MinPosition: TypeAlias = Annotated[
     int | None,
     QueryParameter(
         ge=0,
+        le=2**63 - 1,
         required=False,
-        description="Wait (at most 5 s) until read models include this position; 503 if not.",
+        description=(
+            "Wait (at most 5 s) until read models include this position; 503 if not, 422 "
+            "beyond the newest committed position, 429 with too many waits of yours."
+        ),
     ),
 ]
 
@@ -127,22 +131,18 @@ async def read_scope(
     *,
     min_position: int | None = None,
     projections: Sequence[str] = (),
+    heavy: bool = False,
 ) -> AsyncIterator[tuple[asyncpg.Connection, Scope]]:
-    """A read-only scoped transaction, after waiting (bounded) for ``min_position``."""
-    async with ctx.db.acquire() as conn:
-        if min_position is not None and projections:
-            reached = await wait_for_position(
-                conn, projections, min_position, timeout=MAX_WAIT_SECONDS
-            )
-            if not reached:
-                raise ProblemError(
-                    503,
-                    "Service Unavailable",
-                    f"read models have not reached position {min_position} within "
-                    f"{MAX_WAIT_SECONDS:.0f} s; retry shortly",
-                    slug="not-caught-up",
-                    headers={"Retry-After": "1"},
-                )
+    """A read-only scoped transaction, after waiting (bounded) for ``min_position``.
+
+    ``heavy``: the read walks a whole subtree (verification, checkpoints, exports); it runs
+    within the server's small budget for such work (``services/limits.HeavyBudget``)."""
+    if min_position is not None and projections:
+        await wait_for_read_models(ctx, principal, projections, min_position)
+    async with contextlib.AsyncExitStack() as stack:
+        if heavy:
+            stack.enter_context(ctx.heavy.slot(principal))
+        conn = await stack.enter_async_context(ctx.db.acquire())
         async with scoped_transaction(
             conn,
             principal.scope,
@@ -151,3 +151,40 @@ async def read_scope(
         ) as (_, scope):
             await conn.execute("SET TRANSACTION READ ONLY")
             yield conn, scope
+
+
+async def wait_for_read_models(
+    ctx: AppContext, principal: Principal, projections: Sequence[str], position: int
+) -> None:
+    """Return once the read models include ``position``, holding no connection meanwhile.
+
+    422 at once for a position beyond the newest committed one (no answer of this server
+    carried it); 429 when the principal already has ``CIVIC_MAX_WAITS_PER_PRINCIPAL`` reads
+    waiting; 503 after ``MAX_WAIT_SECONDS``."""
+    waits = ctx.waits
+    assert waits is not None, "build_context sets up the waits"
+    if waits.reached_here(projections, position):
+        return
+    reach = await waits.reach(projections)
+    if position > reach.newest:
+        raise ProblemError(
+            422,
+            "Unprocessable Content",
+            "min_position lies beyond the newest committed position; pass a position this "
+            "API returned",
+            slug="invalid-value",
+            errors=[FieldError(field="min_position", message="beyond the newest position")],
+        )
+    if reach.covers(projections, position):
+        return
+    with ctx.wait_slots.slot(principal):
+        reached = await waits.wait(projections, position, MAX_WAIT_SECONDS)
+    if not reached:
+        raise ProblemError(
+            503,
+            "Service Unavailable",
+            f"read models have not reached position {position} within "
+            f"{MAX_WAIT_SECONDS:.0f} s; retry shortly",
+            slug="not-caught-up",
+            headers={"Retry-After": "1"},
+        )

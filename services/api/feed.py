@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -211,9 +211,29 @@ class FeedController(Controller):
         if resume is not None:
             after = resume
         config: FeedConfig = state.feed_config
-        # The first page is read before streaming, so a bad scope is still a 401 answer.
-        first = await read_page(ctx, principal, after, min(limit, config.page_size))
+        # A live stream holds memory and a wake-up for minutes: a principal has at most
+        # CIVIC_MAX_STREAMS_PER_PRINCIPAL of them (429 beyond), released when it ends.
+        slot = ctx.stream_slots.try_take(principal)
+        try:
+            # The first page is read before streaming, so a bad scope is still a 401 answer.
+            first = await read_page(ctx, principal, after, min(limit, config.page_size))
+        except BaseException:
+            ctx.stream_slots.give_back(slot)
+            raise
         return ServerSentEvent(
-            live_stream(ctx, principal, first, config, state.live),
+            _releasing(
+                live_stream(ctx, principal, first, config, state.live),
+                lambda: ctx.stream_slots.give_back(slot),
+            ),
             headers={"Cache-Control": "no-store"},
         )
+
+
+async def _releasing(
+    stream: AsyncIterator[ServerSentEventMessage], release: Callable[[], None]
+) -> AsyncIterator[ServerSentEventMessage]:
+    try:
+        async for message in stream:
+            yield message
+    finally:
+        release()

@@ -34,6 +34,7 @@ from infra import directory
 from infra.database import Scope
 from infra.directory import DirectoryNode
 from services.api import findings_ledger as ledger
+from services.api.code_filters import visible_node
 from services.api.deps import (
     Caller,
     Ctx,
@@ -277,12 +278,22 @@ async def _node_in_scope(conn: asyncpg.Connection, scope: Scope, code: str) -> D
     return node
 
 
-async def _unit_id(conn: asyncpg.Connection, code: str | None) -> UUID | None:
+#: a responsible unit outside the subtree may filter the list when a finding the caller sees
+#: names it; any other code answers as an unknown one (services/api/code_filters.py).
+_NAMED_BY_A_FINDING = """
+SELECT EXISTS (SELECT 1 FROM rm_findings f
+               WHERE f.root_id = civic_scope_root() AND f.responsible_unit_id = $1
+                 AND (f.node_id IN (SELECT civic_scope_nodes())
+                      OR f.id IN (SELECT civic_party_streams())))
+"""
+
+
+async def _unit_id(conn: asyncpg.Connection, scope: Scope, code: str | None) -> UUID | None:
     if code is None:
         return None
-    unit = await directory.find_by_code(conn, code)
-    if unit is None:
-        raise not_found(f"responsible unit {code}")
+    unit = await visible_node(
+        conn, scope, code, f"responsible unit {code}", named_by=_NAMED_BY_A_FINDING
+    )
     return unit.id
 
 
@@ -497,7 +508,7 @@ class FindingController(Controller):
                 today=today,
                 status=status,
                 warning=warning,
-                unit_id=await _unit_id(conn, responsible_unit),
+                unit_id=await _unit_id(conn, scope, responsible_unit),
             )
             if after is not None:
                 at, last_id = where.arg(after[0], "timestamptz"), where.arg(after[1], "uuid")
@@ -540,7 +551,7 @@ class FindingController(Controller):
         today = _today(ctx)
         # Resolve the node first: a 404 (or a timeout's 503) answers before any byte is sent.
         async with read_scope(
-            ctx, principal, min_position=min_position, projections=PROJECTIONS
+            ctx, principal, min_position=min_position, projections=PROJECTIONS, heavy=True
         ) as (conn, scope):
             if node is not None:
                 target = await _node_in_scope(conn, scope, node)
@@ -596,7 +607,7 @@ async def _csv_stream(
     ledger. Every fetch runs under the statement timeout, and a client that stops reading
     for ``LEDGER_IDLE_TIMEOUT_MS`` loses the connection rather than pinning a snapshot."""
     yield ledger.csv_chunk((), header=True)
-    async with read_scope(ctx, principal) as (conn, scope):
+    async with read_scope(ctx, principal, heavy=True) as (conn, scope):
         await conn.execute(
             f"SET LOCAL idle_in_transaction_session_timeout = {LEDGER_IDLE_TIMEOUT_MS}"
         )

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+from typing import Any
 
 import msgspec
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.datastructures import State
 
 from infra import migrator
+from infra.settings import Settings
 from services.context import AppContext
+from services.problems import ProblemError
 
 
 class Health(msgspec.Struct):
@@ -52,13 +56,36 @@ async def ready(state: State) -> Response[Health]:
     )
 
 
+def metrics_allowed(settings: Settings, authorization: str | None) -> bool:
+    """``CIVIC_METRICS_PUBLIC=true``, or ``Authorization: Bearer <CIVIC_METRICS_TOKEN>``.
+
+    Not a tenant's JWT, not even an admin's: the figures are the whole server's (every
+    tenant's request and event counts), and a scraper holds a static secret more easily
+    than a short-lived token (Prometheus: ``authorization.credentials_file``)."""
+    if settings.metrics_public:
+        return True
+    if not settings.metrics_token or not authorization:
+        return False
+    scheme, _, credentials = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credentials.strip().encode(), settings.metrics_token.encode()
+    )
+
+
 @get(
     "/metrics",
     tags=["operations"],
-    summary="Prometheus metrics",
+    summary="Prometheus metrics (Bearer CIVIC_METRICS_TOKEN, unless CIVIC_METRICS_PUBLIC)",
     sync_to_thread=False,
     media_type="text/plain; version=0.0.4",
 )
-def metrics(state: State) -> Response[bytes]:
+def metrics(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     ctx: AppContext = state.ctx
+    if not metrics_allowed(ctx.settings, request.headers.get("authorization")):
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "metrics need Authorization: Bearer <CIVIC_METRICS_TOKEN>",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -26,6 +26,7 @@ from domain.issue import MAX_RESPOND_MINUTES, SATISFACTIONS, SOURCES, STATUSES
 from infra import directory
 from infra.database import Scope
 from projections.issues import ESCALATION_OVERDUE_SQL, OVERDUE_SQL
+from services.api.code_filters import visible_node
 from services.api.deps import (
     POSITION_HEADER,
     Caller,
@@ -309,6 +310,14 @@ LEFT JOIN nodes t ON t.id = i.escalation_to_id
 IN_SCOPE = "(i.node_id IN (SELECT civic_scope_nodes()) OR i.id IN (SELECT civic_party_streams()))"
 
 READ_ISSUE = f"{SELECT_ISSUES} WHERE i.root_id = $2 AND i.id = $3 AND {IN_SCOPE}"
+
+#: a unit (or whistled level) outside the subtree may filter a list when an issue the caller
+#: sees names it; any other code answers as an unknown one (services/api/code_filters.py).
+_NAMED_BY = {
+    column: f"SELECT EXISTS (SELECT 1 FROM rm_issues i WHERE i.root_id = civic_scope_root()"
+    f" AND i.{column} = $1 AND {IN_SCOPE})"
+    for column in ("assignee_id", "escalation_to_id")
+}
 
 STREAM_VISIBLE = "SELECT EXISTS (SELECT 1 FROM events WHERE root_id = $1 AND stream_id = $2)"
 
@@ -825,9 +834,9 @@ class IssueController(Controller):
                 where.add(expr if overdue else f"NOT {expr}")
             for code, column in ((assignee, "assignee_id"), (escalated_to, "escalation_to_id")):
                 if code is not None:
-                    found = await directory.find_by_code(conn, code)
-                    if found is None:
-                        raise not_found(f"node {code}")
+                    found = await visible_node(
+                        conn, scope, code, f"node {code}", named_by=_NAMED_BY[column]
+                    )
                     where.add(f"i.{column} = {where.arg(found.id, 'uuid')}")
             for value, column in ((source, "source"), (category, "category")):
                 if value is not None:

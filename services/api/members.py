@@ -5,7 +5,8 @@ Roles: register, record service, adjust points, transfer, deregister — operato
 whose scope holds the member's (current) community; erase — admin; reads — every role, for
 members whose current community lies in the caller's subtree, and for a unit principal the
 members whose home unit it is. Name, mobile and ID-card number are masked (``张*``,
-``138****1234``, ``330106********1234``) unless the caller has role admin; once erased they
+``138****1234``, ``330106********1234``) unless the caller is an admin whose scope holds the
+member's community (a unit's admin sees its members masked); once erased they
 read ``[erased]``. Personal data is handled only through ``services.personal_data_view``:
 stored sealed (per-person AES-GCM key, ``person_keys``), opened in memory per read; every
 clear-text read by an admin is recorded in ``pii_reveals`` before it is answered (reason:
@@ -14,6 +15,10 @@ the ``X-Reveal-Reason`` header), see docs/privacy.md.
 Unit registration (an extension to the API spine): a unit principal reports its own unit
 to a community of its root tenant, or an operator/admin records a unit reporting to a
 community of its subtree. Once per unit and community (409 again).
+
+A transfer's destination lies in the caller's scope like every node a command names (else
+404, as for an unknown code): a member moves between streets by a principal whose scope holds
+both, so no street learns who is registered in another, nor moves people into it.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page
 from services.auth import Principal
 from services.commands import members as commands
 from services.context import AppContext
-from services.personal_data_view import Reveal, person_view, record_reveals
+from services.personal_data_view import Reveal, may_reveal, person_view, record_reveals
 from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS, Role
 
@@ -216,13 +221,13 @@ def _visible(scope: Scope, r: asyncpg.Record) -> bool:
 
 
 def _view(
-    r: asyncpg.Record, principal: Principal, ctx: AppContext, root_id: UUID, reveals: list[Reveal]
+    r: asyncpg.Record, principal: Principal, ctx: AppContext, scope: Scope, reveals: list[Reveal]
 ) -> MemberView:
     person = person_view(
         r["person"],
-        principal,
+        reveal=may_reveal(principal, scope, r["community_path"]),
         settings=ctx.settings,
-        root_id=root_id,
+        root_id=scope.root_id,
         member_id=r["id"],
         key_id=r["key_id"],
         wrapped_key=r["wrapped_key"],
@@ -434,7 +439,7 @@ class MemberController(Controller):
                     raise not_caught_up("member")
                 raise not_found(f"member {member_id}")
         reveals: list[Reveal] = []
-        view = _view(row, principal, ctx, scope.root_id, reveals)
+        view = _view(row, principal, ctx, scope, reveals)
         await record_reveals(
             ctx, principal, reveals, endpoint="GET /v1/members/{id}", request=request
         )
@@ -483,8 +488,8 @@ class MemberController(Controller):
                 limit + 1,
             )
         reveals: list[Reveal] = []
-        items = [_view(r, principal, ctx, scope.root_id, reveals) for r in rows[:limit]]
-        items += [_view(r, principal, ctx, scope.root_id, []) for r in rows[limit:]]
+        items = [_view(r, principal, ctx, scope, reveals) for r in rows[:limit]]
+        items += [_view(r, principal, ctx, scope, []) for r in rows[limit:]]
         await record_reveals(ctx, principal, reveals, endpoint="GET /v1/members", request=request)
         return page_of(items, limit, lambda v: [v.registered_at.isoformat(), str(v.id)])
 
@@ -543,6 +548,9 @@ class UnitRegistrationController(Controller):
             rows = await conn.fetch(
                 LIST_UNIT_REGISTRATIONS, scope.root_id, unit.id, scope.path, scope.path[:-1] + "0"
             )
+            if not rows and not scope.contains_path(unit.path):
+                # a unit outside the scope with nothing visible answers as an unknown code
+                raise not_found(f"unit {unit_code}")
         return [
             UnitRegistrationView(
                 id=r["id"],

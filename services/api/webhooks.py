@@ -38,6 +38,7 @@ from services.cloudevents import contract_name_of
 from services.commands.session import CommandSession, run_command
 from services.problems import FieldError, ProblemError, not_found
 from services.roles import INTEGRATORS, Role
+from services.webhooks.addresses import AddressPolicy
 
 ADMINS = frozenset({Role.ADMIN})
 DELIVERY_STATUSES = ("delivered", "retrying", "dead", "queued")
@@ -212,6 +213,10 @@ class WebhookController(Controller):
     ) -> Response[bytes]:
         require(principal, INTEGRATORS, "managing webhooks")
         url = validate_url(data.url)
+        if not await AddressPolicy(ctx.settings.webhook_allow_hosts).check_url(url):
+            raise _invalid(
+                "url", "must reach a public address (loopback, private and internal ones are refused)"
+            )
         types = normalise_types(data.types, ctx.codec.type_names)
 
         async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:

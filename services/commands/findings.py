@@ -189,7 +189,7 @@ JOIN nodes r ON r.id = f.root_id
 WHERE f.status IN ('assigned', 'in_progress', 'completed')
   AND f.due_on < $1
   AND f.overdue_recorded_due_on IS DISTINCT FROM f.due_on
-  AND NOT r.closed
+  AND NOT r.closed AND NOT civic_subtree_closed(f.node_id)
 ORDER BY f.due_on, f.id
 LIMIT $2
 """

@@ -34,6 +34,11 @@ from services.deadlines import DueItem
 from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 
+#: stream_parties roles, each held by one node at a time: the assigned unit and the level
+#: the current whistle is blown to. Unit principals see an issue while they hold one.
+ASSIGNEE_ROLE = "assignee"
+ESCALATION_ROLE = "escalation"
+
 
 class IssueChanged(msgspec.Struct):
     id: UUID
@@ -145,7 +150,8 @@ async def assign(
     unit = await node_in_root(session, assignee_code, f"unit {assignee_code}")
     issue.assign(assignee=node_ref(unit), due_at=due_at, at=session.now)
     answer = await _done(session, issue)
-    await directory.add_party(session.conn, session.root_id, unit.id, issue.id, "assignee")
+    # one assignee at a time: a reassignment ends the former unit's view of the issue
+    await directory.set_party(session.conn, session.root_id, issue.id, ASSIGNEE_ROLE, unit.id)
     return answer
 
 
@@ -157,7 +163,9 @@ async def return_(
     await _assignee_side(session, issue, "returning an issue")
     session.check_if_match(issue)
     issue.return_(reason, session.now)
-    return await _done(session, issue)
+    answer = await _done(session, issue)
+    await directory.set_party(session.conn, session.root_id, issue.id, ASSIGNEE_ROLE, None)
+    return answer
 
 
 async def accept(session: CommandSession, *, issue_id: UUID) -> tuple[int, IssueChanged]:
@@ -209,7 +217,7 @@ async def escalate(
         to=node_ref(target), respond_within_minutes=respond_within_minutes, at=session.now
     )
     answer = await _done(session, issue)
-    await directory.add_party(session.conn, session.root_id, target.id, issue.id, "escalation")
+    await directory.set_party(session.conn, session.root_id, issue.id, ESCALATION_ROLE, target.id)
     return answer
 
 
@@ -295,7 +303,7 @@ SELECT r.code AS root_code, i.id
 FROM rm_issues i JOIN nodes r ON r.id = i.root_id
 WHERE i.status IN ('assigned', 'accepted') AND i.due_at < $1
   AND i.overdue_recorded_due_at IS DISTINCT FROM i.due_at
-  AND NOT r.closed
+  AND NOT r.closed AND NOT civic_subtree_closed(i.node_id)
 ORDER BY i.due_at
 LIMIT $2
 """
@@ -306,7 +314,7 @@ FROM rm_issues i JOIN nodes r ON r.id = i.root_id
 WHERE i.escalation_answered_at IS NULL AND NOT i.escalation_overdue
   AND i.escalation_respond_by < $1
   AND i.status IN ('reported', 'assigned', 'accepted')
-  AND NOT r.closed
+  AND NOT r.closed AND NOT civic_subtree_closed(i.node_id)
 ORDER BY i.escalation_respond_by
 LIMIT $2
 """
@@ -351,17 +359,33 @@ class EscalationOverdueSweep:
 # -- the batch's own Idempotency-Key ------------------------------------------------------------
 # Each batch item carries its own key and runs through ``run_command``; a key on the batch
 # request itself replays the whole first answer, like any other POST.
+#
+# Twins racing with one key: the answer is stored only when the batch is done, so a twin
+# that started meanwhile finds nothing to replay. Each batch therefore first *claims* its
+# key: a row under a key of its own namespace, holding the request's fingerprint, committed
+# before any item runs. Exactly one twin inserts it; the others read it and answer 422 when
+# their body differs. A twin with the same body goes on: its items replay the winner's one
+# by one (their own keys settle that), so nothing is created twice. The claim is never
+# replayed as an answer (only this check reads it).
 
 SAVE_BATCH_KEY = """
 INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
 VALUES ($1, $2, $3, $4, $5)
 """
+CLAIM_BATCH_KEY = """
+INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
+VALUES ($1, $2, $3, 202, '') ON CONFLICT (principal, key) DO NOTHING
+RETURNING true
+"""
+BATCH_CLAIM_PREFIX = "issues:batch-claim:"
 
 
 async def batch_replay(
     ctx: AppContext, principal: Principal, request: CommandRequest
 ) -> tuple[int, bytes] | None:
-    """The stored answer to this batch request's Idempotency-Key (422 if the body differs).
+    """The stored answer to this batch request's Idempotency-Key (422 if the body differs),
+    else None, having claimed the key for this request (422 if a twin with another body
+    claimed it first).
 
     Enters the caller's scope even without a key, so a token whose scope node does not exist
     is refused (401) once for the batch, not once per item.
@@ -377,7 +401,16 @@ async def batch_replay(
     ):
         if request.idempotency_key is None:
             return None
-        row = await conn.fetchrow(FIND_KEY, principal.idempotency_owner, request.idempotency_key)
+        owner = principal.idempotency_owner
+        row = await conn.fetchrow(FIND_KEY, owner, request.idempotency_key)
+        if row is None:
+            claim = BATCH_CLAIM_PREFIX + request.idempotency_key
+            # A concurrent twin's insert waits for ours to commit, then does nothing.
+            if not await conn.fetchval(CLAIM_BATCH_KEY, owner, claim, request.fingerprint):
+                claimed = await conn.fetchrow(FIND_KEY, owner, claim)
+                if claimed is not None:
+                    stored_answer(request, claimed)  # 422 for another body
+                return None
     replay = stored_answer(request, row)
     return None if replay is None else (replay.status, replay.body)
 

@@ -219,12 +219,16 @@ async def transfer(
 ) -> tuple[int, MemberChanged]:
     """MemberTransferred joins the *old* community's chain; later events the new one's.
 
-    The destination may lie anywhere in the root tenant (a member moves house across
-    streets); the member then leaves the caller's subtree.
+    The destination lies in the caller's scope, like any node a command names (else 404): a
+    move between streets is made by a principal whose scope holds both. Otherwise a street
+    could move people into a sibling street unasked, and the "already registered" 409 would
+    tell it who is registered there.
     """
     member = await _load(session, member_id)
-    to_community = await node_in_root(session, to_community_code, f"community {to_community_code}")
-    grid = await node_in_root(session, grid_code, f"grid {grid_code}") if grid_code else None
+    to_community = await node_in_scope(
+        session, to_community_code, f"community {to_community_code}"
+    )
+    grid = await node_in_scope(session, grid_code, f"grid {grid_code}") if grid_code else None
     old_community_id = member.community_id
     conn = session.conn
     taken = False

@@ -12,8 +12,10 @@ import asyncpg
 import msgspec
 
 from domain.errors import Conflict
+from domain.hierarchy import check_child_code, check_kept_code, check_root_code
 from domain.node import Node
 from infra import directory
+from infra.directory import DirectoryNode
 from services.commands.lookup import node_in_scope
 from services.commands.session import CommandSession
 from services.problems import not_found
@@ -33,12 +35,20 @@ async def _load_node(session: CommandSession, node_id: UUID, what: str) -> Node:
     return node
 
 
+async def _root_code(session: CommandSession, node: DirectoryNode) -> str:
+    root = await directory.find_by_id(session.conn, node.root_id)
+    if root is None:  # a node's root is in the directory as long as the node is
+        raise RuntimeError(f"root {node.root_id} of node {node.code} is not in the directory")
+    return root.code
+
+
 async def register_root(
     session: CommandSession, *, root_id: UUID, code: str, name: str, kind: str
 ) -> tuple[int, NodeChanged]:
     node = Node.register(
         node_id=root_id, code=code, name=name, kind=kind, parent=None, at=session.now
     )
+    check_root_code(node.code, node.kind)
     if await directory.code_taken(session.conn, code):
         raise Conflict(f"node code {code} is already in use")
     await directory.insert(
@@ -61,6 +71,15 @@ async def register_child(
     parent = await _load_node(session, parent_dir.id, f"parent node {parent_code}")
     node = Node.register(
         node_id=uuid4(), code=code, name=name, kind=kind, parent=parent, at=session.now
+    )
+    # The code space is shared by every tenant: a code outside the caller's own part of it is
+    # refused (422) before it is looked up, so a 409 can only name a code of its own tenant.
+    check_child_code(
+        node.code,
+        node.kind,
+        parent_kind=parent.kind,
+        parent_code=parent.code,
+        root_code=await _root_code(session, parent_dir),
     )
     if await directory.code_taken(session.conn, code):
         raise Conflict(f"node code {code} is already in use")
@@ -88,6 +107,18 @@ async def move(
     node = await _load_node(session, node_dir.id, f"node {code}")
     session.check_if_match(node)
     target = await _load_node(session, target_dir.id, f"new parent node {new_parent_code}")
+    root_code = await _root_code(session, node_dir)
+    if new_code:
+        check_child_code(
+            new_code,
+            node.kind,
+            parent_kind=target.kind,
+            parent_code=target.code,
+            root_code=root_code,
+            field="new_code",
+        )
+    else:
+        check_kept_code(node.code, node.kind, root_code=root_code, field="new_code")
     if new_code and new_code != node.code and await directory.code_taken(session.conn, new_code):
         raise Conflict(f"node code {new_code} is already in use")
     node.move(
@@ -122,7 +153,7 @@ async def close(session: CommandSession, *, code: str, reason: str) -> tuple[int
     node = await _load_node(session, node_dir.id, f"node {code}")
     session.check_if_match(node)
     node.close(reason, session.now)
-    result = await session.save(node)
+    result = await session.save(node, closes_node=True)
     await directory.close(session.conn, node.id, result.version)
     session.ctx.scopes.clear()  # a closed scope's tokens stop working
     return 200, NodeChanged(node.id, node.code, result.version, result.position)

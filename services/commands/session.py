@@ -9,7 +9,10 @@
   case) thus costs no round trip; a decision that fails looks the key up afterwards, so a
   retry of a command that succeeded earlier still gets its first answer;
 * ``If-Match``: the aggregate's version must match, else 412;
-* without ``If-Match``, a version conflict is retried (fresh load, fresh decision).
+* without ``If-Match``, a version conflict is retried (fresh load, fresh decision);
+* a closed subtree takes no commands: every append checks, with the COMMIT, that neither
+  its chain node nor the principal's scope node lies under a closed node (409
+  ``node-closed``), and node look-ups refuse such nodes at once (``services.commands.lookup``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import asyncpg
 import msgspec
 
 from domain.base import CivicAggregate
+from infra import directory
 from infra.database import (
     DatabaseUnavailable,
     Scope,
@@ -103,6 +107,8 @@ class CommandSession:
         self.tx = TxAppender(conn)
         #: the per-person data keys this transaction uses (sealing personal-data fields)
         self.keyring = PersonKeyring(master_key(ctx.settings))
+        #: nodes (chain and scope) whose open-subtree check is already queued for the COMMIT
+        self._open_checked: set[UUID] = set()
         self.append_context = AppendContext(
             actor=f"{principal.subject}@{principal.scope}",
             correlation_id=request.correlation_id,
@@ -153,14 +159,35 @@ class CommandSession:
         await self.keyring.shred(self.conn, self.root_id, stream_id)
 
     async def save(
-        self, aggregate: CivicAggregate, *, node_id: UUID | None = None, root_id: UUID | None = None
+        self,
+        aggregate: CivicAggregate,
+        *,
+        node_id: UUID | None = None,
+        root_id: UUID | None = None,
+        closes_node: bool = False,
     ) -> AppendResult:
-        """Append the aggregate's pending events to its stream on ``node_id``'s chain."""
+        """Append the aggregate's pending events to its stream on ``node_id``'s chain.
+
+        Neither the chain node nor the principal's scope node may lie in a closed subtree
+        (checked with the COMMIT, so it costs no round trip); ``closes_node``: the events
+        close the chain node itself (NodeClosed), which may then be closed.
+        """
         pending = aggregate.collect_events()
         if not pending:
             raise ValueError("no pending events to save")
         expected = aggregate.version - len(pending)
         root = root_id or self.root_id
+        chain_node = node_id or aggregate.owner_node_id
+        unchecked = {chain_node} - self._open_checked
+        if self.scope is not None:
+            unchecked |= {self.scope.node_id} - self._open_checked
+        if unchecked:
+            self._open_checked |= unchecked
+            defer_until_commit(
+                directory.refuse_closed_statement(
+                    sorted(unchecked), except_id=chain_node if closes_node else None
+                )
+            )
         if any(self.ctx.codec.carries_personal_data(e) for e in pending):
             # the person's data key, created in this transaction on first registration
             await self.keyring.ensure(self.conn, root, aggregate.id)
@@ -168,7 +195,7 @@ class CommandSession:
         result = await self.ctx.store.append(
             self.tx,
             root_id=root,
-            node_id=node_id or aggregate.owner_node_id,
+            node_id=chain_node,
             stream_id=aggregate.id,
             stream_type=type(aggregate).STREAM_TYPE,
             expected_version=expected,
@@ -229,6 +256,16 @@ def _retryable(exc: Exception, request: CommandRequest, attempt: int) -> bool:
     return isinstance(exc, asyncpg.UniqueViolationError) and exc.table_name == "idempotency_keys"
 
 
+def node_closed(what: str) -> ProblemError:
+    """A command on a closed node, or on anything under one."""
+    return ProblemError(
+        409,
+        "Node Closed",
+        f"{what} is closed, or lies under a closed node: it takes no more commands",
+        slug="node-closed",
+    )
+
+
 def _failure(exc: Exception, request: CommandRequest) -> Exception:
     if isinstance(exc, ConcurrencyError) and request.if_match is not None:
         return ProblemError(
@@ -236,6 +273,8 @@ def _failure(exc: Exception, request: CommandRequest) -> Exception:
             "Precondition Failed",
             "the aggregate changed while the command ran; reload and retry",
         )
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate == directory.NODE_CLOSED_SQLSTATE:
+        return node_closed("the node this command records on")
     return exc
 
 

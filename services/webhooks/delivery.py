@@ -65,6 +65,7 @@ from infra.feed import FeedEvent, FeedPage, read_one_scoped, read_scoped
 from projections.runner import NOTIFY_CHANNEL
 from services import cloudevents
 from services.live import LiveSignal
+from services.webhooks.addresses import AddressPolicy, guarded_transport, redacted, refused
 
 log = structlog.get_logger("civic.webhooks")
 
@@ -72,6 +73,8 @@ _LOCK_CLASS = 0x6377  # advisory-lock namespace "cw"
 USER_AGENT = "civic-ledger-webhooks/1"
 SIGNATURE_TOLERANCE_SECONDS = 300
 MIN_POLL_SECONDS = 0.02
+NO_ANSWER = "no HTTP answer (could not connect, or the connection failed or timed out)"
+REFUSED_ADDRESS = "not delivered: the host resolves to an address webhooks may not reach"
 
 
 def lock_key(subscription_id: UUID) -> int:
@@ -143,6 +146,8 @@ class WebhookConfig:
     batch_size: int = 50
     #: how often an idle cursor is written when it only skipped filtered-out positions
     idle_save_seconds: float = 10.0
+    #: which addresses deliveries may connect to (checked on the address connected)
+    addresses: AddressPolicy = field(default_factory=AddressPolicy)
 
 
 class _Stop(Exception):
@@ -184,6 +189,7 @@ class WebhookWorker:
             timeout=httpx.Timeout(self.config.timeout_seconds, connect=2.0),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
+            transport=guarded_transport(self.config.addresses),
         )
         self._task = asyncio.create_task(self._run(), name="webhook-worker")
 
@@ -448,6 +454,7 @@ class WebhookWorker:
                     log.warning(
                         "webhook dead letter",
                         subscription=str(target.id),
+                        url=redacted(target.url),
                         position=item.position,
                         attempts=attempts,
                     )
@@ -477,7 +484,11 @@ class WebhookWorker:
                 status = response.status_code
                 retry_after = _retry_after(response.headers.get("retry-after"))
         except httpx.HTTPError as exc:
-            return _Result(None, f"{type(exc).__name__}: {exc}"[:500], None)
+            # One text for refused, reset, timed out and unresolvable alike: the errors are
+            # shown to the subscriber, who must not learn port states from them.
+            if refused(exc):
+                return _Result(None, REFUSED_ADDRESS, None)
+            return _Result(None, NO_ANSWER, None)
         if 200 <= status < 300:
             return _Result(status, None, None)
         return _Result(status, f"HTTP {status}", retry_after if status in (429, 503) else None)

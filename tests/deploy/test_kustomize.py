@@ -49,6 +49,7 @@ SECRET_TEMPLATE_KEYS = {
         "CIVIC_JWT_PUBLIC_KEY",
         "CIVIC_SIGNING_KEY",
         "CIVIC_PII_MASTER_KEY",
+        "CIVIC_METRICS_TOKEN",
     },
     "civic-db-backup-s3": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"},
 }

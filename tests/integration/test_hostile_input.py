@@ -7,6 +7,7 @@ the generic tests here (bodies, path codes, query values, page sizes) without ed
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -212,14 +213,39 @@ async def test_every_post_rejects_hostile_bodies(client: Any, jwt: Any, doc: Any
 
 
 async def test_wrong_content_type_is_4xx(client: Any, jwt: Any, tree: Tree):
+    """A body that is valid JSON for the endpoint is still refused when it is not sent as
+    JSON; the control request proves the body itself would be accepted."""
     admin = auth(jwt, tree.county, "admin")
-    for ctype in ("text/plain", "application/xml", "multipart/form-data; boundary=x"):
+    community = tree.communities[tree.streets[0]][0]
+
+    def body(n: int) -> bytes:
+        return json.dumps(
+            {
+                "code": f"{community}G{n:02d}",
+                "name": "网格",
+                "kind": "grid",
+                "parent_code": community,
+            }
+        ).encode()
+
+    ctypes = (
+        "text/plain",
+        "application/xml",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+    )
+    for n, ctype in enumerate(ctypes, start=1):
         r = await client.post(
-            "/v1/nodes",
-            content=b'{"code":"x","name":"y","kind":"grid","parent_code":null}',
-            headers={**admin, "content-type": ctype},
+            "/v1/nodes", content=body(n), headers={**admin, "content-type": ctype}
         )
-        not_5xx(r, f"content-type {ctype}")
+        assert 400 <= r.status_code < 500, (ctype, r.status_code, r.text)
+        assert_problem(r, where=f"content-type {ctype}")
+        r = await client.get(f"/v1/nodes/{community}G{n:02d}", headers=admin)
+        assert r.status_code == 404, (ctype, "the node was registered anyway", r.text)
+    control = await client.post(
+        "/v1/nodes", content=body(99), headers={**admin, "content-type": "application/json"}
+    )
+    assert control.status_code == 201, control.text
 
 
 # -- paths -----------------------------------------------------------------------------

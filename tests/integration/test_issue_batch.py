@@ -205,3 +205,42 @@ async def test_a_full_batch_of_500(client, jwt, pool):
     assert result["summary"] == {"created": 500, "replayed": 0, "failed": 0}
     assert len({x["id"] for x in result["items"]}) == 500
     assert await reported(pool, [x["id"] for x in result["items"]]) == 500
+
+
+async def test_one_batch_key_sent_16_times_at_once_creates_one_batch(client, jwt, pool):
+    """Really concurrent (each request from its own thread; see tests/parallel.py): with
+    different bodies exactly one batch runs and the rest answer 422; with one body every
+    item is created once and the twins replay it."""
+    import asyncio
+
+    from tests.parallel import send
+
+    tree = await build_tree(client, jwt, streets=1, communities=1, units=0)
+    mine = tree.communities[tree.streets[0]][0]
+    h = {**auth(jwt, tree.county, "admin", sub="racer"), "Idempotency-Key": f"race-{uuid4()}"}
+    run = uuid4().hex[:8]
+    bodies = [{"items": [order(f"{run}-{n}", mine)]} for n in range(16)]
+    answers = await asyncio.gather(*(send(client, "POST", URL, json=b, headers=h) for b in bodies))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] + [422] * 15, [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 422:
+            assert_problem(r, 422)
+    [winner] = [r.json() for r in answers if r.status_code == 200]
+    assert winner["summary"] == {"created": 1, "replayed": 0, "failed": 0}
+    async with pool.acquire() as conn:
+        made = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE type = 'IssueReported' AND idempotency_key LIKE $1",
+            f"issues:batch:{run}-%",
+        )
+    assert made == 1
+
+    same = {"items": [order(f"{run}-same-{n}", mine) for n in range(3)]}
+    h = {**h, "Idempotency-Key": f"race-{uuid4()}"}
+    answers = await asyncio.gather(
+        *(send(client, "POST", URL, json=same, headers=h) for _ in range(16))
+    )
+    assert [r.status_code for r in answers] == [200] * 16, [r.text for r in answers]
+    ids = {x["id"] for r in answers for x in r.json()["items"]}
+    assert len(ids) == 3
+    assert await reported(pool, list(ids)) == 3

@@ -190,10 +190,11 @@ async def test_return_goes_back_to_reported(client, jwt, clock):
     assert view["status"] == "reported" and view["assignee"] is None
     assert view["counts"]["returns"] == 1
     assert view["due_at"] == view["requested_due_at"]
-    # reassigned to the right unit; the first unit still sees it (it took part) but cannot act
+    # reassigned to the right unit: the first unit no longer sees it, nor may it act on it
     await w.assign(issue_id, w.unit2)
-    assert (await w.read(issue_id, w.unit_h))["assignee"]["code"] == w.unit2
-    assert_problem(await client.post(f"/v1/issues/{issue_id}/accept", headers=w.unit_h), 403)
+    assert (await w.read(issue_id, w.unit2_h))["assignee"]["code"] == w.unit2
+    assert_problem(await w.get(issue_id, w.unit_h), 404)
+    assert_problem(await client.post(f"/v1/issues/{issue_id}/accept", headers=w.unit_h), 404)
     await w.act(issue_id, "accept", headers=w.unit2_h)
     # once accepted, it cannot be returned
     body = assert_problem(

@@ -351,7 +351,7 @@ async def test_transfer_keeps_history_where_it_happened(client, jwt, pool):
     )
     assert_problem(
         await client.post(
-            f"{url}/transfer", json={"to_community_code": tree.streets[1]}, headers=street_a
+            f"{url}/transfer", json={"to_community_code": tree.streets[0]}, headers=street_a
         ),
         422,
     )
@@ -367,7 +367,9 @@ async def test_transfer_keeps_history_where_it_happened(client, jwt, pool):
     )
     assert_problem(
         await client.post(
-            f"{url}/transfer", json={"to_community_code": b, "grid_code": a}, headers=street_a
+            f"{url}/transfer",
+            json={"to_community_code": b, "grid_code": a},
+            headers=auth(jwt, tree.county, "operator"),
         ),
         422,
     )
@@ -375,16 +377,22 @@ async def test_transfer_keeps_history_where_it_happened(client, jwt, pool):
     assert_problem(
         await client.post(f"{url}/transfer", json={"to_community_code": b}, headers=street_b), 404
     )
+    # nor may street A move it into street B: b is outside its scope, like an unknown code
+    assert_problem(
+        await client.post(f"{url}/transfer", json={"to_community_code": b}, headers=street_a), 404
+    )
+    # between streets, a principal whose scope holds both moves the member
+    county = auth(jwt, tree.county, "operator")
     # the person is already registered at b: 409
     dup = await post_ok(client, "/v1/members", register_body(tree, who, community_code=b), street_b)
     assert_problem(
-        await client.post(f"{url}/transfer", json={"to_community_code": b}, headers=street_a), 409
+        await client.post(f"{url}/transfer", json={"to_community_code": b}, headers=county), 409
     )
     await post_ok(
         client, f"/v1/members/{dup['id']}/deregister", {"reason": "重复登记"}, street_b, 200
     )
 
-    moved = await post_ok(client, f"{url}/transfer", {"to_community_code": b}, street_a, 200)
+    moved = await post_ok(client, f"{url}/transfer", {"to_community_code": b}, county, 200)
     assert moved["community_code"] == b and moved["version"] == 3
     # street A no longer runs the member; street B does, and its first event joins b's chain
     assert_problem(
@@ -550,10 +558,11 @@ async def test_unit_registrations(client, jwt):
         f"/v1/units/{tree.units[0]}/registrations?min_position={second['position']}", headers=unit
     )
     assert [x["community_code"] for x in r.json()] == [a]
+    # a unit outside street B with nothing there to show answers as an unknown code would
     r = await client.get(
         f"/v1/units/{tree.units[0]}/registrations", headers=auth(jwt, tree.streets[1], "viewer")
     )
-    assert r.json() == []
+    assert_problem(r, 404)
     r = await client.get(
         f"/v1/units/{tree.units[1]}/registrations", headers=auth(jwt, tree.county, "viewer")
     )

@@ -6,7 +6,7 @@ import time
 
 import jwt as pyjwt
 
-from tests.support import auth, build_tree, fresh_county_code, post_ok, token
+from tests.support import auth, build_tree, fresh_county_code, metrics_auth, post_ok, token
 
 PROBLEM = "application/problem+json"
 
@@ -285,7 +285,8 @@ async def test_operations_endpoints(client):
     assert r.status_code == 200
     r = await client.get("/health/ready")
     assert r.status_code == 200 and r.json()["checks"]["migrations"] == "ok"
-    r = await client.get("/metrics")
+    assert (await client.get("/metrics")).status_code == 401
+    r = await client.get("/metrics", headers=metrics_auth(client))
     assert r.status_code == 200
     assert "civic_http_requests_total" in r.text and "civic_projection_position" in r.text
     r = await client.get("/schema/openapi.json")

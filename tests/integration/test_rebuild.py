@@ -33,7 +33,7 @@ from tests.stats_world import (
     recount_by_day,
     write_via_store,
 )
-from tests.support import auth, fresh_county_code
+from tests.support import auth, fresh_county_code, metrics_auth
 
 REPO = Path(__file__).resolve().parents[2]
 STATS_KEYS = {
@@ -265,7 +265,7 @@ async def test_status_and_lag_come_from_the_database(pool, client):
     stats = rows["stats"]
     assert stats.position > 0 and stats.owner_pid is not None and stats.error is None
     assert stats.behind >= 0 and stats.lag_seconds >= 0
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics", headers=metrics_auth(client))).text
     assert 'civic_projection_lag_seconds{projection="stats"}' in metrics
 
 

@@ -294,12 +294,23 @@ async def test_scope_roles_and_validation(client, jwt):
 
 
 @pytest.mark.timeout(60)
-async def test_min_position_not_reached_answers_503(client, jwt):
+async def test_min_position_not_reached_answers_503(client, jwt, database_url):
+    from tests.integration.test_waits_and_budgets import horizon_held, new_community
+
     tree = await build_tree(client, jwt, streets=1, communities=1)
+    viewer = auth(jwt, tree.county, "viewer")
+    # beyond the newest committed position: no wait at all
     r = await client.get(
         f"/v1/nodes/{tree.county}/stats?min_position={tree.last_position + (1 << 60)}",
-        headers=auth(jwt, tree.county, "viewer"),
+        headers=viewer,
     )
+    assert r.status_code == 422
+    # committed but held above the horizon by an open transaction: the wait runs out
+    async with horizon_held(database_url):
+        position = await new_community(client, auth(jwt, tree.county, "admin"), tree.streets[0], 9)
+        r = await client.get(
+            f"/v1/nodes/{tree.county}/stats?min_position={position}", headers=viewer
+        )
     assert r.status_code == 503
     assert r.headers["retry-after"]
 

@@ -38,9 +38,9 @@ ROOT = UUID("00000000-0000-0000-0000-0000000000aa")
 OTHER_ROOT = UUID("00000000-0000-0000-0000-0000000000bb")
 
 COUNTY = NodeRef(id=uuid4(), code="330106000000", kind="county", root_id=ROOT)
-UNIT = NodeRef(id=uuid4(), code="U-MZJ", kind="unit", root_id=ROOT)  # 民政局
+UNIT = NodeRef(id=uuid4(), code="U330106-MZJ", kind="unit", root_id=ROOT)  # 民政局
 STREET = NodeRef(id=uuid4(), code="330106001000", kind="street", root_id=ROOT)
-FOREIGN_UNIT = NodeRef(id=uuid4(), code="U-X", kind="unit", root_id=OTHER_ROOT)
+FOREIGN_UNIT = NodeRef(id=uuid4(), code="U110101-X", kind="unit", root_id=OTHER_ROOT)
 
 MEASURES = ("建立困难群众动态监测台账", "每季度开展一次走访核查")
 
@@ -102,7 +102,7 @@ def test_record_is_finding_recorded_then_rectification_assigned() -> None:
     assert recorded.description == "低保动态管理不到位，存在应退未退情况"
     assert isinstance(assigned, Finding.Assigned)
     assert type(assigned).TOPIC == "RectificationAssigned.v1"
-    assert (assigned.responsible_unit_id, assigned.responsible_unit_code) == (UNIT.id, "U-MZJ")
+    assert (assigned.responsible_unit_id, assigned.responsible_unit_code) == (UNIT.id, "U330106-MZJ")
     assert (assigned.measures, assigned.due_on) == (MEASURES, DUE)
     assert (recorded.originator_version, assigned.originator_version) == (1, 2)
     assert f.status == ASSIGNED and f.owner_node_id == COUNTY.id and f.version == 2

@@ -37,15 +37,15 @@ DUE = T0 + 3 * D
 ROOT = UUID("00000000-0000-0000-0000-0000000000aa")
 OTHER_ROOT = UUID("00000000-0000-0000-0000-0000000000bb")
 
-GRID = NodeRef(id=uuid4(), code="G-01", kind="grid", root_id=ROOT)
-UNIT = NodeRef(id=uuid4(), code="U-CGJ", kind="unit", root_id=ROOT)  # 城管局
-UNIT_2 = NodeRef(id=uuid4(), code="U-ZJJ", kind="unit", root_id=ROOT)  # 住建局
+GRID = NodeRef(id=uuid4(), code="330106001001G01", kind="grid", root_id=ROOT)
+UNIT = NodeRef(id=uuid4(), code="U330106-CGJ", kind="unit", root_id=ROOT)  # 城管局
+UNIT_2 = NodeRef(id=uuid4(), code="U330106-ZJJ", kind="unit", root_id=ROOT)  # 住建局
 STREET = NodeRef(id=uuid4(), code="330106001000", kind="street", root_id=ROOT)
 COUNTY = NodeRef(id=uuid4(), code="330106000000", kind="county", root_id=ROOT)
 COMMUNITY = NodeRef(id=uuid4(), code="330106001001", kind="community", root_id=ROOT)
-FOREIGN_UNIT = NodeRef(id=uuid4(), code="U-X", kind="unit", root_id=OTHER_ROOT)
+FOREIGN_UNIT = NodeRef(id=uuid4(), code="U110101-X", kind="unit", root_id=OTHER_ROOT)
 FOREIGN_STREET = NodeRef(id=uuid4(), code="330107001000", kind="street", root_id=OTHER_ROOT)
-CLOSED_UNIT = NodeRef(id=uuid4(), code="U-OLD", kind="unit", root_id=ROOT, closed=True)
+CLOSED_UNIT = NodeRef(id=uuid4(), code="U330106-OLD", kind="unit", root_id=ROOT, closed=True)
 
 
 def replay(events: Sequence[Any]) -> Any:
@@ -162,7 +162,7 @@ def test_report() -> None:
     issue = report(description="  3号楼2单元楼道  ", due_at=T0 + 7 * D, source="hotline")
     [e] = issue.collect_events()
     assert isinstance(e, Issue.Reported) and type(e).TOPIC == "IssueReported.v1"
-    assert (e.node_id, e.node_code, e.root_id) == (GRID.id, "G-01", ROOT)
+    assert (e.node_id, e.node_code, e.root_id) == (GRID.id, "330106001001G01", ROOT)
     assert (e.title, e.category, e.source) == ("楼道堆放杂物存在消防隐患", "消防安全", "hotline")
     assert e.description == "3号楼2单元楼道" and e.due_at == T0 + 7 * D
     assert issue.status == REPORTED and issue.owner_node_id == GRID.id and not issue.overdue
@@ -189,7 +189,7 @@ def test_report_refuses_bad_input(overrides: dict[str, Any], field: str) -> None
 
 def test_report_at_a_closed_node() -> None:
     with pytest.raises(Conflict, match="closed"):
-        report(node=NodeRef(id=uuid4(), code="G-X", kind="grid", root_id=ROOT, closed=True))
+        report(node=NodeRef(id=uuid4(), code="330106001001GX", kind="grid", root_id=ROOT, closed=True))
 
 
 def test_report_keeps_the_platforms_work_order_number() -> None:
@@ -231,7 +231,7 @@ def test_an_issue_reported_before_external_ids_still_replays() -> None:
 def test_assign() -> None:
     events = given_events()
     [e] = when(events, assign)
-    assert (e.assignee_id, e.assignee_code, e.due_at) == (UNIT.id, "U-CGJ", DUE)
+    assert (e.assignee_id, e.assignee_code, e.due_at) == (UNIT.id, "U330106-CGJ", DUE)
     issue = replay([*events, e])
     assert issue.status == ASSIGNED and issue.due_at == DUE and issue.assigned_at == T0 + H
 
@@ -266,7 +266,7 @@ def test_return_goes_back_to_reported_with_the_reported_deadline() -> None:
     assert issue.due_at == T0 + 7 * D and issue.return_count == 1
     # and it can be dispatched again
     issue.assign(assignee=UNIT_2, due_at=T0 + 4 * D, at=T0 + 3 * H)
-    assert issue.assignee_code == "U-ZJJ"
+    assert issue.assignee_code == "U330106-ZJJ"
 
 
 def test_return_needs_a_reason() -> None:
@@ -393,14 +393,14 @@ def test_answer_escalation_records_who_and_when() -> None:
     [e] = when(events, lambda i: i.answer_escalation(responder=UNIT, note="城管局已到场", at=t1))
     assert isinstance(e, Issue.EscalationAnswered)
     assert type(e).TOPIC == "IssueEscalationAnswered.v1"
-    assert (e.responder_id, e.responder_code, e.note) == (UNIT.id, "U-CGJ", "城管局已到场")
+    assert (e.responder_id, e.responder_code, e.note) == (UNIT.id, "U330106-CGJ", "城管局已到场")
     issue = replay([*events, e])
-    assert issue.escalation.answered_at == t1 and issue.escalation.responders == ("U-CGJ",)
+    assert issue.escalation.answered_at == t1 and issue.escalation.responders == ("U330106-CGJ",)
     # a second department reports too; the first answer time stays
     issue.answer_escalation(responder=UNIT_2, note="住建局已到场", at=t1 + H)
     issue.answer_escalation(responder=UNIT, note="补充", at=t1 + 2 * H)
     assert issue.escalation.answered_at == t1
-    assert issue.escalation.responders == ("U-CGJ", "U-ZJJ")
+    assert issue.escalation.responders == ("U330106-CGJ", "U330106-ZJJ")
     assert not issue.is_escalation_past_due(LATE)
 
 

@@ -29,10 +29,10 @@ COMMUNITY_2 = NodeRef(id=uuid4(), code="330106001002", kind="community", root_id
 FOREIGN_COMMUNITY = NodeRef(id=uuid4(), code="330107001001", kind="community",
                             root_id=OTHER_ROOT)
 STREET = NodeRef(id=uuid4(), code="330106001000", kind="street", root_id=ROOT)
-UNIT = NodeRef(id=uuid4(), code="U-JYJ", kind="unit", root_id=ROOT)
-FOREIGN_UNIT = NodeRef(id=uuid4(), code="U-X", kind="unit", root_id=OTHER_ROOT)
-GRID = NodeRef(id=uuid4(), code="G-01", kind="grid", root_id=ROOT, parent_id=COMMUNITY.id)
-GRID_2 = NodeRef(id=uuid4(), code="G-02", kind="grid", root_id=ROOT, parent_id=COMMUNITY_2.id)
+UNIT = NodeRef(id=uuid4(), code="U330106-JYJ", kind="unit", root_id=ROOT)
+FOREIGN_UNIT = NodeRef(id=uuid4(), code="U330107-X", kind="unit", root_id=OTHER_ROOT)
+GRID = NodeRef(id=uuid4(), code="330106001001G01", kind="grid", root_id=ROOT, parent_id=COMMUNITY.id)
+GRID_2 = NodeRef(id=uuid4(), code="330106001002G02", kind="grid", root_id=ROOT, parent_id=COMMUNITY_2.id)
 
 PERSON = PersonalData(name="张三", phone="13812341234", id_number="11010519491231002X")
 
@@ -106,7 +106,7 @@ def test_register_keeps_personal_data_in_one_field() -> None:
     assert isinstance(e, Member.Registered) and type(e).TOPIC == "MemberRegistered.v1"
     assert e.person == PersonalData("李小明", "13900001111", "330106198506120015")
     assert (e.home_unit_id, e.community_id, e.grid_id, e.grid_code, e.root_id) == (
-        UNIT.id, COMMUNITY.id, GRID.id, "G-01", ROOT)
+        UNIT.id, COMMUNITY.id, GRID.id, "330106001001G01", ROOT)
     assert m.owner_node_id == COMMUNITY.id and m.status == ACTIVE and m.points == 0
     # nothing personal outside ``person``
     other = {k: v for k, v in vars(e).items() if k != "person"}

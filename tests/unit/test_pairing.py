@@ -22,7 +22,7 @@ T0 = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
 ROOT = UUID("00000000-0000-0000-0000-0000000000aa")
 OTHER_ROOT = UUID("00000000-0000-0000-0000-0000000000bb")
 
-UNIT = NodeRef(id=uuid4(), code="U-GAJ", kind="unit", root_id=ROOT)
+UNIT = NodeRef(id=uuid4(), code="U330106-GAJ", kind="unit", root_id=ROOT)
 COMMUNITY = NodeRef(id=uuid4(), code="330106001001", kind="community", root_id=ROOT)
 STREET = NodeRef(id=uuid4(), code="330106001000", kind="street", root_id=ROOT)
 FOREIGN_COMMUNITY = NodeRef(id=uuid4(), code="330106001002", kind="community",
@@ -73,7 +73,7 @@ def test_sign_records_pairing_signed_with_chinese_text_intact() -> None:
     [signed] = p.collect_events()
     assert isinstance(signed, Pairing.Signed)
     assert type(signed).TOPIC == "PairingSigned.v1"
-    assert signed.unit_id == UNIT.id and signed.unit_code == "U-GAJ"
+    assert signed.unit_id == UNIT.id and signed.unit_code == "U330106-GAJ"
     assert signed.community_id == COMMUNITY.id and signed.root_id == ROOT
     assert signed.commitments == COMMITMENTS
     assert signed.timestamp == T0
@@ -120,8 +120,8 @@ def test_sign_refuses_bad_input(overrides: dict[str, Any], error: type[InvalidVa
 
 
 def test_sign_refuses_closed_nodes() -> None:
-    closed = NodeRef(id=uuid4(), code="U-OLD", kind="unit", root_id=ROOT, closed=True)
-    with pytest.raises(Conflict, match="U-OLD is closed"):
+    closed = NodeRef(id=uuid4(), code="U330106-OLD", kind="unit", root_id=ROOT, closed=True)
+    with pytest.raises(Conflict, match="U330106-OLD is closed"):
         sign(unit=closed)
 
 

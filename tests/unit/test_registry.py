@@ -121,9 +121,9 @@ def story() -> list[tuple[CivicAggregate, list[Any]]]:
 
     community = _node("community", "330106001001")
     community_2 = _node("community", "330106001002")
-    grid = _node("grid", "G-01", parent=community.id)
-    unit = _node("unit", "U-GAJ")
-    unit_2 = _node("unit", "U-ZJJ")
+    grid = _node("grid", "330106001001G01", parent=community.id)
+    unit = _node("unit", "U330106-GAJ")
+    unit_2 = _node("unit", "U330106-ZJJ")
     street_ref = _node("street", "330106001000")
 
     pairing = Pairing.sign(

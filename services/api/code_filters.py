@@ -1,0 +1,38 @@
+"""Resolving a node code a read is filtered by, without telling which codes exist.
+
+A code the caller may not see answers exactly as a code that does not exist: 404 with the
+same problem document. Visible are the nodes of the caller's subtree and, for filters by a
+node a record names (the unit an issue is assigned to, a finding's responsible unit), the
+nodes named by a record the caller can read — which the unfiltered list shows anyway.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from infra import directory
+from infra.database import Scope
+from infra.directory import DirectoryNode
+from services.problems import not_found
+
+
+async def visible_node(
+    conn: asyncpg.Connection,
+    scope: Scope,
+    code: str,
+    what: str,
+    *,
+    named_by: str | None = None,
+) -> DirectoryNode:
+    """The node ``code`` names, when the caller may see it; else 404 as for an unknown code.
+
+    ``named_by``: an ``EXISTS`` query (``$1`` = the node's id) true when a record the caller
+    can read names that node; row-level security limits it to what the caller sees.
+    """
+    found = await directory.find_by_code(conn, code)
+    if found is not None and (
+        scope.contains_path(found.path)
+        or (named_by is not None and await conn.fetchval(named_by, found.id))
+    ):
+        return found
+    raise not_found(what)
