@@ -191,8 +191,9 @@ class FeedController(Controller):
             bool,
             QueryParameter(
                 required=False,
-                description="Start at the end of the log (only events recorded from now on), "
-                "instead of after; a stream's Last-Event-ID still wins. The console uses it.",
+                description="Start at the settled end of the log (what is recorded from now "
+                "on, plus at most what was committing at that instant) instead of after; a "
+                "stream's Last-Event-ID still wins. The console follows the feed this way.",
             ),
         ] = False,
     ) -> Response[Any]:
