@@ -706,6 +706,20 @@ def test_console_assets_are_all_served_locally_with_a_strict_policy(server):
         == 200
     )
     assert httpx.get(f"{server.base}/console/../services/app.py", timeout=10).status_code == 404
+    # an unchanged file revalidates as 304; an older copy, or a path outside, gets no 304
+    r = httpx.get(f"{server.base}/console/js/ui.js", timeout=10)
+    stamp = r.headers["last-modified"]
+    again = httpx.get(f"{server.base}/console/js/ui.js", headers={"If-Modified-Since": stamp})
+    assert again.status_code == 304 and again.content == b""
+    old = "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert (
+        httpx.get(f"{server.base}/console/js/ui.js", headers={"If-Modified-Since": old}).status_code
+        == 200
+    )
+    outside = httpx.get(
+        f"{server.base}/console/../pyproject.toml", headers={"If-Modified-Since": stamp}
+    )
+    assert outside.status_code == 404
 
 
 @pytest.fixture(scope="module", autouse=True)
