@@ -1,7 +1,8 @@
 """JWT bearer authentication: token → Principal.
 
 HS256 with ``CIVIC_JWT_SECRET`` for development and tests; RS256/ES256 with
-``CIVIC_JWT_PUBLIC_KEY`` in production. The accepted algorithms are fixed by
+``CIVIC_JWT_PUBLIC_KEY``, or with the identity provider's keys from ``CIVIC_JWKS_URL``
+(services/jwks.py), in production. The accepted algorithms are fixed by
 configuration, never taken from the token, so "none" and HS/RS confusion are refused.
 """
 
