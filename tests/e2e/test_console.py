@@ -601,6 +601,40 @@ async def test_the_ledger_downloads_as_xlsx_and_findings_carry_their_warning(
     await page.shot("findings-desktop")
 
 
+async def test_a_finding_is_rectified_by_its_unit_and_verified_by_the_inspector(
+    open_page, server, world
+):
+    finding = world.finding["id"]
+    unit = world.units[0]
+    page = await open_page()
+    p = page.page
+    await page.sign_in(server.token(unit, "unit"), f"#/findings/{unit}")
+    await page.ready("findings")
+    row = f"#finding-list tr:has([data-finding='{finding}'])"
+    assert await p.query_selector(f"{row} [data-action='verify']") is None
+    await p.click(f"{row} [data-action='progress']")
+    await p.fill("dialog [name='note']", "已召开专题会议，制定整顿方案")
+    await p.click("#dialog-ok")
+    await p.wait_for_selector(f"{row}:has-text('已召开专题会议')", timeout=TIMEOUT_MS)
+    await p.click(f"{row} [data-action='complete']")
+    await p.fill("dialog [name='summary']", "整顿完成，班子调整到位")
+    await p.click("#dialog-ok")
+    await p.wait_for_selector(f"{row}:has-text('已完成待验收')", timeout=TIMEOUT_MS)
+
+    inspector = await open_page()
+    q = inspector.page
+    await inspector.sign_in(server.token(world.county, "inspector"), f"#/findings/{world.county}")
+    await inspector.ready("findings")
+    assert await q.query_selector(f"{row} [data-action='complete']") is None
+    await q.click(f"{row} [data-action='verify']")
+    await q.select_option("dialog [name='accepted']", "true")
+    await q.fill("dialog [name='comment']", "经核查，整改到位，同意销号")
+    await q.click("#dialog-ok")
+    await q.wait_for_selector(f"{row}:has-text('已销号')", timeout=TIMEOUT_MS)
+    got = server.get(f"/v1/findings/{finding}", world.admin)
+    assert got["status"] == "verified" and got["progress_count"] == 1
+
+
 async def test_pairings_and_members_masked_unless_admin(open_page, server, world):
     page = await open_page(PHONE)
     p = page.page
