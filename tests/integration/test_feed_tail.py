@@ -39,6 +39,7 @@ async def test_tail_starts_after_everything_already_recorded(client, jwt):
     types: list[str] = []
     for _ in range(100):  # until the new event has settled below the horizon
         r = await client.get(f"/v1/feed?after={start}", headers=h)
+        assert r.status_code == 200, r.text
         types = [e["type"] for e in r.json()["items"]]
         if types:
             break
