@@ -16,3 +16,10 @@ def require_aware(at: datetime) -> datetime:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("timestamps must be timezone-aware")
     return at
+
+
+def instant(at: datetime) -> str:
+    """RFC 3339 in UTC with ``Z``, the one form every answer uses (as msgspec encodes a
+    ``datetime``): ``2026-03-05T08:00:00Z``."""
+    text = require_aware(at).astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"

@@ -66,6 +66,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     statement_timeout_ms: int = 30_000
     clock_interval_seconds: float = 5.0
     checkpoint_interval_seconds: float = 3600.0
+    #: the language of problem details when a request sends no Accept-Language
+    default_language: str = "zh-CN"
+    #: where clients reach this API (absolute); CloudEvents name their data schema under it.
+    #: Default: http://HOST:PORT
+    public_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def is_production(self) -> bool:
@@ -136,4 +145,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             keepalive_timeout_seconds=int(env.get("CIVIC_KEEPALIVE_TIMEOUT", "5")),
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
+            default_language=env.get("CIVIC_DEFAULT_LANGUAGE", "zh-CN"),
+            public_url=env.get("CIVIC_PUBLIC_URL") or None,
         )

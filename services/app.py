@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
-from litestar import Controller, Litestar
+from litestar import Controller, Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from domain.clock import Clock
@@ -32,6 +32,7 @@ from projections.runner import ProjectionRunner, handles_by_name
 from projections.waits import PositionWaits
 from services.api import health
 from services.api.audit import AuditController
+from services.api.contract_docs import ContractDocsController
 from services.api.feed import FeedController
 from services.api.findings import FindingController
 from services.api.history import HistoryController
@@ -40,6 +41,7 @@ from services.api.members import MemberController, UnitRegistrationController
 from services.api.node_navigation import NodeNavigationController
 from services.api.nodes import NodeController
 from services.api.pairings import PairingController
+from services.api.query_guard import refuse_unknown_query
 from services.api.reveals import RevealAuditController
 from services.api.stats import StatsController
 from services.api.webhooks import WebhookController
@@ -48,12 +50,14 @@ from services.console import console_router
 from services.content_type import require_json_body
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
+from services.docs_assets import assets_router, render_plugins
 from services.integration import Integration
 from services.jwks_refresh import refresh_signing_keys
 from services.keys import jwt_config
 from services.limits import HeavyBudget, PerPrincipal
 from services.middleware import request_context
 from services.notifier import CommitNotifier
+from services.openapi_contract import finish, operation_id, tags
 from services.problems import handle_exception
 from services.ratelimit import rate_limit
 
@@ -160,6 +164,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
         route_handlers=[
             *(_api_routes() if api else []),
             *([console_router()] if api else []),
+            *([assets_router()] if api else []),
             health.live,
             health.ready,
             health.metrics,
@@ -174,7 +179,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             }
         ),
         exception_handlers={Exception: handle_exception},
-        before_request=require_json_body,
+        before_request=_before_request,
         middleware=[
             request_context(ctx.metrics),
             refresh_signing_keys(ctx.jwt),
@@ -195,16 +200,33 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
                 "tamper-evident audit trail. Errors are application/problem+json (RFC 9457)."
             ),
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin(), YamlRenderPlugin()],
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
             security=[{"bearer": []}],
+            tags=tags(),
+            operation_id_creator=operation_id,
         ),
+        on_startup=[_finish_openapi],
         debug=False,
     )
+
+
+async def _before_request(request: Request[Any, Any, Any]) -> None:
+    """The request's shape, before any handler runs: parameters it names, the body's type."""
+    await refuse_unknown_query(request)
+    await require_json_body(request)
+
+
+def _finish_openapi(app: Litestar) -> None:
+    # The served document is the plugin's cached dict: completing it in place is what
+    # /schema/openapi.json (and every renderer) then serves.
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    finish(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
 
 
 def _api_routes() -> list[type[Controller]]:
@@ -223,6 +245,7 @@ def _api_routes() -> list[type[Controller]]:
         MemberController,
         UnitRegistrationController,
         StatsController,
+        ContractDocsController,
     ]
 
 

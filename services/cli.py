@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 
 import click
@@ -117,6 +118,7 @@ def token(scope: str, roles: tuple[str, ...], sub: str, ttl: int) -> None:
 @click.option("--port", type=int, default=None)
 def dev(host: str | None, port: int | None) -> None:
     """Development server: embedded PostgreSQL unless DATABASE_URL is set; prints a token."""
+    from infra import embedded_pg
     from services.app import resolve_database_url
     from services.auth import issue_token
     from services.keys import jwt_config
@@ -126,6 +128,8 @@ def dev(host: str | None, port: int | None) -> None:
         raise click.UsageError("civic dev is for development; use civic serve in production")
     settings = _settings(host=host or base.host, port=port or base.port)
     click.echo("starting PostgreSQL..." if not settings.database_url else "using DATABASE_URL")
+    # Stop the embedded server on the way out only if this process started it.
+    ours = not settings.database_url and embedded_pg.running_pid(settings.data_dir) is None
     database_url = resolve_database_url(settings)
     settings = _settings(host=settings.host, port=settings.port, database_url=database_url)
     scope = os.environ.get("CIVIC_DEV_SCOPE", DEV_SCOPE)
@@ -144,7 +148,32 @@ def dev(host: str | None, port: int | None) -> None:
         f'       -d \'{{"code":"{scope}","name":"西湖区","kind":"county","parent_code":null}}\'\n',
     )
     sys.stdout.flush()
-    _serve(settings)
+    try:
+        _serve_until_stopped(settings)
+    finally:
+        if ours:
+            click.echo("stopping PostgreSQL...")
+            embedded_pg.stop(settings.data_dir)
+    click.echo("stopped")
+
+
+class _Stopped(Exception):
+    """SIGTERM, as an exception: uvicorn re-raises the signal it caught once it has shut down."""
+
+
+def _serve_until_stopped(settings: Settings) -> None:
+    """Serve until Ctrl-C or SIGTERM, then return normally (no "Aborted!", no traceback)."""
+
+    def stopped(signum: int, frame: object) -> None:
+        raise _Stopped()
+
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        _serve(settings)
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @main.group()

@@ -10,6 +10,8 @@ Attributes of every event:
   a reissued code the source follows the node's current place and code).
 * ``type`` a reverse-DNS name made from the contract name and schema version, see
   ``event_type``: ``IssueReported`` v1 → ``cn.civic-ledger.issue.reported.v1``.
+* ``dataschema`` the URL of the JSON Schema its ``data`` validates against,
+  ``<public URL>/schema/events/<contract name>/<version>`` (see ``schema_path``).
 * Extension attributes (lowercase alphanumerics, as the spec requires):
   ``position`` the global feed position, a decimal string (positions exceed the 32-bit
   CloudEvents Integer); ``nodecode`` the node's current code; ``nodeseq`` the event's
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
 
+from domain.clock import instant
 from infra.feed import FeedEvent
 
 SPEC_VERSION = "1.0"
@@ -65,6 +68,10 @@ def contract_name_of(ce_type: str) -> tuple[str, int] | None:
     return "".join(w[:1].upper() + w[1:] for w in words), int(version)
 
 
+def schema_path(contract_name: str, schema_version: int) -> str:
+    return f"/schema/events/{contract_name}/{int(schema_version)}"
+
+
 def source_of(path_codes: Iterable[str]) -> str:
     return SOURCE_PREFIX + "".join("/" + quote(code, safe="-._~") for code in path_codes)
 
@@ -79,6 +86,7 @@ class CloudEvent(msgspec.Struct, omit_defaults=True):
     subject: str
     time: str
     datacontenttype: str
+    dataschema: str
     position: str
     nodecode: str
     nodeseq: int
@@ -90,7 +98,8 @@ class CloudEvent(msgspec.Struct, omit_defaults=True):
     correlationid: str | None = None
 
 
-def to_cloudevent(item: FeedEvent) -> CloudEvent:
+def to_cloudevent(item: FeedEvent, schema_base: str) -> CloudEvent:
+    """``schema_base``: the API's public URL, under which ``dataschema`` is served."""
     e = item.event
     return CloudEvent(
         specversion=SPEC_VERSION,
@@ -98,14 +107,15 @@ def to_cloudevent(item: FeedEvent) -> CloudEvent:
         source=source_of(item.path_codes),
         type=event_type(e.type, e.schema_version),
         subject=str(e.stream_id),
-        time=e.occurred_at.isoformat(),
+        time=instant(e.occurred_at),
         datacontenttype="application/json",
+        dataschema=schema_base + schema_path(e.type, e.schema_version),
         position=str(e.position),
         nodecode=item.node_code,
         nodeseq=e.node_seq,
         streamtype=e.stream_type,
         streamversion=e.version,
-        recordedat=e.recorded_at.isoformat(),
+        recordedat=instant(e.recorded_at),
         actor=e.actor,
         data=msgspec.Raw(e.data.encode() if isinstance(e.data, str) else e.data),
         correlationid=str(e.correlation_id) if e.correlation_id is not None else None,
@@ -129,6 +139,7 @@ class CloudEventDoc(msgspec.Struct):
     subject: str
     time: str
     datacontenttype: str
+    dataschema: Annotated[str, msgspec.Meta(extra_json_schema={"extra": {"format": "uri"}})]
     position: str
     nodecode: str
     nodeseq: int

@@ -39,6 +39,7 @@ class Integration:
                     max_attempts=settings.webhook_max_attempts,
                 ),
                 timeout_seconds=settings.webhook_timeout_seconds,
+                schema_base=settings.base_url,
                 addresses=AddressPolicy(settings.webhook_allow_hosts),
             ),
         )
@@ -49,6 +50,7 @@ class Integration:
                 url=settings.nats_url,
                 stream=settings.nats_stream,
                 subject_prefix=settings.nats_subject_prefix,
+                schema_base=settings.base_url,
             )
         return cls(
             live=live,

@@ -54,9 +54,11 @@ class NatsRelay:
         retry_seconds: float = 5.0,
         idle_save_seconds: float = 10.0,
         publish_timeout: float = 5.0,
+        schema_base: str = "http://127.0.0.1:8000",
     ) -> None:
         self.live = live
         self.url = url
+        self.schema_base = schema_base
         self.stream = stream
         self.subject_prefix = subject_prefix
         self.batch_size = batch_size
@@ -133,7 +135,7 @@ class NatsRelay:
                     for item in page.events:
                         ack = await js.publish(
                             subject_for(self.subject_prefix, item),
-                            cloudevents.encode(cloudevents.to_cloudevent(item)),
+                            cloudevents.encode(cloudevents.to_cloudevent(item, self.schema_base)),
                             timeout=self.publish_timeout,
                             stream=self.stream,
                             headers={

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from http import HTTPStatus
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import msgspec
@@ -19,8 +22,18 @@ from domain.errors import Conflict, DomainError, IllegalTransition, InvalidValue
 from infra.database import DatabaseUnavailable, ScopeNotFound
 from infra.event_store import ConcurrencyError
 from services.auth import AuthError
+from services.messages import DEFAULT_LANGUAGE, negotiate, translate
 
 log = structlog.get_logger("civic.api")
+
+#: what Litestar's bare HTTP errors (whose detail only repeats the status) say instead
+_STATUS_DETAIL = {
+    404: "no such resource",
+    405: "the method is not allowed here",
+    413: "the request body is too large",
+    415: "the body must be application/json",
+    429: "too many requests; retry later",
+}
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://civic-ledger.dev/problems/"
@@ -85,26 +98,46 @@ def _response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response[bytes]:
+    language = _language(request)
     body: dict[str, Any] = {
         "type": _TYPE_BASE + slug,
-        "title": title,
+        "title": translate(title, language),
         "status": status,
-        "detail": detail,
+        "detail": translate(detail, language),
         "instance": request.url.path,
     }
     if errors is not None:
-        body["errors"] = errors
-    request_id = request.scope.get("state", {}).get("request_id")
-    if request_id:
-        body["request_id"] = request_id
+        body["errors"] = [
+            FieldError(field=e.field, message=translate(e.message, language)) for e in errors
+        ]
+    headers = {**(headers or {}), "Content-Language": language}
+    state = request.scope.setdefault("state", {})
+    request_id = state.get("request_id")
+    if not request_id:
+        # Routing failed before the request-context middleware ran (an unknown path): the
+        # answer still carries an id to quote, in the body and the header alike.
+        request_id = state["request_id"] = uuid4().hex
+        headers["X-Request-ID"] = request_id
+    body["request_id"] = request_id
     if extra:
         body.update(extra)
     return Response(
         content=msgspec.json.encode(body),
         status_code=status,
         media_type=PROBLEM_JSON,
-        headers=headers or {},
+        headers=headers,
     )
+
+
+def _language(request: Request[Any, Any, Any]) -> str:
+    settings = getattr(getattr(request.app.state, "ctx", None), "settings", None)
+    default = negotiate(getattr(settings, "default_language", None) or DEFAULT_LANGUAGE)
+    return negotiate(request.headers.get("accept-language"), default)
+
+
+#: msgspec names the field it refuses inside the message, and the path to it after " - at"
+_NAMED_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]+)`")
+_AT_PATH = re.compile(r" - at `\$(?:\.([^`]*))?`$")
 
 
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
@@ -113,7 +146,15 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
     for item in extra:
         if isinstance(item, dict):
             key = str(item.get("key") or item.get("source") or "body")
-            errors.append(FieldError(field=key, message=str(item.get("message", ""))))
+            message = str(item.get("message", ""))
+            at = _AT_PATH.search(message)
+            if at is not None:
+                message = message[: at.start()]
+                key = at.group(1) or key
+            named = _NAMED_FIELD.match(message)
+            if named is not None and key in ("data", "body"):
+                key = named.group(1)
+            errors.append(FieldError(field=key, message=message))
     return errors
 
 
@@ -185,7 +226,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             request,
             status,
             "Bad Request",
-            exc.detail or "invalid request",
+            # Litestar's own detail echoes the URL ("Validation failed for GET /v1/…?…")
+            "the request is not valid; see errors",
             "validation",
             errors=errors,
         )
@@ -199,11 +241,14 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             415: "Unsupported Media Type",
             429: "Too Many Requests",
         }.get(status, "Error")
+        detail = exc.detail
+        if detail == title or detail == HTTPStatus(status).phrase:
+            detail = _STATUS_DETAIL.get(status, detail)
         return _response(
             request,
             status,
             title,
-            exc.detail,
+            detail,
             title.lower().replace(" ", "-"),
             headers=dict(exc.headers or {}),
         )

@@ -16,7 +16,7 @@ address instead, at ``CIVIC_ANON_RATE_LIMIT`` (default 120): each bad token cost
 signature check, and nothing unauthenticated needs more. The address is the peer's, or the
 ``X-Forwarded-For`` one when the peer is a trusted proxy (uvicorn's ``FORWARDED_ALLOW_IPS``).
 Health probes, and the static pages of ``/console`` and ``/schema`` (which load many assets
-without a token), are never limited. The limits are per API process: behind N replicas a
+without a token; ``/schema``'s from ``/static/docs``), are never limited. The limits are per API process: behind N replicas a
 client gets up to N times as much.
 """
 
@@ -37,7 +37,7 @@ _TYPE = "https://civic-ledger.dev/problems/rate-limited"
 _TOKEN_CACHE_SECONDS = 60.0
 _MAX_CACHED_TOKENS = 10_000
 #: path prefixes never limited: probes, and static pages that load assets without a token
-_UNLIMITED = ("/health/", "/console", "/schema")
+_UNLIMITED = ("/health/", "/console", "/schema", "/static/docs")
 
 
 class TokenBuckets:

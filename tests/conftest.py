@@ -25,6 +25,11 @@ from infra.dsn import with_database
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``after_all`` run last: they check what the whole session recorded."""
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)
+
+
 def _server_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -121,6 +126,9 @@ async def app(database_url: str, session_clock: MovableClock) -> AsyncIterator[A
         log_level="WARNING",
         pool_min=2,
         pool_max=20,
+        # the tests read the English the code raises; test_contract_consistency.py
+        # covers the zh-CN default and Accept-Language
+        default_language="en",
         # the webhook tests' receivers listen on 127.0.0.1, which webhooks may not reach
         # otherwise; and the session's many 401 checks come from one client address
         # (tests of both limits run their own app).

@@ -164,6 +164,7 @@ async def extra_app(ctx: Any, **overrides: Any) -> AsyncIterator[AsyncTestClient
         "pool_max": 4,
         "run_projector": False,
         "migrate_on_start": False,
+        "default_language": base.default_language,
     }
     values.update(overrides)
     async with AsyncTestClient(create_app(Settings(**values))) as client:

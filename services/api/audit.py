@@ -178,6 +178,7 @@ class AuditController(Controller):
             "duplicated sequence or link), broken_link (prev_hash is not the previous hash). "
             "Roles: inspector, admin, operator."
         ),
+        operation_id="verifyAuditTrail",
     )
     async def verify(self, ctx: Ctx, principal: Caller, node: NodeParam = None) -> VerifyReport:
         require(principal, AUDITORS, "verifying the audit trail")
@@ -193,6 +194,7 @@ class AuditController(Controller):
             "Ed25519 signature over {node, at, root}. Keep it: `POST /v1/audit/checkpoint/verify` "
             "tells later whether the chains still extend it. Roles: inspector, admin, operator."
         ),
+        operation_id="readCheckpoint",
     )
     async def checkpoint(
         self, ctx: Ctx, principal: Caller, checkpointer: CheckpointerDep, node: NodeParam = None
@@ -205,6 +207,7 @@ class AuditController(Controller):
     @get(
         "/audit/public-key",
         summary="The key that signs checkpoints (no authentication needed)",
+        operation_id="readPublicKey",
     )
     async def public_key(self, checkpointer: CheckpointerDep) -> PublicKeyView:
         signer = checkpointer.signer
@@ -249,6 +252,7 @@ class AuditController(Controller):
             "Checkpoints are taken per root tenant every CIVIC_CHECKPOINT_INTERVAL seconds; "
             "`from`/`to` bound their time (inclusive/exclusive). Roles: inspector, admin, operator."
         ),
+        operation_id="listCheckpoints",
     )
     async def checkpoints(
         self,
@@ -301,6 +305,7 @@ class AuditController(Controller):
             "of the caller's scope; `checkpoint=<id>` picks a stored one. Check it offline with "
             "infra.proofs.verify_proof (docs/audit.md). Roles: inspector, admin, operator."
         ),
+        operation_id="readProof",
     )
     async def proof(
         self,

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
+import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -107,11 +108,17 @@ async def run_and_respond(
 ) -> Response[bytes]:
     """Run a command for this request and answer with its outcome (every POST does this)."""
     outcome = await run_command(ctx, principal, await command_request(request), decide)
-    return command_response(outcome)
+    return command_response(outcome, request)
 
 
-def command_response(outcome: CommandOutcome) -> Response[bytes]:
+def command_response(
+    outcome: CommandOutcome, request: Request[Any, Any, Any] | None = None
+) -> Response[bytes]:
     headers = {}
+    if request is not None and outcome.status == 201:
+        where = _created_location(request, outcome.body)
+        if where is not None:
+            headers["Location"] = where
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
     if outcome.position is not None:
@@ -122,6 +129,21 @@ def command_response(outcome: CommandOutcome) -> Response[bytes]:
         media_type="application/json",
         headers=headers,
     )
+
+
+def _created_location(request: Request[Any, Any, Any], body: bytes) -> str | None:
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    from services.openapi_contract import location
+
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    doc = request.app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+    return location(doc, request.url.path, decoded)
 
 
 @asynccontextmanager

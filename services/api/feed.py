@@ -95,8 +95,10 @@ async def read_page(ctx: AppContext, principal: Principal, after: int, limit: in
         return await read_scoped(conn, scope, after, limit)
 
 
-def encode_page(page: FeedPage) -> bytes:
-    body = FeedBody(items=[cloudevents.to_cloudevent(e) for e in page.events], next=page.next)
+def encode_page(page: FeedPage, schema_base: str) -> bytes:
+    body = FeedBody(
+        items=[cloudevents.to_cloudevent(e, schema_base) for e in page.events], next=page.next
+    )
     return msgspec.json.encode(body)
 
 
@@ -117,7 +119,7 @@ async def live_stream(
     with live.subscribe() as wakeup:
         while True:
             for item in page.events:
-                event = cloudevents.to_cloudevent(item)
+                event = cloudevents.to_cloudevent(item, ctx.settings.base_url)
                 yield ServerSentEventMessage(
                     id=item.position, event=event.type, data=cloudevents.encode(event).decode()
                 )
@@ -178,6 +180,7 @@ class FeedController(Controller):
                 generate_examples=False,
             )
         },
+        operation_id="readFeed",
     )
     async def feed(
         self,
@@ -204,7 +207,7 @@ class FeedController(Controller):
         if not wants_event_stream(request.headers.get("accept")):
             page = await read_page(ctx, principal, after, limit)
             return Response(
-                content=encode_page(page),
+                content=encode_page(page, ctx.settings.base_url),
                 media_type="application/json",
                 headers={"Cache-Control": "no-store"},
             )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -24,6 +25,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
+from litestar.openapi.spec import Operation
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -45,8 +47,16 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import (
+    FindingCategory,
+    FindingStatus,
+    FindingWarning,
+    NodeCode,
+    Text,
+    Title,
+)
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.responses import ETAG, documented
 from services.auth import Principal
 from services.commands import findings as commands
 from services.context import AppContext
@@ -119,15 +129,15 @@ class FindingView(msgspec.Struct):
     source: str
     round: str | None
     description: str
-    category: str
+    category: FindingCategory
     category_label: str
     responsible_unit_code: str | None
     responsible_unit_name: str | None
     measures: list[str]
     due_on: date | None
-    status: str
+    status: FindingStatus
     status_label: str
-    warning: str
+    warning: FindingWarning
     overdue: bool
     overdue_days: int
     overdue_recorded_for: date | None
@@ -304,6 +314,20 @@ def _today(ctx: AppContext) -> date:
 # -- the controller ------------------------------------------------------------------------
 
 
+@dataclass
+class _LedgerOperation(Operation):
+    """The ledger answers a file in one of two media types, by ``format``."""
+
+    def to_schema(self) -> dict[str, Any]:
+        schema = super().to_schema()
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        schema["responses"]["200"]["content"] = {
+            ledger.XLSX_MEDIA_TYPE: binary,
+            ledger.CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+        }
+        return schema
+
+
 class FindingController(Controller):
     path = "/v1/findings"
     tags = ["findings"]
@@ -316,6 +340,7 @@ class FindingController(Controller):
         "/",
         status_code=201,
         summary="Record a finding and assign its rectification (建账)",
+        responses=documented(201, commands.FindingChanged, "The recorded finding"),
         description="FindingRecorded + RectificationAssigned in one append. A due date in the "
         "past is accepted (imported ledgers): the finding is then overdue at once. Roles: "
         "operator, admin.",
@@ -349,6 +374,7 @@ class FindingController(Controller):
         "/{finding_id:uuid}/progress",
         status_code=200,
         summary="Report rectification progress (更新)",
+        responses=documented(200, commands.FindingChanged, "The finding's new version"),
         description="Roles: the responsible unit (role unit), operator, admin.",
     )
     async def progress(
@@ -373,6 +399,7 @@ class FindingController(Controller):
         "/{finding_id:uuid}/complete",
         status_code=200,
         summary="Report the rectification completed (awaits verification)",
+        responses=documented(200, commands.FindingChanged, "The finding's new version"),
         description="Roles: the responsible unit (role unit), operator, admin.",
     )
     async def complete(
@@ -395,6 +422,7 @@ class FindingController(Controller):
         "/{finding_id:uuid}/verify",
         status_code=200,
         summary="Verify a completed rectification: 销号 (accepted) or back to work",
+        responses=documented(200, commands.FindingChanged, "The finding's new version"),
         description="Roles: inspector, admin (of the finding's node).",
     )
     async def verify(
@@ -419,6 +447,7 @@ class FindingController(Controller):
         "/{finding_id:uuid}/reopen",
         status_code=200,
         summary="Reopen a verified finding (回头看 found a relapse)",
+        responses=documented(200, commands.FindingChanged, "The finding's new version"),
         description="Roles: inspector, admin (of the finding's node).",
     )
     async def reopen(
@@ -442,6 +471,8 @@ class FindingController(Controller):
     @get(
         "/{finding_id:uuid}",
         summary="Read a finding (warning and overdue_days as of today, China date)",
+        responses=documented(200, FindingView, "The finding (ETag: its version)"),
+        response_headers=ETAG,
     )
     async def read(
         self,
@@ -532,6 +563,7 @@ class FindingController(Controller):
         "最新进展), in the order recorded. XLSX: sheet 整改台账 with a title row, frozen "
         "header, real dates. CSV: UTF-8 with BOM, streamed. Roles: every reading role.",
         response_description="the ledger file (XLSX or CSV), as an attachment",
+        operation_class=_LedgerOperation,
     )
     async def export_ledger(
         self,

@@ -61,7 +61,8 @@ CATEGORY_LABELS: Mapping[str, str] = {
 }
 
 CSV_BOM = "\ufeff"
-CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+#: Litestar appends "; charset=utf-8" to every text/* media type itself (once).
+CSV_MEDIA_TYPE = "text/csv"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

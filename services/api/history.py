@@ -26,6 +26,7 @@ from infra.directory import DirectoryNode
 from infra.event_codec import decode_json
 from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
 from services.api.paging import MAX_LIMIT, Cursor, decode_cursor, encode_cursor
+from services.api.responses import ETAG
 from services.problems import FieldError, ProblemError, not_found
 from services.roles import INSPECTORS, Role
 
@@ -210,6 +211,7 @@ class HistoryController(Controller):
             "(node, node_seq, hash, prev_hash). ETag: the stream's version. Roles: inspector, "
             "admin, operator."
         ),
+        response_headers=ETAG,
     )
     async def stream_events(
         self,

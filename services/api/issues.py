@@ -22,7 +22,7 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Operation
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from domain.issue import MAX_RESPOND_MINUTES, SATISFACTIONS, SOURCES, STATUSES
+from domain.issue import MAX_RESPOND_MINUTES, STATUSES
 from infra import directory
 from infra.database import Scope
 from projections.issues import ESCALATION_OVERDUE_SQL, OVERDUE_SQL
@@ -39,8 +39,9 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import IssueSource, IssueStatus, NodeCode, Satisfaction, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.responses import ETAG
 from services.commands import issues as cmd
 from services.commands.session import CommandRequest, CommandSession, run_command
 from services.problems import (
@@ -77,7 +78,7 @@ Deadline = Annotated[
         extra_json_schema={"format": "date-time"},
     ),
 ]
-Source = Annotated[str, msgspec.Meta(description=f"one of {', '.join(SOURCES)}")]
+Source = IssueSource
 
 IssueId = FromPath[UUID]
 
@@ -136,7 +137,7 @@ class IssueResolve(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class IssueEvaluate(msgspec.Struct, forbid_unknown_fields=True):
-    satisfaction: Annotated[str, msgspec.Meta(description=" | ".join(SATISFACTIONS))]
+    satisfaction: Satisfaction
     resolved: bool
     comment: Text | None = None
 
@@ -213,7 +214,7 @@ class EscalationView(msgspec.Struct):
 
 
 class EvaluationView(msgspec.Struct):
-    satisfaction: str
+    satisfaction: Satisfaction
     resolved: bool
     comment: str | None
     evaluated_at: datetime
@@ -233,9 +234,9 @@ class IssueView(msgspec.Struct):
     title: str
     description: str | None
     category: str
-    source: str
+    source: IssueSource
     external_id: str | None
-    status: str
+    status: IssueStatus
     overdue: bool
     due_at: datetime | None
     requested_due_at: datetime | None
@@ -752,6 +753,7 @@ class IssueController(Controller):
         summary="Read an issue (status, overdue, deadlines, assignee, whistle, callback)",
         description="ETag: the issue's version (send it as If-Match to commands). `overdue` is "
         "computed at read time.",
+        response_headers=ETAG,
     )
     async def read(
         self, issue_id: IssueId, ctx: Ctx, principal: Caller, min_position: MinPosition = None
@@ -944,6 +946,7 @@ class IssueBatchController(Controller):
         ),
         operation_class=_BatchOperation,
         request_max_body_size=MAX_BATCH_BYTES,
+        operation_id="importIssues",
     )
     async def import_batch(
         self, request: Request[Any, Any, Any], ctx: Ctx, principal: Caller

@@ -47,8 +47,9 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import MemberStatus, NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.responses import ETAG, documented
 from services.auth import Principal
 from services.commands import members as commands
 from services.context import AppContext
@@ -134,7 +135,7 @@ class MemberView(msgspec.Struct):
     community_code: str
     home_unit_code: str
     grid_code: str | None
-    status: str
+    status: MemberStatus
     name: str
     phone: str
     id_number: str | None
@@ -204,7 +205,9 @@ LEFT JOIN nodes u ON u.id = r.unit_id
 LEFT JOIN nodes c ON c.id = r.node_id
 WHERE r.root_id = $1 AND r.unit_id = $2
   AND (c.path >= $3 AND c.path < $4 OR u.path >= $3 AND u.path < $4)
+  AND ($5::timestamptz IS NULL OR (r.registered_at, r.id) > ($5, $6::uuid))
 ORDER BY r.registered_at, r.id
+LIMIT $7
 """
 
 # Recorded, with its current community in the subtree, but not yet in the read model.
@@ -269,6 +272,7 @@ class MemberController(Controller):
         "/",
         status_code=201,
         summary="Register a member at their residential community (MemberRegistered)",
+        responses=documented(201, commands.MemberChanged, "The registered member (never personal data)"),
         description="Roles: operator, admin — the community inside your scope; the home "
         "unit anywhere in the root tenant. 409 when the same person (ID number, else mobile) "
         "is already registered there.",
@@ -300,6 +304,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/services",
         status_code=200,
         summary="Record service hours (ServiceRecorded)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description="Roles: operator, admin of the member's current community.",
     )
     async def record_service(
@@ -324,6 +329,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/points",
         status_code=200,
         summary="Award (delta > 0) or deduct (delta < 0) points (积分)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description="Roles: operator, admin of the member's current community. delta 0 → 422; "
         "the balance never goes below zero.",
     )
@@ -349,6 +355,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/transfer",
         status_code=200,
         summary="Transfer a member to another community (MemberTransferred)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description="Roles: operator, admin of the member's current community. The "
         "destination may be any community of the root tenant. Events so far stay on the old "
         "community's chain (so does MemberTransferred); later ones join the new one's.",
@@ -378,6 +385,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/deregister",
         status_code=200,
         summary="Deregister a member (MemberDeregistered)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description="Roles: operator, admin of the member's current community.",
     )
     async def deregister(
@@ -400,6 +408,7 @@ class MemberController(Controller):
         "/{member_id:uuid}/erase",
         status_code=200,
         summary="Erase a member's personal data (MemberErased)",
+        responses=documented(200, commands.MemberChanged, "The member's new version"),
         description='Role: admin. The body is optional ({"reason": ...}). Afterwards name, '
         "phone and ID number read as [erased].",
     )
@@ -417,7 +426,7 @@ class MemberController(Controller):
             request, ctx, principal, lambda s: commands.erase(s, member_id=member_id, reason=reason)
         )
 
-    @get("/{member_id:uuid}", summary="Read a member (ETag: its version)")
+    @get("/{member_id:uuid}", summary="Read a member (ETag: its version)", response_headers=ETAG)
     async def read(
         self,
         member_id: FromPath[UUID],
@@ -506,8 +515,10 @@ class UnitRegistrationController(Controller):
         "/{unit_code:str}/registrations",
         status_code=201,
         summary="A unit reports to a community (UnitRegistered; an extension to the API spine)",
+        responses=documented(201, commands.UnitRegistrationChanged, "The registration"),
         description="Roles: unit (scoped to that unit: any community of the root tenant), "
         "operator or admin (the community inside your scope). Once per unit and community.",
+        operation_id="registerUnit",
     )
     async def register(
         self,
@@ -537,8 +548,11 @@ class UnitRegistrationController(Controller):
         ctx: Ctx,
         principal: Caller,
         min_position: MinPosition = None,
-    ) -> list[UnitRegistrationView]:
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> Page[UnitRegistrationView]:
         require(principal, READERS, "reading unit registrations")
+        after = decode_time_id_cursor(cursor)
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
@@ -546,12 +560,19 @@ class UnitRegistrationController(Controller):
             if unit is None or unit.kind != "unit":
                 raise not_found(f"unit {unit_code}")
             rows = await conn.fetch(
-                LIST_UNIT_REGISTRATIONS, scope.root_id, unit.id, scope.path, scope.path[:-1] + "0"
+                LIST_UNIT_REGISTRATIONS,
+                scope.root_id,
+                unit.id,
+                scope.path,
+                scope.path[:-1] + "0",
+                after[0] if after else None,
+                after[1] if after else None,
+                limit + 1,
             )
             if not rows and not scope.contains_path(unit.path):
                 # a unit outside the scope with nothing visible answers as an unknown code
                 raise not_found(f"unit {unit_code}")
-        return [
+        items = [
             UnitRegistrationView(
                 id=r["id"],
                 unit_code=r["unit_code"],
@@ -561,3 +582,4 @@ class UnitRegistrationController(Controller):
             )
             for r in rows
         ]
+        return page_of(items, limit, lambda v: [v.registered_at.isoformat(), str(v.id)])

@@ -18,6 +18,7 @@ from litestar.params import FromPath, QueryParameter
 from infra import directory
 from infra.audit_verify import subtree_range
 from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.fields import NodeKindName
 from services.api.paging import Page, decode_cursor, page_of
 from services.auth import Principal
 from services.context import AppContext
@@ -41,7 +42,7 @@ Depth = Annotated[
 class NodeItem(msgspec.Struct):
     code: str
     name: str
-    kind: str
+    kind: NodeKindName
     child_count: int
     closed: bool
 
@@ -49,7 +50,7 @@ class NodeItem(msgspec.Struct):
 class TreeNode(msgspec.Struct):
     code: str
     name: str
-    kind: str
+    kind: NodeKindName
     closed: bool
     children: list[TreeNode]
 

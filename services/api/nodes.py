@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID, uuid4
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
+from domain.clock import instant
 from infra import directory
 from services.api.deps import (
     Caller,
@@ -24,7 +24,7 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import NodeCode, NodeKindName, Text, Title
 from services.api.node_navigation import (
     LIST_DESCRIPTION,
     LIST_SUMMARY,
@@ -34,6 +34,7 @@ from services.api.node_navigation import (
     list_children,
 )
 from services.api.paging import Cursor, Limit, Page
+from services.api.responses import ETAG, documented
 from services.commands import nodes as node_commands
 from services.commands.session import run_command
 from services.problems import ProblemError, not_caught_up, not_found
@@ -43,9 +44,7 @@ from services.roles import READERS, WRITERS, Role
 class NodeCreate(msgspec.Struct, forbid_unknown_fields=True):
     code: NodeCode
     name: Title
-    kind: Annotated[
-        str, msgspec.Meta(description="province, city, county, street, community, grid or unit")
-    ]
+    kind: NodeKindName
     parent_code: NodeCode | None = None
 
 
@@ -67,7 +66,7 @@ class NodeView(msgspec.Struct):
     id: UUID
     code: str
     name: str
-    kind: str
+    kind: NodeKindName
     parent_code: str | None
     path: list[str]
     children: list[str]
@@ -93,12 +92,7 @@ WHERE n.id = $1
 """
 
 
-def _documented(status: int, body: type[msgspec.Struct], what: str) -> dict[int, ResponseSpec]:
-    """Handlers answer pre-encoded bytes (for ETag and position headers): say what they hold."""
-    return {status: ResponseSpec(data_container=body, description=what, generate_examples=False)}
-
-
-CHANGED = _documented(200, node_commands.NodeChanged, "The node's new version and position")
+CHANGED = documented(200, node_commands.NodeChanged, "The node's new version and position")
 
 
 class NodeController(Controller):
@@ -113,7 +107,7 @@ class NodeController(Controller):
         "/",
         status_code=201,
         summary="Register a node (a root tenant when parent_code is null)",
-        responses=_documented(201, node_commands.NodeChanged, "The registered node"),
+        responses=documented(201, node_commands.NodeChanged, "The registered node"),
     )
     async def create(
         self,
@@ -153,7 +147,7 @@ class NodeController(Controller):
                     s, code=data.code, name=data.name, kind=data.kind, parent_code=parent_code
                 ),
             )
-        return command_response(outcome)
+        return command_response(outcome, request)
 
     @get("/", summary=LIST_SUMMARY, description=LIST_DESCRIPTION)
     async def children(
@@ -170,7 +164,8 @@ class NodeController(Controller):
     @get(
         "/{code:str}",
         summary="Read a node (former codes resolve to the node's current code)",
-        responses=_documented(200, NodeView, "The node (ETag: its version)"),
+        responses=documented(200, NodeView, "The node (ETag: its version)"),
+        response_headers=ETAG,
     )
     async def read(
         self, code: FromPath[str], ctx: Ctx, principal: Caller, min_position: MinPosition = None
@@ -197,8 +192,8 @@ class NodeController(Controller):
             former_codes=list(row["former_codes"]),
             closed=row["closed"],
             version=row["version"],
-            registered_at=row["registered_at"].isoformat(),
-            updated_at=row["updated_at"].isoformat(),
+            registered_at=instant(row["registered_at"]),
+            updated_at=instant(row["updated_at"]),
             requested_code=code if code != row["code"] else None,
         )
         return Response(

@@ -36,8 +36,9 @@ from services.api.deps import (
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
+from services.api.fields import NodeCode, PairingRating, PairingStatus, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.responses import ETAG, documented
 from services.commands import pairings as commands
 from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS
@@ -73,7 +74,7 @@ class ActivityHold(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PairingReview(msgspec.Struct, forbid_unknown_fields=True):
-    rating: Annotated[str, msgspec.Meta(description=f"one of {', '.join(RATINGS)}")]
+    rating: PairingRating
     comment: Text | None = None
 
 
@@ -98,7 +99,7 @@ class PairingView(msgspec.Struct):
     community_code: str
     starts_on: date
     ends_on: date
-    status: str
+    status: PairingStatus
     #: active and today lies within the term
     in_force: bool
     commitments: list[CommitmentView]
@@ -107,7 +108,7 @@ class PairingView(msgspec.Struct):
     activity_count: int
     participant_total: int
     last_activity_on: date | None
-    rating: str | None
+    rating: PairingRating | None
     review_count: int
     terminated_at: datetime | None
     termination_reason: str | None
@@ -213,6 +214,7 @@ class PairingController(Controller):
         "/",
         status_code=201,
         summary="Sign a pairing (PairingSigned)",
+        responses=documented(201, commands.PairingChanged, "The signed pairing"),
         description="Roles: operator, admin — the unit and the community both inside your "
         "scope. 409 when the unit already has an active pairing with the community whose "
         "term overlaps; 422 when the term does not end after it starts.",
@@ -244,6 +246,7 @@ class PairingController(Controller):
         "/{pairing_id:uuid}/commitments/{index:int}/fulfil",
         status_code=200,
         summary="Fulfil a commitment (CommitmentFulfilled); index is 0-based, in signing order",
+        responses=documented(200, commands.PairingChanged, "The pairing's new version"),
         description="Roles: operator, admin, or the pairing's unit (role unit). A commitment "
         "is fulfilled once: again → 409 with current_state 'fulfilled'.",
     )
@@ -270,6 +273,7 @@ class PairingController(Controller):
         "/{pairing_id:uuid}/activities",
         status_code=200,
         summary="Record a joint activity (PairingActivityHeld)",
+        responses=documented(200, commands.PairingChanged, "The pairing's new version"),
         description="Roles: operator, admin, or the pairing's unit (role unit).",
     )
     async def hold_activity(
@@ -298,6 +302,7 @@ class PairingController(Controller):
         "/{pairing_id:uuid}/review",
         status_code=200,
         summary="Review a pairing (PairingReviewed; an extension to the API spine)",
+        responses=documented(200, commands.PairingChanged, "The pairing's new version"),
         description="Roles: operator, admin — the unit and the community inside your scope. "
         f"rating: {', '.join(RATINGS)}.",
     )
@@ -323,6 +328,7 @@ class PairingController(Controller):
         "/{pairing_id:uuid}/terminate",
         status_code=200,
         summary="Terminate a pairing early (PairingTerminated)",
+        responses=documented(200, commands.PairingChanged, "The pairing's new version"),
         description="Roles: operator, admin — the unit and the community inside your scope.",
     )
     async def terminate(
@@ -341,7 +347,7 @@ class PairingController(Controller):
             lambda s: commands.terminate(s, pairing_id=pairing_id, reason=data.reason),
         )
 
-    @get("/{pairing_id:uuid}", summary="Read a pairing (ETag: its version)")
+    @get("/{pairing_id:uuid}", summary="Read a pairing (ETag: its version)", response_headers=ETAG)
     async def read(
         self,
         pairing_id: FromPath[UUID],

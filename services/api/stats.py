@@ -27,6 +27,7 @@ from services.api.deps import (
     read_scope,
     require,
 )
+from services.api.responses import documented
 from services.problems import FieldError, ProblemError, not_found
 from services.roles import READERS
 
@@ -146,12 +147,14 @@ class StatsController(Controller):
     @get(
         "/{code:str}/stats",
         summary="A node's indicators over its whole subtree, and each child's",
+        responses=documented(200, NodeStats, "The node's indicators"),
         description=(
             "Pairings, members, issues and rectifications counted over the node's subtree "
             "(formulas in the README's Roll-ups section; rates are null when their "
             "denominator is 0). `as_of=YYYY-MM-DD`: at the end of that China-local day, with "
             "the children as the tree stood then. Roles: every reader of the scope."
         ),
+        operation_id="readStats",
     )
     async def stats(
         self,
@@ -183,12 +186,14 @@ class StatsController(Controller):
     @get(
         "/{code:str}/stats/daily",
         summary="A node's indicators at the end of each day of a range (trend charts)",
+        responses=documented(200, DailyStats, "One entry per day of the range"),
         description=(
             f"One item per China-local day from `from` to `to` (both included, at most "
             f"{MAX_DAYS} days; default: the {DEFAULT_DAYS} days up to today), each with the "
             "figures of `/stats` as they stood at the end of that day. Roles: every reader "
             "of the scope."
         ),
+        operation_id="readDailyStats",
     )
     async def daily(
         self,

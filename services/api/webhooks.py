@@ -22,6 +22,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from domain.clock import instant
 from infra import outbox
 from services.api.deps import (
     Caller,
@@ -34,6 +35,7 @@ from services.api.deps import (
     require,
 )
 from services.api.paging import Cursor, Page, decode_cursor, page_of
+from services.api.responses import documented
 from services.cloudevents import contract_name_of
 from services.commands.session import CommandSession, run_command
 from services.problems import FieldError, ProblemError, not_found
@@ -100,7 +102,7 @@ class Redriven(msgspec.Struct):
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return instant(value) if value is not None else None
 
 
 def view_of(s: outbox.SubscriptionView) -> WebhookView:
@@ -112,7 +114,7 @@ def view_of(s: outbox.SubscriptionView) -> WebhookView:
         status=s.status,
         position=s.position,
         created_by=s.created_by,
-        created_at=s.created_at.isoformat(),
+        created_at=instant(s.created_at),
         delivered=s.delivered_count,
         dead=s.dead,
         pending=s.pending,
@@ -203,6 +205,7 @@ class WebhookController(Controller):
         "/",
         status_code=201,
         summary="Subscribe a URL to your subtree's events (signed, retried, dead-lettered)",
+        responses=documented(201, WebhookView, "The subscription (its secret is never shown again)"),
     )
     async def create(
         self,
@@ -238,9 +241,9 @@ class WebhookController(Controller):
             return 201, view_of(view)
 
         outcome = await run_command(ctx, principal, await command_request(request), decide)
-        return command_response(outcome)
+        return command_response(outcome, request)
 
-    @get("/", summary="Your subtree's webhook subscriptions (secrets are never shown)")
+    @get("/", summary="Your subtree's webhook subscriptions (secrets are never shown)", operation_id="listWebhooks")
     async def list_all(
         self, ctx: Ctx, principal: Caller, limit: ListLimit = 100, cursor: Cursor = None
     ) -> Page[WebhookView]:
@@ -287,7 +290,8 @@ class WebhookController(Controller):
 
     @get(
         "/{webhook_id:uuid}/deliveries",
-        summary="Delivery records of a subscription (status=dead lists the dead letters); admin",
+        summary="Delivery records of a subscription (status=dead lists the dead letters); integrator or admin",
+        operation_id="listDeliveries",
     )
     async def deliveries(
         self,
@@ -303,7 +307,7 @@ class WebhookController(Controller):
         limit: ListLimit = 100,
         cursor: Cursor = None,
     ) -> Page[DeliveryItem]:
-        require(principal, ADMINS, "reading webhook deliveries")
+        require(principal, INTEGRATORS, "reading webhook deliveries")
         if status is not None and status not in DELIVERY_STATUSES:
             raise ProblemError(
                 400,
@@ -326,6 +330,7 @@ class WebhookController(Controller):
         "/{webhook_id:uuid}/redrive",
         status_code=200,
         summary="Queue a subscription's dead letters again (delivered before newer events); admin",
+        responses=documented(200, Redriven, "How many dead letters were queued again"),
     )
     async def redrive(
         self,
@@ -342,4 +347,4 @@ class WebhookController(Controller):
             return 200, Redriven(id=webhook_id, requeued=requeued)
 
         outcome = await run_command(ctx, principal, await command_request(request), decide)
-        return command_response(outcome)
+        return command_response(outcome, request)

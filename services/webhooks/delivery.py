@@ -146,6 +146,8 @@ class WebhookConfig:
     batch_size: int = 50
     #: how often an idle cursor is written when it only skipped filtered-out positions
     idle_save_seconds: float = 10.0
+    #: the API's public URL, for each CloudEvent's dataschema
+    schema_base: str = "http://127.0.0.1:8000"
     #: which addresses deliveries may connect to (checked on the address connected)
     addresses: AddressPolicy = field(default_factory=AddressPolicy)
 
@@ -418,7 +420,7 @@ class WebhookWorker:
             if state.next_attempt_at is not None:
                 wait = (state.next_attempt_at - datetime.now(UTC)).total_seconds()
                 await self._pause(min(wait, policy.cap_seconds))
-        body = cloudevents.encode(cloudevents.to_cloudevent(item))
+        body = cloudevents.encode(cloudevents.to_cloudevent(item, self.config.schema_base))
         event = item.event
         while True:
             if self._stopping.is_set():

@@ -169,7 +169,7 @@ async def test_csv_ledger_is_utf8_with_bom(client, jwt, clock):
     )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv")
-    assert "charset=utf-8" in r.headers["content-type"]
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"  # once, not twice
     assert (
         f"filename*=UTF-8''{'%E6%95%B4%E6%94%B9%E5%8F%B0%E8%B4%A6'}"
         in r.headers["content-disposition"]

@@ -557,7 +557,8 @@ async def test_unit_registrations(client, jwt):
     r = await client.get(
         f"/v1/units/{tree.units[0]}/registrations?min_position={second['position']}", headers=unit
     )
-    assert [x["community_code"] for x in r.json()] == [a]
+    assert [x["community_code"] for x in r.json()["items"]] == [a]
+    assert r.json()["next_cursor"] is None
     # a unit outside street B with nothing there to show answers as an unknown code would
     r = await client.get(
         f"/v1/units/{tree.units[0]}/registrations", headers=auth(jwt, tree.streets[1], "viewer")
@@ -566,7 +567,7 @@ async def test_unit_registrations(client, jwt):
     r = await client.get(
         f"/v1/units/{tree.units[1]}/registrations", headers=auth(jwt, tree.county, "viewer")
     )
-    assert [x["community_code"] for x in r.json()] == [b]
+    assert [x["community_code"] for x in r.json()["items"]] == [b]
     assert_problem(await client.get(f"/v1/units/{a}/registrations", headers=unit), 404)
 
 
