@@ -113,6 +113,13 @@ class FeedPage:
     full: bool
 
 
+async def current_end(conn: asyncpg.Connection) -> int:
+    """Where a consumer that wants only what happens from now on starts (its ``after``):
+    every position below the horizon is settled, so nothing from then on is missed."""
+    horizon: int = await conn.fetchval(HORIZON)
+    return max(0, horizon - 1)
+
+
 def next_cursor(after: int, events: Sequence[FeedEvent], limit: int, horizon: int) -> int:
     """Where the next read starts: the last event of a full page, else ``horizon - 1``.
 

@@ -19,6 +19,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwks_url: str | None = None
+    jwks_timeout_seconds: float = 3.0
+    jwks_min_refresh_seconds: float = 30.0
+    jwks_max_age_seconds: float = 3600.0
     signing_key: str | None = None
     pii_master_key: str | None = None
     pii_index_key: str | None = None
@@ -101,10 +105,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             jwt_secret=env.get("CIVIC_JWT_SECRET") or None,
             jwt_public_key=env.get("CIVIC_JWT_PUBLIC_KEY") or None,
             jwt_algorithms=tuple(
-                a.strip() for a in env.get("CIVIC_JWT_ALGORITHMS", "HS256").split(",") if a.strip()
+                a.strip()
+                for a in env.get(
+                    "CIVIC_JWT_ALGORITHMS",
+                    "RS256,ES256" if env.get("CIVIC_JWKS_URL") else "HS256",
+                ).split(",")
+                if a.strip()
             ),
             jwt_issuer=env.get("CIVIC_JWT_ISSUER") or None,
             jwt_audience=env.get("CIVIC_JWT_AUDIENCE") or None,
+            jwks_url=env.get("CIVIC_JWKS_URL") or None,
+            jwks_timeout_seconds=float(env.get("CIVIC_JWKS_TIMEOUT", "3")),
+            jwks_min_refresh_seconds=float(env.get("CIVIC_JWKS_MIN_REFRESH", "30")),
+            jwks_max_age_seconds=float(env.get("CIVIC_JWKS_MAX_AGE", "3600")),
             signing_key=env.get("CIVIC_SIGNING_KEY") or None,
             pii_master_key=env.get("CIVIC_PII_MASTER_KEY") or None,
             pii_index_key=env.get("CIVIC_PII_INDEX_KEY") or None,

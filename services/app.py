@@ -46,6 +46,7 @@ from services.api.history import HistoryController
 from services.api.issues import IssueBatchController, IssueController
 from services.api.members import MemberController, UnitRegistrationController
 from services.api.node_import import NodeImportController
+from services.api.node_navigation import NodeNavigationController
 from services.api.nodes import NodeController
 from services.api.pairings import PairingController
 from services.api.query_guard import refuse_unknown_query
@@ -56,11 +57,13 @@ from services.api.surveys import SurveyController
 from services.api.unit_stats import UnitStatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
+from services.console import console_router
 from services.content_type import require_json_body
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
 from services.docs_assets import assets_router, render_plugins
 from services.integration import Integration
+from services.jwks_refresh import refresh_signing_keys
 from services.keys import jwt_config
 from services.limits import HeavyBudget, PerPrincipal
 from services.middleware import request_context
@@ -179,6 +182,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
     return Litestar(
         route_handlers=[
             *(_api_routes() if api else []),
+            *([console_router()] if api else []),
             *([assets_router()] if api else []),
             health.live,
             health.ready,
@@ -197,6 +201,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
         before_request=_before_request,
         middleware=[
             request_context(ctx.metrics),
+            refresh_signing_keys(ctx.jwt),
             rate_limit(
                 ctx.jwt,
                 settings.rate_limit_per_minute,
@@ -247,6 +252,7 @@ def _api_routes() -> list[type[Controller]]:
     return [
         NodeController,
         NodeImportController,
+        NodeNavigationController,
         FeedController,
         WebhookController,
         HistoryController,

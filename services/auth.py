@@ -1,7 +1,8 @@
 """JWT bearer authentication: token → Principal.
 
 HS256 with ``CIVIC_JWT_SECRET`` for development and tests; RS256/ES256 with
-``CIVIC_JWT_PUBLIC_KEY`` in production. The accepted algorithms are fixed by
+``CIVIC_JWT_PUBLIC_KEY``, or with the identity provider's keys from ``CIVIC_JWKS_URL``
+(services/jwks.py), in production. The accepted algorithms are fixed by
 configuration, never taken from the token, so "none" and HS/RS confusion are refused.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import jwt
 
+from services.jwks import KEY_TYPES, JwksKeys
 from services.roles import Role
 
 #: node codes are at most 40 characters (services/api/fields.py); a scope is one of them.
@@ -21,6 +23,15 @@ MAX_SCOPE_LENGTH = 64
 
 class AuthError(Exception):
     """The request carries no usable credentials (401)."""
+
+
+class KeysOutdated(AuthError):
+    """The token names a signing key we do not hold (or hold from too long ago) and the
+    provider's key set may be fetched again: refresh ``keys`` and decode once more."""
+
+    def __init__(self, keys: JwksKeys) -> None:
+        super().__init__("invalid token: unknown signing key")
+        self.keys = keys
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,8 @@ class JwtConfig:
     issuer: str | None = None
     audience: str | None = None
     leeway_seconds: int = 30
+    #: production: the identity provider's keys, picked by the token's ``kid``.
+    jwks: JwksKeys | None = None
     verified: VerifiedTokens = field(
         default_factory=VerifiedTokens, compare=False, hash=False, repr=False
     )
@@ -94,10 +107,11 @@ def decode_token(config: JwtConfig, header: str | None) -> Principal:
     known = config.verified.get(token, config.leeway_seconds)
     if known is not None:
         return known
+    verify_key = config.verify_key if config.jwks is None else _jwks_key(config, config.jwks, token)
     try:
         claims = jwt.decode(
             token,
-            config.verify_key,
+            verify_key,
             algorithms=list(config.algorithms),
             issuer=config.issuer,
             audience=config.audience,
@@ -133,6 +147,26 @@ def decode_token(config: JwtConfig, header: str | None) -> Principal:
     not_before = max(_number(claims.get("nbf")), _number(claims.get("iat")))
     config.verified.put(token, principal, float(claims["exp"]), not_before)
     return principal
+
+
+def _jwks_key(config: JwtConfig, keys: JwksKeys, token: str) -> Any:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in config.algorithms:
+        raise AuthError("invalid token: the algorithm is not allowed")
+    if not isinstance(kid, str) or not kid:
+        raise AuthError("invalid token: no key id (kid)")
+    key = keys.key(kid)
+    if (key is None or keys.stale) and keys.may_refresh():
+        raise KeysOutdated(keys)
+    if key is None:
+        raise AuthError("invalid token: unknown signing key")
+    if KEY_TYPES.get(alg) != key.key_type:
+        raise AuthError("invalid token: the key does not fit the algorithm")
+    return key.key
 
 
 def _number(claim: object) -> float:

@@ -139,6 +139,8 @@ def dev(host: str | None, port: int | None) -> None:
         f"\ncivic-ledger is starting\n"
         f"  API:   {url}\n"
         f"  Docs:  {url}/schema\n"
+        f"  Console (工作台; the token stays in the link's #fragment, never sent to the server):\n"
+        f"    {url}/console/#token={tok}\n"
         f"  Token (admin, scope {scope}, 8 h):\n    {tok}\n\n"
         f"  export TOKEN={tok}\n"
         f'  curl -s -X POST {url}/v1/nodes -H "Authorization: Bearer $TOKEN" '

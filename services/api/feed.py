@@ -32,7 +32,7 @@ from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from infra.feed import FeedPage, read_scoped
+from infra.feed import FeedPage, current_end, read_scoped
 from services import cloudevents
 from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
 from services.api.paging import MAX_LIMIT
@@ -190,8 +190,20 @@ class FeedController(Controller):
         principal: Caller,
         after: After = 0,
         limit: FeedLimit = 100,
+        tail: Annotated[
+            bool,
+            QueryParameter(
+                required=False,
+                description="Start at the settled end of the log (what is recorded from now "
+                "on, plus at most what was committing at that instant) instead of after; a "
+                "stream's Last-Event-ID still wins. The console follows the feed this way.",
+            ),
+        ] = False,
     ) -> Response[Any]:
         require(principal, INTEGRATORS, "following the feed")
+        if tail:
+            async with read_scope(ctx, principal) as (conn, _):
+                after = await current_end(conn)
         if not wants_event_stream(request.headers.get("accept")):
             page = await read_page(ctx, principal, after, limit)
             return Response(

@@ -25,6 +25,15 @@ from services.api.deps import (
     run_and_respond,
 )
 from services.api.fields import NodeCode, NodeKindName, Text, Title
+from services.api.node_navigation import (
+    LIST_DESCRIPTION,
+    LIST_SUMMARY,
+    Kind,
+    NodeItem,
+    Parent,
+    list_children,
+)
+from services.api.paging import Cursor, Limit, Page
 from services.api.responses import ETAG, documented
 from services.commands import nodes as node_commands
 from services.commands.session import run_command
@@ -139,6 +148,18 @@ class NodeController(Controller):
                 ),
             )
         return command_response(outcome, request)
+
+    @get("/", summary=LIST_SUMMARY, description=LIST_DESCRIPTION)
+    async def children(
+        self,
+        ctx: Ctx,
+        principal: Caller,
+        parent: Parent = None,
+        kind: Kind = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> Page[NodeItem]:
+        return await list_children(ctx, principal, parent, kind, limit, cursor)
 
     @get(
         "/{code:str}",

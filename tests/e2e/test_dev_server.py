@@ -75,6 +75,8 @@ def dev_server(tmp_path: Path):
                 token = match.group(1)
         assert token, "no token printed:\n" + "".join(output)
         assert any(f"{base}/schema" in line for line in output), "no docs URL printed"
+        console_link = f"{base}/console/#token={token}"
+        assert any(console_link in line for line in output), "no console sign-in link printed"
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
