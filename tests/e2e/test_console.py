@@ -394,7 +394,7 @@ async def test_county_admin_sees_the_countys_figures_and_drills_into_a_street(
         "[data-figure]",
         "els => els.map(e => [e.dataset.figure, e.dataset.value, e.firstChild.textContent])",
     )
-    assert len(shown) == 18
+    assert len(shown) == 26  # 4 + 3 + 7 + 4 + 4 (五单) + 4 (扫楼)
     for key, raw, text in shown:
         group, name = key.split(".")
         value = api[group][name]

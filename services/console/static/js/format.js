@@ -7,6 +7,8 @@ export const SATISFACTION = { satisfied: '满意', basically_satisfied: '基本�
 export const FINDING_STATUS = { assigned: '已交办', in_progress: '整改中', completed: '已完成待验收', verified: '已销号' };
 export const WARNING = { none: '无', green: '绿灯', yellow: '黄灯', red: '红灯' };
 export const PAIRING_STATUS = { active: '履行中', terminated: '已终止' };
+export const SERVICE_STATUS = { requested: '待派单', dispatched: '已派单', accepted: '已接单', completed: '已完成', evaluated: '已评单', cancelled: '已取消' };
+export const SURVEY_FLAG = { group_rental: '群租房', safety_hazard: '安全隐患', needs_help: '需要帮扶', vacant: '空置', other: '其他' };
 export const MEMBER_STATUS = { active: '在册', deregistered: '已注销', erased: '已删除个人信息' };
 
 /** A rate's traffic light: ≥ 90 % green, ≥ 75 % yellow, below red; no data grey. */

@@ -5,6 +5,8 @@ import overview from './overview.js';
 import issues from './issues.js';
 import findings from './findings.js';
 import pairings from './pairings.js';
+import service from './service.js';
+import surveys from './surveys.js';
 import audit from './audit.js';
 
-export const PAGES = [overview, issues, findings, pairings, audit];
+export const PAGES = [overview, issues, findings, pairings, service, surveys, audit];

@@ -43,6 +43,24 @@ const GROUPS = [
       ['completion_rate', '整改完成率', 'rate'],
     ],
   },
+  {
+    key: 'service_orders', title: '五单·志愿服务',
+    figures: [
+      ['requested', '群众点单', 'count', '单'],
+      ['completed', '已完成', 'count', '单'],
+      ['evaluated', '已评单', 'count', '单'],
+      ['average_rating', '平均评分', 'count', '分'],
+    ],
+  },
+  {
+    key: 'surveys', title: '扫楼·入户走访',
+    figures: [
+      ['households_visited', '走访户数', 'count', '户'],
+      ['flagged', '发现情况', 'count', '户'],
+      ['group_rentals', '群租房', 'count', '户'],
+      ['issues_raised', '转为工单', 'count', '件'],
+    ],
+  },
 ];
 
 const RANKINGS = [
