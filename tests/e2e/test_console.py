@@ -757,3 +757,90 @@ def test_console_assets_are_all_served_locally_with_a_strict_policy(server):
 def _artifacts_dir() -> Iterator[None]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield
+
+
+# These two run last: the survey raises an issue, which the figures compared above predate.
+async def test_a_service_order_is_dispatched_and_accepted_through_the_console(
+    open_page, server, world
+):
+    community = world.communities[world.streets[0]][1]
+    order = server.post(
+        "/v1/service-orders",
+        {"community_code": community, "title": "独居老人助浴", "description": "每周一次"},
+        world.admin,
+    )
+    page = await open_page()
+    p = page.page
+    await page.sign_in(server.token(world.county, "operator"), f"#/service/{world.county}")
+    await page.ready("service")
+    row = f"#order-list tr:has([data-order='{order['id']}'])"
+    await p.wait_for_selector(f"{row} [data-status='requested']", timeout=TIMEOUT_MS)
+    assert await p.query_selector(f"{row} [data-action='accept']") is None
+    # an error from the API is shown in the dialog as it comes, and the dialog stays open
+    await p.click(f"{row} [data-action='dispatch']")
+    await p.fill("dialog [name='unit_code']", "U000000999")
+    await p.click("#dialog-ok")
+    await p.wait_for_selector("#dialog-error:not([hidden])", timeout=TIMEOUT_MS)
+    assert (await p.text_content("#dialog-error") or "").strip()
+    await p.fill("dialog [name='unit_code']", world.units[1])
+    await p.click("#dialog-ok")
+    await p.wait_for_selector("dialog[open]", state="hidden", timeout=TIMEOUT_MS)
+    await p.wait_for_selector(f"{row} [data-status='dispatched']", timeout=TIMEOUT_MS)
+    assert "区民政局" in (await p.text_content(row) or "")
+    got = server.get(f"/v1/service-orders/{order['id']}", world.admin)
+    assert got["status"] == "dispatched" and got["unit_code"] == world.units[1]
+
+    # the unit takes the order (接单) and the filter shows it among the accepted ones
+    unit = await open_page()
+    q = unit.page
+    await unit.sign_in(server.token(world.units[1], "unit"), f"#/service/{world.units[1]}")
+    await unit.ready("service")
+    assert await q.query_selector(f"{row} [data-action='dispatch']") is None
+    await q.click(f"{row} [data-action='accept']")
+    await q.wait_for_selector(f"{row} [data-status='accepted']", timeout=TIMEOUT_MS)
+    await q.select_option("#f-order-status", "accepted")
+    await q.wait_for_selector(row, timeout=TIMEOUT_MS)
+    await q.select_option("#f-order-status", "requested")
+    await q.wait_for_selector(row, state="detached", timeout=TIMEOUT_MS)
+    await page.shot("service-desktop")
+
+
+async def test_a_visit_is_recorded_through_the_console_and_counted_in_coverage(
+    open_page, server, world
+):
+    community = world.communities[world.streets[1]][1]
+    page = await open_page()
+    p = page.page
+    await page.sign_in(server.token(world.county, "operator"), f"#/surveys/{community}")
+    await page.ready("surveys")
+    assert await p.query_selector(f"[data-coverage='{community}']") is None
+    await p.click("#new-survey")
+    await p.wait_for_selector("dialog[open]")
+    assert await p.input_value("dialog [name='node_code']") == community
+    await p.fill("dialog [name='building']", "7幢")
+    await p.fill("dialog [name='room']", "1单元502")
+    await p.fill("dialog [name='residents']", "9")
+    await p.check("dialog [name='flag_group_rental']")
+    await p.fill("dialog [name='note']", "房东李四，租户九人")
+    await p.check("dialog [name='raise_issue']")
+    await p.click("#dialog-ok")
+    await p.wait_for_selector("dialog[open]", state="hidden", timeout=TIMEOUT_MS)
+    row = "#survey-list tr:has([data-survey])"
+    await p.wait_for_selector(f"{row}:has-text('1单元502')", timeout=TIMEOUT_MS)
+    text = await p.text_content("#survey-list") or ""
+    assert "群租房" in text and "已转工单" in text
+    assert "李四" not in text and "[masked]（已脱敏）" in text, "an operator sees the note masked"
+    listed = server.get(f"/v1/surveys?node={community}", world.admin)["items"]
+    assert len(listed) == 1 and listed[0]["issue_id"] and listed[0]["flags"] == ["group_rental"]
+    assert listed[0]["note"] == "房东李四，租户九人" and listed[0]["residents"] == 9
+    cells = await p.eval_on_selector_all(
+        f"#coverage tr:has([data-coverage='{community}']) td",
+        "tds => tds.map(td => td.textContent)",
+    )
+    assert cells[1:6] == ["1", "1", "1", "1", "1"], cells
+    # the flag filter: the visit is among the group rentals, not among the vacant homes
+    await p.select_option("#f-flag", "vacant")
+    await p.wait_for_selector(row, state="detached", timeout=TIMEOUT_MS)
+    await p.select_option("#f-flag", "group_rental")
+    await p.wait_for_selector(row, timeout=TIMEOUT_MS)
+    await page.shot("surveys-desktop")

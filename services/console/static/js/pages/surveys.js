@@ -62,7 +62,7 @@ export default {
         { label: '房号', value: (s) => s.room },
         { label: '居住人数', num: true, value: (s) => num(s.residents) },
         { label: '发现情况', value: (s) => (s.flags.length ? s.flags.map((f) => chip(SURVEY_FLAG[f] || f, f === 'vacant' ? 'none' : 'red')) : '—') },
-        { label: '走访记录', value: (s) => h('span', { class: s.note_masked ? 'muted' : '' }, s.note ?? '—') },
+        { label: '走访记录', value: (s) => (s.note_masked ? h('span', { class: 'muted', title: '含个人信息，仅管理员可见原文' }, `${s.note}（已脱敏）`) : (s.note ?? '—')) },
         { label: '工单', value: (s) => (s.issue_id ? h('a', { href: ctx.href('issues', s.node_code), 'data-issue': s.issue_id }, '已转工单') : '—') },
       ], items, { caption: '走访记录' }));
     }
