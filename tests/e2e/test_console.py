@@ -760,7 +760,7 @@ def _artifacts_dir() -> Iterator[None]:
 
 
 # These two run last: the survey raises an issue, which the figures compared above predate.
-async def test_a_service_order_is_dispatched_and_accepted_through_the_console(
+async def test_a_service_order_goes_from_requested_to_evaluated_through_the_console(
     open_page, server, world
 ):
     community = world.communities[world.streets[0]][1]
@@ -769,10 +769,22 @@ async def test_a_service_order_is_dispatched_and_accepted_through_the_console(
         {"community_code": community, "title": "独居老人助浴", "description": "每周一次"},
         world.admin,
     )
+    server.post(
+        "/v1/service-offers",
+        {
+            "community_code": community,
+            "title": "义务理发",
+            "category": "生活服务",
+            "provider_code": world.units[0],
+        },
+        world.admin,
+    )
     page = await open_page()
     p = page.page
     await page.sign_in(server.token(world.county, "operator"), f"#/service/{world.county}")
     await page.ready("service")
+    offers = await p.text_content("#offer-list") or ""
+    assert "义务理发" in offers and "区住建局" in offers
     row = f"#order-list tr:has([data-order='{order['id']}'])"
     await p.wait_for_selector(f"{row} [data-status='requested']", timeout=TIMEOUT_MS)
     assert await p.query_selector(f"{row} [data-action='accept']") is None
@@ -804,6 +816,22 @@ async def test_a_service_order_is_dispatched_and_accepted_through_the_console(
     await q.wait_for_selector(row, timeout=TIMEOUT_MS)
     await q.select_option("#f-order-status", "requested")
     await q.wait_for_selector(row, state="detached", timeout=TIMEOUT_MS)
+    await q.select_option("#f-order-status", "")
+    await q.click(f"{row} [data-action='complete']")
+    await q.fill("dialog [name='summary']", "已上门助浴")
+    await q.click("#dialog-ok")
+    await q.wait_for_selector(f"{row} [data-status='completed']", timeout=TIMEOUT_MS)
+    assert await q.query_selector(f"{row} [data-action='evaluate']") is None
+
+    # the community's operator records the resident's rating (评单)
+    await p.reload()
+    await page.ready("service")
+    await p.click(f"{row} [data-action='evaluate']")
+    await p.select_option("dialog [name='rating']", "4")
+    await p.click("#dialog-ok")
+    await p.wait_for_selector(f"{row} [data-status='evaluated']", timeout=TIMEOUT_MS)
+    assert "评价 4 分" in (await p.text_content(row) or "")
+    assert server.get(f"/v1/service-orders/{order['id']}", world.admin)["rating"] == 4
     await page.shot("service-desktop")
 
 
