@@ -874,3 +874,14 @@ async def test_a_visit_is_recorded_through_the_console_and_counted_in_coverage(
     await p.select_option("#f-flag", "group_rental")
     await p.wait_for_selector(row, timeout=TIMEOUT_MS)
     await page.shot("surveys-desktop")
+
+    # both pages fit a phone: tables become cards, nothing scrolls sideways
+    phone = await open_page(PHONE)
+    await phone.sign_in(server.token(world.county, "admin"), f"#/surveys/{community}")
+    await phone.ready("surveys")
+    assert "房东李四，租户九人" in (await phone.page.text_content("#survey-list") or "")
+    await phone.no_horizontal_scroll()
+    await phone.page.goto(f"{server.base}/console/#/service/{world.county}")
+    await phone.ready("service")
+    await phone.no_horizontal_scroll()
+    await phone.shot("service-phone")

@@ -72,6 +72,8 @@ const RANKINGS = [
   ['rectifications.completion_rate', '整改完成率', 'rate'],
   ['members.registered', '报到党员', 'count'],
   ['members.service_hours', '服务时长', 'count'],
+  ['service_orders.completed', '五单完成', 'count'],
+  ['surveys.households_visited', '走访户数', 'count'],
 ];
 
 function pick(stats, path) {
