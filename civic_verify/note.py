@@ -78,7 +78,8 @@ def vkey(name: str, public_key: bytes, alg: int = ED25519) -> str:
 def parse_vkey(text: str) -> tuple[str, int, bytes]:
     """(name, algorithm byte, raw public key) of a verifier key; NoteError if malformed."""
     try:
-        name, kid_hex, data_b64 = text.strip().split("+")
+        # the base64 part may itself hold "+": only the first two separate fields
+        name, kid_hex, data_b64 = text.strip().split("+", 2)
         data = base64.b64decode(data_b64, validate=True)
         kid = bytes.fromhex(kid_hex)
     except (ValueError, binascii.Error):

@@ -100,10 +100,10 @@ class CheckpointIn(msgspec.Struct, forbid_unknown_fields=True):
     tree_size: Annotated[int, msgspec.Meta(ge=0)] | None = None
     tree_root: HexHash | None = None
     note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)] | None = None
-    cosignatures: Annotated[list[CosignatureIn], msgspec.Meta(max_length=100)] = []
+    cosignatures: Annotated[list[CheckpointCosignature], msgspec.Meta(max_length=100)] = []
 
 
-class CosignatureIn(msgspec.Struct):
+class CheckpointCosignature(msgspec.Struct):
     witness: Annotated[str, msgspec.Meta(max_length=200)]
     public_key: Annotated[str, msgspec.Meta(max_length=64)]
     time: int

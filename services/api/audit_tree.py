@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import Provide
+from litestar.openapi.spec import Operation
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -117,6 +118,17 @@ class ConsistencyVerdict(msgspec.Struct):
     #: the tree this server holds now still has that root at ``to.size``
     matches_stored: bool
     details: list[str]
+
+
+class _ZipOperation(Operation):
+    """The bundle's 200 is a file: documented as binary so generated clients answer bytes."""
+
+    def to_schema(self) -> dict[str, Any]:
+        schema = super().to_schema()
+        schema["responses"]["200"]["content"] = {
+            "application/zip": {"schema": {"type": "string", "format": "binary"}}
+        }
+        return schema
 
 
 class CosignatureIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -311,6 +323,7 @@ class AuditTreeController(Controller):
         "/evidence",
         summary="Evidence bundle (zip): a subtree's events, checkpoint, proofs and key",
         media_type="application/zip",
+        operation_class=_ZipOperation,
         description=(
             "Streams a zip (format civic-evidence/v1): events.ndjson (the canonical bytes as "
             "hashed, in tree order, with the root's other leaves as subtree hashes), the signed "

@@ -21,6 +21,9 @@ from tests.support import fresh_county_code, token
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 
 
+CONFIG = Path(__file__).resolve().parents[2] / "examples" / "openapi-python-client.yaml"
+
+
 def generate(doc: dict[str, Any], where: Path) -> tuple[str, Any]:
     source = where / "openapi.json"
     source.write_text(json.dumps(doc, ensure_ascii=False))
@@ -32,6 +35,8 @@ def generate(doc: dict[str, Any], where: Path) -> tuple[str, Any]:
             str(source),
             "--meta",
             "none",
+            "--config",
+            str(CONFIG),
             "--output-path",
             str(where / "civic_client"),
         ],

@@ -284,6 +284,12 @@ async def test_poison_event_is_dead_lettered_then_redriven(app, client, jwt, poo
         assert [(d["event_id"], d["type"], d["attempts"], d["last_status"]) for d in dead] == [
             (renamed_id, "NodeRenamed", 4, 500)
         ]
+        # the receiver acknowledges before the worker records the delivery: wait for the record
+        async def recorded() -> bool:
+            view = (await client.get(f"/v1/webhooks/{sub['id']}", headers=admin)).json()
+            return bool(view["delivered"] >= len(before) + 2)
+
+        await eventually(recorded)
         view = (await client.get(f"/v1/webhooks/{sub['id']}", headers=admin)).json()
         assert view["dead"] == 1 and view["delivered"] == len(before) + 2
         assert view["last_error"] == "HTTP 500"

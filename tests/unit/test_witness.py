@@ -105,3 +105,20 @@ def test_the_cli_needs_a_token() -> None:
         env={"CIVIC_WITNESS_TOKEN": ""},
     )
     assert result.exit_code == 2 and "token" in result.output.lower()
+
+
+def test_a_verifier_key_whose_base64_holds_a_plus_parses() -> None:
+    # base64 uses "+" as a digit: only the first two "+" separate name, key id and key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from civic_verify.note import parse_vkey, vkey
+
+    for _ in range(200):
+        raw = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        text = vkey("civic-ledger", raw)
+        if "+" in text.split("+", 2)[2]:
+            break
+    else:
+        raise AssertionError("no key with a '+' in its base64 in 200 tries")
+    assert parse_vkey(text) == ("civic-ledger", 1, raw)
