@@ -77,11 +77,13 @@ export default {
       ], items, { caption: '整改问题' }));
     }
 
+    let loads = 0;
     async function load(reset = true) {
-      if (reset) { items = []; cursor = null; }
-      const page = await api.get(`/v1/findings${query({ node: node.code, status: filters.status, warning: filters.warning, limit: 100, cursor })}`);
-      if (!ctx.current()) return;
-      items = items.concat(page.items);
+      // Filters change faster than answers come back: only the latest load may draw.
+      const mine = ++loads;
+      const page = await api.get(`/v1/findings${query({ node: node.code, status: filters.status, warning: filters.warning, limit: 100, cursor: reset ? null : cursor })}`);
+      if (!ctx.current() || mine !== loads) return;
+      items = (reset ? [] : items).concat(page.items);
       cursor = page.next_cursor;
       more.hidden = !cursor;
       draw();

@@ -47,15 +47,17 @@ export default {
         listBox, more),
         h('div', {}, detail)));
 
+    let loads = 0;
     async function load(reset = true) {
-      if (reset) { cursor = null; items = []; }
+      // Filters change faster than answers come back: only the latest load may draw.
+      const mine = ++loads;
       const q = query({
         node: node.code, status: filters.status, overdue: filters.overdue,
-        escalated_to: filters.whistle ? node.code : '', limit: 50, cursor,
+        escalated_to: filters.whistle ? node.code : '', limit: 50, cursor: reset ? null : cursor,
       });
       const page = await api.get(`/v1/issues${q}`);
-      if (!ctx.current()) return;
-      items = items.concat(page.items);
+      if (!ctx.current() || mine !== loads) return;
+      items = (reset ? [] : items).concat(page.items);
       cursor = page.next_cursor;
       more.hidden = !cursor;
       drawList();

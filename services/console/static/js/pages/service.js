@@ -121,11 +121,14 @@ export default {
       ], items, { caption: '服务订单' }));
     }
 
+    let loads = 0;
     async function loadOrders(reset = true) {
-      if (reset) { items = []; cursor = null; }
-      const page = await api.get(`/v1/service-orders${query({ node: node.code, status: filters.status, overdue: filters.overdue, limit: 100, cursor })}`);
-      if (!ctx.current()) return;
-      items = items.concat(page.items);
+      // Filters change faster than answers come back: only the latest load may draw.
+      const mine = ++loads;
+      const from = reset ? null : cursor;
+      const page = await api.get(`/v1/service-orders${query({ node: node.code, status: filters.status, overdue: filters.overdue, limit: 100, cursor: from })}`);
+      if (!ctx.current() || mine !== loads) return;
+      items = (reset ? [] : items).concat(page.items);
       cursor = page.next_cursor;
       more.hidden = !cursor;
       drawOrders();

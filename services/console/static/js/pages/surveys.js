@@ -67,11 +67,13 @@ export default {
       ], items, { caption: '走访记录' }));
     }
 
+    let loads = 0;
     async function load(reset = true, minPosition) {
-      if (reset) { items = []; cursor = null; }
-      const page = await api.get(`/v1/surveys${query({ node: node.code, flag: flag.value, limit: 100, cursor, min_position: minPosition })}`);
-      if (!ctx.current()) return;
-      items = items.concat(page.items);
+      // Filters change faster than answers come back: only the latest load may draw.
+      const mine = ++loads;
+      const page = await api.get(`/v1/surveys${query({ node: node.code, flag: flag.value, limit: 100, cursor: reset ? null : cursor, min_position: minPosition })}`);
+      if (!ctx.current() || mine !== loads) return;
+      items = (reset ? [] : items).concat(page.items);
       cursor = page.next_cursor;
       more.hidden = !cursor;
       draw();
