@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint bench bench-quick deploy-test clean
+.PHONY: install system-deps run test lint bench bench-quick deploy-test clean
 
 install: $(STAMP)
 
@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml
 run: install
 	PORT=$(PORT) $(BIN)/civic dev
 
+## Debian packages the tests drive (chromium, jq, a CJK font), installed when missing.
+system-deps:
+	@bash scripts/system-deps.sh
+
 ## The whole test suite against a real PostgreSQL (DATABASE_URL, else the embedded one).
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
