@@ -15,6 +15,8 @@ from infra.metrics import Metrics
 from infra.settings import Settings
 from projections.waits import PositionWaits
 from services.auth import JwtConfig
+from services.commands.aggregate_cache import AggregateCache
+from services.commands.node_cache import NodeCache
 from services.limits import HeavyBudget, PerPrincipal
 
 
@@ -28,6 +30,9 @@ class AppContext:
     clock: Clock = system_clock
     pool: asyncpg.Pool | None = None
     scopes: ScopeCache = field(default_factory=ScopeCache)
+    #: what commands decide on without a read round trip (see each module)
+    aggregates: AggregateCache = field(default_factory=AggregateCache)
+    nodes: NodeCache = field(default_factory=NodeCache)
     #: called after every committed command (wakes projectors, relays).
     after_commit: list[Any] = field(default_factory=list)
     #: reads waiting for a position (no connection held), and the caps on concurrent work.

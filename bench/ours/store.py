@@ -21,17 +21,9 @@ from bench.payload import EVENT_TYPE, event_json
 from bench.registry import Context, benchmark, group_fixture
 from bench.timing import async_rate
 from infra import migrator
-from infra.database import (
-    ScopeCache,
-    create_pool,
-    defer_until_commit,
-    hex_bytea,
-    hex_text,
-    scoped_transaction,
-)
+from infra.database import ScopeCache, create_pool, scoped_transaction
 from infra.event_codec import NewEvent
-from infra.event_store import AppendContext, EventStore, TxAppender
-from services.commands.session import SAVE_KEY
+from infra.event_store import AppendContext, EventStore, IdempotencyRecord, provisional_base
 
 GROUP = "store"
 WRITERS = 8
@@ -103,12 +95,20 @@ async def _appends(ctx: Context, batch: int) -> float:
                 for _ in range(batch)
             ]
             key = f"bench-{uuid.uuid4()}"
-            async with (
-                pool.acquire() as conn,
-                scoped_transaction(conn, code, cache=scopes) as (_, scope),
-            ):
-                result = await store.append(
-                    TxAppender(conn),
+            scope = scopes.get(code)
+            if scope is None:
+                async with (
+                    pool.acquire() as conn,
+                    scoped_transaction(conn, code, cache=scopes) as (_, scope),
+                ):
+                    pass
+            placeholder = provisional_base()
+            async with pool.acquire() as conn:
+                # as run_command does: scope, closed-subtree check, append and the key's
+                # record in one autocommit statement
+                result = await store.append_statement(
+                    conn,
+                    scope,
                     root_id=scope.root_id,
                     node_id=scope.node_id,
                     stream_id=stream,
@@ -116,16 +116,10 @@ async def _appends(ctx: Context, batch: int) -> float:
                     expected_version=expected,
                     events=events,
                     context=AppendContext(actor="bench@" + code, idempotency_key=key),
-                )
-                # as run_command does: the key's record rides along with the COMMIT
-                defer_until_commit(
-                    SAVE_KEY.format(
-                        principal=hex_text("bench"),
-                        key=hex_text(key),
-                        request_hash=hex_bytea(b"h" * 32),
-                        status=201,
-                        response=hex_bytea(b"{}"),
-                    )
+                    check_nodes=(scope.node_id,),
+                    record=IdempotencyRecord(
+                        "bench", b"h" * 32, 201, b'{"position":%d}' % placeholder, placeholder
+                    ),
                 )
             versions[stream] = result.version
             return batch

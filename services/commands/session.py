@@ -1,4 +1,14 @@
-"""Running a command: load → decide → append in one scoped transaction.
+"""Running a command: load → decide → append, in one statement or one scoped transaction.
+
+A command first runs in **one statement**: it decides on what the process has cached (the
+aggregates it loads, ``AggregateCache``; the nodes it names, ``NodeCache``) and its one
+stream's append, with the scope, the closed-subtree check and the Idempotency-Key record, is
+a single autocommit call (``EventStore.append_statement``, migration 0036). A command that
+needs more (a load or look-up not cached, ``session.conn``, a second stream, personal-data
+keys) raises ``NeedsTransaction`` on the way and runs again, from the start, in a **scoped
+transaction**, which reads everything fresh; so does one whose decision on cached state was
+a refusal, so that a refusal is never answered from a stale cache. A stale cached aggregate
+that decides to append is refused by the database as a version conflict and retried.
 
 ``run_command`` owns the cross-cutting rules every POST follows:
 * the principal's scope is entered, so row-level security guards every statement;
@@ -18,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
@@ -30,6 +41,7 @@ import asyncpg
 import msgspec
 
 from domain.base import CivicAggregate
+from domain.node import Node
 from infra import directory
 from infra.database import (
     DatabaseUnavailable,
@@ -40,7 +52,16 @@ from infra.database import (
     hex_text,
     scoped_transaction,
 )
-from infra.event_store import AppendContext, AppendResult, ConcurrencyError, TxAppender
+from infra.directory import DirectoryNode
+from infra.event_codec import NewEvent
+from infra.event_store import (
+    AppendContext,
+    AppendResult,
+    ConcurrencyError,
+    IdempotencyRecord,
+    TxAppender,
+    provisional_base,
+)
 from infra.pii_crypto import PersonKeyring, cipher_for_profile
 from infra.pii_keys import master_key
 from services.auth import Principal
@@ -78,6 +99,31 @@ class CommandRequest:
         ).digest()
 
 
+class NeedsTransaction(Exception):
+    """A one-statement attempt met what only a transaction gives (see the module's doc)."""
+
+
+@dataclass(frozen=True)
+class _PendingWrite:
+    """The one append of a one-statement attempt, sent once the answer is known."""
+
+    aggregate: CivicAggregate
+    root_id: UUID
+    node_id: UUID
+    expected: int
+    events: list[NewEvent]
+    context: AppendContext
+    check_nodes: tuple[UUID, ...]
+    check_except: UUID | None
+    placeholder: int
+
+    def resolve(self, encoded: bytes, result: AppendResult) -> bytes:
+        """``encoded`` with the provisional positions replaced by the real ones."""
+        for i, position in enumerate(result.positions):
+            encoded = encoded.replace(str(self.placeholder + i).encode(), str(position).encode())
+        return encoded
+
+
 @dataclass(frozen=True)
 class CommandOutcome:
     status: int
@@ -87,7 +133,7 @@ class CommandOutcome:
 
 
 class CommandSession:
-    """One attempt of one command, inside its transaction."""
+    """One attempt of one command, in one statement or inside its transaction."""
 
     def __init__(
         self,
@@ -97,9 +143,14 @@ class CommandSession:
         principal: Principal,
         request: CommandRequest,
         now: datetime,
+        *,
+        one_statement: bool = False,
     ) -> None:
         self.ctx = ctx
-        self.conn = conn
+        self._conn = conn
+        #: decide on cached state; the write goes out as one statement (``_PendingWrite``)
+        self.one_statement = one_statement
+        self.pending: _PendingWrite | None = None
         self.scope = scope
         self.principal = principal
         self.request = request
@@ -111,6 +162,12 @@ class CommandSession:
         )
         #: nodes (chain and scope) whose open-subtree check is already queued for the COMMIT
         self._open_checked: set[UUID] = set()
+        #: streams this attempt may cache once it is committed: id → (root, event node paths)
+        self._cacheable: dict[UUID, tuple[UUID, frozenset[str]]] = {}
+        #: what it saved: (root, aggregate, chain node), to cache after the commit
+        self._saved: list[tuple[UUID, CivicAggregate, UUID]] = []
+        #: streams whose events may hold personal data
+        self._personal: set[UUID] = set()
         self.append_context = AppendContext(
             actor=f"{principal.subject}@{principal.scope}",
             correlation_id=request.correlation_id,
@@ -118,19 +175,38 @@ class CommandSession:
         )
 
     @property
+    def conn(self) -> asyncpg.Connection:
+        """The transaction's connection (a one-statement attempt has none to offer)."""
+        if self.one_statement:
+            raise NeedsTransaction("the command uses the connection")
+        return self._conn
+
+    @property
     def root_id(self) -> UUID:
         assert self.scope is not None
         return self.scope.root_id
 
     async def load(self, cls: type[A], stream_id: UUID, *, root_id: UUID | None = None) -> A | None:
-        """Rebuild an aggregate from its events (only those row-level security lets us see)."""
+        """Rebuild an aggregate from its events (only those row-level security lets us see).
+
+        A one-statement attempt takes it from the cache, when the principal's scope covers
+        every node the stream's events lie on (and If-Match, if sent, names its version).
+        """
         root = root_id or self.root_id
-        stored = await self.ctx.store.load(self.conn, root, stream_id)
+        if self.one_statement:
+            assert self.scope is not None
+            cached = self.ctx.aggregates.get(cls, root, stream_id, self.scope.path)
+            if cached is None or self.request.if_match not in (None, cached.version):
+                raise NeedsTransaction("the aggregate is not cached")
+            self._cacheable[stream_id] = (root, self.ctx.aggregates.paths(stream_id) or frozenset())
+            return cached
+        stored, paths = await self.ctx.store.load_with_paths(self._conn, root, stream_id)
         if not stored or stored[0].stream_type != cls.STREAM_TYPE:
             return None
-        if any(self.ctx.codec.has_personal_data(e.type) for e in stored):
+        personal = any(self.ctx.codec.has_personal_data(e.type) for e in stored)
+        if personal:
             # one key fetch per stream; none (erased) → personal fields decode as None
-            await self.keyring.load(self.conn, root, stream_id)
+            await self.keyring.load(self._conn, root, stream_id)
         aggregate: Any = None
         for e in stored:
             event = self.ctx.codec.decode(
@@ -144,7 +220,41 @@ class CommandSession:
                 cipher=self.keyring,
             )
             aggregate = event.mutate(aggregate)
+        # Cached only when it is the whole stream (no version hidden from this principal) and
+        # holds no personal data (its decrypted state must go with the person's key).
+        whole = all(e.version == i for i, e in enumerate(stored, start=1))
+        if whole and not personal and None not in paths and self.scope is not None:
+            known = frozenset(p for p in paths if p is not None)
+            self._cacheable[stream_id] = (root, known)
+            self.ctx.aggregates.put(root, copy.deepcopy(aggregate), known)
         return aggregate
+
+    async def node_by_code(self, code: str) -> DirectoryNode | None:
+        """The node a current or former code names (row-level security: in the caller's root
+        tenant); a one-statement attempt takes it from the cache."""
+        if self.one_statement:
+            assert self.scope is not None
+            node = self.ctx.nodes.by_code(self.scope.root_id, code)
+            if node is None:
+                raise NeedsTransaction("the node is not cached")
+            return node
+        node = await directory.find_by_code(self._conn, code)
+        if node is not None:
+            self.ctx.nodes.put(node, code)
+        return node
+
+    async def node_by_id(self, node_id: UUID) -> DirectoryNode | None:
+        """``directory.find_by_id`` for a command: cached as ``node_by_code``."""
+        if self.one_statement:
+            assert self.scope is not None
+            node = self.ctx.nodes.by_id(self.scope.root_id, node_id)
+            if node is None:
+                raise NeedsTransaction("the node is not cached")
+            return node
+        node = await directory.find_by_id(self._conn, node_id)
+        if node is not None:
+            self.ctx.nodes.put(node)
+        return node
 
     def check_if_match(self, aggregate: CivicAggregate) -> None:
         expected = self.request.if_match
@@ -159,6 +269,8 @@ class CommandSession:
     async def shred_personal_data(self, stream_id: UUID) -> None:
         """Crypto-shredding: delete the stream's data key in this transaction."""
         await self.keyring.shred(self.conn, self.root_id, stream_id)
+        self.ctx.aggregates.drop(stream_id)
+        self._cacheable.pop(stream_id, None)
 
     async def save(
         self,
@@ -185,6 +297,18 @@ class CommandSession:
         expected = aggregate.version - len(pending)
         root = root_id or self.root_id
         chain_node = node_id or aggregate.owner_node_id
+        context = (
+            self.append_context
+            if caused_by is None
+            else replace(self.append_context, causation_id=caused_by)
+        )
+        personal = any(self.ctx.codec.carries_personal_data(e) for e in pending)
+        if expected == 0:
+            self._cacheable.setdefault(aggregate.id, (root, frozenset()))  # a new stream
+        if self.one_statement:
+            if self.pending is not None or personal:
+                raise NeedsTransaction("a second stream, or personal data to seal")
+            return self._defer(aggregate, root, chain_node, expected, pending, context, closes_node)
         unchecked = {chain_node} - self._open_checked
         if self.scope is not None:
             unchecked |= {self.scope.node_id} - self._open_checked
@@ -195,10 +319,10 @@ class CommandSession:
                     sorted(unchecked), except_id=chain_node if closes_node else None
                 )
             )
-        if any(self.ctx.codec.carries_personal_data(e) for e in pending):
+        if personal:
             # the person's data key, created in this transaction on first registration
-            await self.keyring.ensure(self.conn, root, aggregate.id)
-        events = [self.ctx.codec.encode(e, cipher=self.keyring) for e in pending]
+            await self.keyring.ensure(self._conn, root, aggregate.id)
+        events = self._encode(aggregate.id, pending)
         result = await self.ctx.store.append(
             self.tx,
             root_id=root,
@@ -207,13 +331,78 @@ class CommandSession:
             stream_type=type(aggregate).STREAM_TYPE,
             expected_version=expected,
             events=events,
-            context=self.append_context
-            if caused_by is None
-            else replace(self.append_context, causation_id=caused_by),
+            context=context,
         )
+        self.count(events)
+        self._saved.append((root, aggregate, chain_node))
+        return result
+
+    def _defer(
+        self,
+        aggregate: CivicAggregate,
+        root: UUID,
+        chain_node: UUID,
+        expected: int,
+        pending: Any,
+        context: AppendContext,
+        closes_node: bool,
+    ) -> AppendResult:
+        """Keep the one-statement attempt's append; answer with provisional positions."""
+        assert self.scope is not None
+        events = self._encode(aggregate.id, pending)
+        placeholder = provisional_base()
+        self.pending = _PendingWrite(
+            aggregate,
+            root,
+            chain_node,
+            expected,
+            events,
+            context,
+            tuple(sorted({chain_node, self.scope.node_id})),
+            chain_node if closes_node else None,
+            placeholder,
+        )
+        return AppendResult(
+            stream_id=aggregate.id,
+            version=aggregate.version,
+            positions=tuple(placeholder + i for i in range(len(events))),
+            node_seqs=(0,) * len(events),
+            event_ids=tuple(e.event_id for e in events),
+        )
+
+    def _encode(self, stream_id: UUID, pending: Any) -> list[NewEvent]:
+        events = [self.ctx.codec.encode(e, cipher=self.keyring) for e in pending]
+        if any(self.ctx.codec.has_personal_data(e.type) for e in events):
+            self._cacheable.pop(stream_id, None)  # never cached (see AggregateCache)
+            self._personal.add(stream_id)
+        return events
+
+    def count(self, events: list[NewEvent]) -> None:
+        """The appended events, in the metrics."""
         for e in events:
             self.ctx.metrics.events_appended.labels(e.type).inc()
-        return result
+
+    def committed(self) -> None:
+        """After the commit: cache what was saved, and forget nodes when node events went in."""
+        if self.pending is not None:
+            self._saved.append((self.pending.root_id, self.pending.aggregate, self.pending.node_id))
+        if any(type(saved[1]).STREAM_TYPE == Node.STREAM_TYPE for saved in self._saved):
+            self.ctx.nodes.clear()  # moved paths, closed subtrees
+            self.ctx.aggregates.clear()
+            return
+        for root, aggregate, chain_node in self._saved:
+            path = self._node_path(root, chain_node)
+            known = self._cacheable.get(aggregate.id)
+            if path is None or known is None or aggregate.id in self._personal:
+                self.ctx.aggregates.drop(aggregate.id)
+            else:
+                self.ctx.aggregates.put(root, aggregate, known[1] | {path})
+
+    def _node_path(self, root: UUID, node_id: UUID) -> str | None:
+        if self.scope is not None and node_id == self.scope.node_id:
+            return self.scope.path
+        node = self.ctx.nodes.by_id(root, node_id)
+        return None if node is None else node.path
 
 
 Decide = Callable[[CommandSession], Awaitable[tuple[int, msgspec.Struct]]]
@@ -240,6 +429,8 @@ async def run_command(
                 ctx, principal, request, decide, bootstrap_root, look_up_key=attempt > 1
             )
         except Exception as exc:
+            if isinstance(exc, ConcurrencyError):
+                ctx.aggregates.drop(exc.stream_id)  # stale: the next attempt loads it afresh
             if _retryable(exc, request, attempt):
                 await asyncio.sleep(random.uniform(0.001, 0.01) * attempt)
                 continue
@@ -297,11 +488,20 @@ async def _attempt(
     look_up_key: bool,
 ) -> CommandOutcome:
     async with ctx.db.acquire() as conn:
-        if bootstrap_root is not None:
+        outcome = None
+        if bootstrap_root is None and not look_up_key and ctx.store.sql_links:
+            scope = ctx.scopes.get(principal.scope)
+            if scope is not None:
+                outcome = await _one_statement(ctx, conn, scope, principal, request, decide)
+        if outcome is not None:
+            pass
+        elif bootstrap_root is not None:
             async with bootstrap_transaction(conn, bootstrap_root):
-                outcome = await _decide_and_record(
+                outcome, session = await _decide_and_record(
                     ctx, conn, None, principal, request, decide, look_up_key
                 )
+            if session is not None:
+                session.committed()
         else:
             async with scoped_transaction(
                 conn,
@@ -309,13 +509,62 @@ async def _attempt(
                 statement_timeout_ms=ctx.settings.statement_timeout_ms,
                 cache=ctx.scopes,
             ) as (_, scope):
-                outcome = await _decide_and_record(
+                outcome, session = await _decide_and_record(
                     ctx, conn, scope, principal, request, decide, look_up_key
                 )
+            if session is not None:
+                session.committed()
     if not outcome.replayed:
         for hook in ctx.after_commit:
             hook(outcome)
     return outcome
+
+
+async def _one_statement(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    scope: Scope,
+    principal: Principal,
+    request: CommandRequest,
+    decide: Decide,
+) -> CommandOutcome | None:
+    """The command decided on cached state and written in one statement; None when it needs
+    a transaction (or was refused: the refusal is decided again on fresh reads)."""
+    session = CommandSession(ctx, conn, scope, principal, request, ctx.clock(), one_statement=True)
+    try:
+        status, body = await decide(session)
+    except Exception:
+        return None
+    write = session.pending
+    if write is None:
+        return None
+    encoded = msgspec.json.encode(body)
+    key = request.idempotency_key
+    result = await ctx.store.append_statement(
+        conn,
+        scope,
+        root_id=write.root_id,
+        node_id=write.node_id,
+        stream_id=write.aggregate.id,
+        stream_type=type(write.aggregate).STREAM_TYPE,
+        expected_version=write.expected,
+        events=write.events,
+        context=write.context,
+        check_nodes=write.check_nodes,
+        check_except=write.check_except,
+        record=None
+        if key is None
+        else IdempotencyRecord(
+            principal.idempotency_owner,
+            request.fingerprint,
+            int(status),
+            encoded,
+            write.placeholder,
+        ),
+    )
+    session.committed()
+    session.count(write.events)
+    return CommandOutcome(status, write.resolve(encoded, result), position=result.position)
 
 
 async def _decide_and_record(
@@ -326,14 +575,14 @@ async def _decide_and_record(
     request: CommandRequest,
     decide: Decide,
     look_up_key: bool,
-) -> CommandOutcome:
+) -> tuple[CommandOutcome, CommandSession | None]:
     key = request.idempotency_key
     if key is not None and look_up_key:
         replay = stored_answer(
             request, await conn.fetchrow(FIND_KEY, principal.idempotency_owner, key)
         )
         if replay is not None:
-            return replay
+            return replay, None
     session = CommandSession(ctx, conn, scope, principal, request, ctx.clock())
     status, body = await decide(session)
     encoded = msgspec.json.encode(body)
@@ -350,7 +599,7 @@ async def _decide_and_record(
             )
         )
     position = session.tx.results[-1].position if session.tx.results else None
-    return CommandOutcome(status, encoded, position=position)
+    return CommandOutcome(status, encoded, position=position), session
 
 
 def stored_answer(request: CommandRequest, row: asyncpg.Record | None) -> CommandOutcome | None:
