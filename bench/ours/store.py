@@ -1,12 +1,15 @@
 """Our appends, measured the way a command writes: everything on.
 
-Each operation is one request transaction exactly as ``run_command`` runs it, on a pool made
-the way the API makes its request pool (``create_pool(..., session_state=False)``) and with the
-API's scope cache: switch to the runtime role and enter the community's scope (row-level
-security on; the scope rides along with BEGIN), append through
-``EventStore.append`` (optimistic concurrency on the expected version, the node's hash-chain
-link, idempotency on the event id), store the request's Idempotency-Key with its response,
-commit. Eight writers on distinct streams spread over 300 community nodes of one county.
+Each operation is one command's write exactly as ``run_command`` sends it when the command
+decided on cached state, on a pool made the way the API makes its request pool
+(``create_pool(..., session_state=False)``) and with the API's scope cache: one autocommit
+call of ``civic_command_append`` (``EventStore.append_statement``, migration 0036) that
+switches to the runtime role and enters the community's scope (row-level security on),
+checks the closed subtree, appends (optimistic concurrency on the expected version, the
+node's hash-chain link, idempotency on the event id) and stores the request's
+Idempotency-Key with its response. Eight writers on distinct streams spread over 300
+community nodes of one county. (A scope not yet cached is entered once by a scoped
+transaction, as the API's first request in a scope does.)
 """
 
 from __future__ import annotations
