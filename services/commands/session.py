@@ -34,7 +34,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -66,7 +66,7 @@ from infra.pii_crypto import PersonKeyring, cipher_for_profile
 from infra.pii_keys import master_key
 from services.auth import Principal
 from services.context import AppContext
-from services.problems import ProblemError
+from services.problems import ProblemError, not_found
 
 A = TypeVar("A", bound=CivicAggregate)
 
@@ -122,6 +122,22 @@ class _PendingWrite:
         for i, position in enumerate(result.positions):
             encoded = encoded.replace(str(self.placeholder + i).encode(), str(position).encode())
         return encoded
+
+
+@dataclass(frozen=True)
+class Saved(Generic[A]):
+    """An aggregate as a command left it, and where its new events were appended."""
+
+    aggregate: A
+    result: AppendResult
+
+    @property
+    def version(self) -> int:
+        return self.result.version
+
+    @property
+    def position(self) -> int:
+        return self.result.position
 
 
 @dataclass(frozen=True)
@@ -229,6 +245,39 @@ class CommandSession:
             self.ctx.aggregates.put(root, copy.deepcopy(aggregate), known)
         return aggregate
 
+    async def update(
+        self,
+        cls: type[A],
+        stream_id: UUID,
+        act: Callable[[A], object],
+        *,
+        authorize: Callable[[A], Awaitable[object]] | None = None,
+        what: str | None = None,
+        node_id: UUID | None = None,
+        closes_node: bool = False,
+    ) -> Saved[A]:
+        """Every command on an existing aggregate: load it (invisible or of another type →
+        404 ``what``), ``authorize`` on the loaded state (placement checks raise 403),
+        If-Match (412), ``act`` (the domain decides and records), save."""
+        aggregate = await self.load(cls, stream_id)
+        if aggregate is None:
+            raise not_found(f"{what or cls.STREAM_TYPE} {stream_id}")
+        if authorize is not None:
+            await authorize(aggregate)
+        self.check_if_match(aggregate)
+        act(aggregate)
+        return Saved(
+            aggregate, await self.save(aggregate, node_id=node_id, closes_node=closes_node)
+        )
+
+    async def create(
+        self, aggregate: A, *, node_id: UUID | None = None, root_id: UUID | None = None
+    ) -> Saved[A]:
+        """Save a new aggregate's first events (the stream must not exist yet)."""
+        return Saved(aggregate, await self.save(aggregate, node_id=node_id, root_id=root_id))
+
+    # -- the directory, as commands need it (row-level security applies) -----------------
+
     async def node_by_code(self, code: str) -> DirectoryNode | None:
         """The node a current or former code names (row-level security: in the caller's root
         tenant); a one-statement attempt takes it from the cache."""
@@ -243,8 +292,11 @@ class CommandSession:
             self.ctx.nodes.put(node, code)
         return node
 
-    async def node_by_id(self, node_id: UUID) -> DirectoryNode | None:
-        """``directory.find_by_id`` for a command: cached as ``node_by_code``."""
+    async def node(self, node_id: UUID | None) -> DirectoryNode | None:
+        """The node with this id (``None`` for ``None``, or a node the caller cannot see); a
+        one-statement attempt takes it from the cache."""
+        if node_id is None:
+            return None
         if self.one_statement:
             assert self.scope is not None
             node = self.ctx.nodes.by_id(self.scope.root_id, node_id)
@@ -255,6 +307,20 @@ class CommandSession:
         if node is not None:
             self.ctx.nodes.put(node)
         return node
+
+    def in_scope(self, node: DirectoryNode | None) -> bool:
+        """The node lies in the caller's subtree."""
+        return node is not None and self.scope is not None and self.scope.contains_path(node.path)
+
+    async def add_party(self, node_id: UUID, stream_id: UUID, role: str) -> None:
+        """``node_id`` takes part in the stream (its unit principals see it, by row-level
+        security); before the save when the caller is that unit."""
+        await directory.add_party(self.conn, self.root_id, node_id, stream_id, role)
+
+    async def set_party(self, stream_id: UUID, role: str, node_id: UUID | None) -> None:
+        """The stream's one party in ``role`` is now ``node_id`` (``None``: nobody); the
+        former holder no longer sees the stream."""
+        await directory.set_party(self.conn, self.root_id, stream_id, role, node_id)
 
     def check_if_match(self, aggregate: CivicAggregate) -> None:
         expected = self.request.if_match
