@@ -180,6 +180,19 @@ def _raise_conflict(exc: asyncpg.PostgresError, stream_id: UUID, expected: int) 
         raise ConcurrencyError(stream_id, expected, None) from exc
 
 
+def _event_arrays(
+    events: Sequence[NewEvent],
+) -> tuple[list[UUID], list[str], list[int], list[str], list[datetime]]:
+    """The events' columns as the append functions take them (one array each)."""
+    return (
+        [e.event_id for e in events],
+        [e.type for e in events],
+        [e.schema_version for e in events],
+        [e.data.decode() for e in events],
+        [e.occurred_at.astimezone(UTC) for e in events],
+    )
+
+
 def _result(
     stream_id: UUID, events: Sequence[NewEvent], rows: Sequence[asyncpg.Record]
 ) -> AppendResult:
@@ -270,11 +283,7 @@ class EventStore:
             stream_type,
             expected_version,
             tx.appended,
-            [e.event_id for e in events],
-            [e.type for e in events],
-            [e.schema_version for e in events],
-            [e.data.decode() for e in events],
-            [e.occurred_at.astimezone(UTC) for e in events],
+            *_event_arrays(events),
             recorded_at,
             context.actor,
             context.correlation_id,
@@ -331,11 +340,7 @@ class EventStore:
                     stream_type,
                     expected_version,
                     tx.appended,
-                    [e.event_id for e in events],
-                    [e.type for e in events],
-                    [e.schema_version for e in events],
-                    [e.data.decode() for e in events],
-                    [e.occurred_at.astimezone(UTC) for e in events],
+                    *_event_arrays(events),
                     recorded_at,
                     context.actor,
                     context.correlation_id,
@@ -393,11 +398,7 @@ class EventStore:
                 stream_id,
                 stream_type,
                 expected_version,
-                [e.event_id for e in events],
-                [e.type for e in events],
-                [e.schema_version for e in events],
-                [e.data.decode() for e in events],
-                [e.occurred_at.astimezone(UTC) for e in events],
+                *_event_arrays(events),
                 recorded_at,
                 context.actor,
                 context.correlation_id,

@@ -283,14 +283,8 @@ class CommandSession:
         tenant); a one-statement attempt takes it from the cache."""
         if self.one_statement:
             assert self.scope is not None
-            node = self.ctx.nodes.by_code(self.scope.root_id, code)
-            if node is None:
-                raise NeedsTransaction("the node is not cached")
-            return node
-        node = await directory.find_by_code(self._conn, code)
-        if node is not None:
-            self.ctx.nodes.put(node, code)
-        return node
+            return _cached(self.ctx.nodes.by_code(self.scope.root_id, code))
+        return self._kept(await directory.find_by_code(self._conn, code), code)
 
     async def node(self, node_id: UUID | None) -> DirectoryNode | None:
         """The node with this id (``None`` for ``None``, or a node the caller cannot see); a
@@ -299,13 +293,12 @@ class CommandSession:
             return None
         if self.one_statement:
             assert self.scope is not None
-            node = self.ctx.nodes.by_id(self.scope.root_id, node_id)
-            if node is None:
-                raise NeedsTransaction("the node is not cached")
-            return node
-        node = await directory.find_by_id(self._conn, node_id)
+            return _cached(self.ctx.nodes.by_id(self.scope.root_id, node_id))
+        return self._kept(await directory.find_by_id(self._conn, node_id))
+
+    def _kept(self, node: DirectoryNode | None, code: str | None = None) -> DirectoryNode | None:
         if node is not None:
-            self.ctx.nodes.put(node)
+            self.ctx.nodes.put(node, code)
         return node
 
     def in_scope(self, node: DirectoryNode | None) -> bool:
@@ -469,6 +462,12 @@ class CommandSession:
             return self.scope.path
         node = self.ctx.nodes.by_id(root, node_id)
         return None if node is None else node.path
+
+
+def _cached(node: DirectoryNode | None) -> DirectoryNode:
+    if node is None:
+        raise NeedsTransaction("the node is not cached")
+    return node
 
 
 Decide = Callable[[CommandSession], Awaitable[tuple[int, msgspec.Struct]]]
