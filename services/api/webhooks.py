@@ -29,17 +29,16 @@ from services.api.deps import (
     command_request,
     command_response,
     read_scope,
-    require,
 )
+from services.api.guards import needs
 from services.api.paging import Cursor, Page, decode_cursor, page_of
 from services.api.responses import documented
 from services.cloudevents import contract_name_of
 from services.commands.session import CommandSession, run_command
 from services.problems import FieldError, ProblemError, not_found
-from services.roles import INTEGRATORS, Role
+from services.roles import ADMINS, INTEGRATORS
 from services.webhooks.addresses import AddressPolicy
 
-ADMINS = frozenset({Role.ADMIN})
 DELIVERY_STATUSES = ("delivered", "retrying", "dead", "queued")
 
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000)]
@@ -201,6 +200,7 @@ class WebhookController(Controller):
         responses=documented(
             201, WebhookView, "The subscription (its secret is never shown again)"
         ),
+        guards=[needs(INTEGRATORS, "managing webhooks")],
     )
     async def create(
         self,
@@ -209,7 +209,6 @@ class WebhookController(Controller):
         ctx: Ctx,
         principal: Caller,
     ) -> Response[bytes]:
-        require(principal, INTEGRATORS, "managing webhooks")
         url = validate_url(data.url)
         if not await AddressPolicy(ctx.settings.webhook_allow_hosts).check_url(url):
             raise _invalid(
@@ -243,11 +242,11 @@ class WebhookController(Controller):
         "/",
         summary="Your subtree's webhook subscriptions (secrets are never shown)",
         operation_id="listWebhooks",
+        guards=[needs(INTEGRATORS, "managing webhooks")],
     )
     async def list_all(
         self, ctx: Ctx, principal: Caller, limit: ListLimit = 100, cursor: Cursor = None
     ) -> Page[WebhookView]:
-        require(principal, INTEGRATORS, "managing webhooks")
         key = decode_cursor(cursor)
         after: tuple[datetime, UUID] | None = None
         if key is not None:
@@ -261,16 +260,23 @@ class WebhookController(Controller):
             rows = await outbox.list_subscriptions(conn, scope.path, after, limit + 1)
         return page_of([view_of(r) for r in rows], limit, lambda v: [v.created_at, str(v.id)])
 
-    @get("/{webhook_id:uuid}", summary="One webhook subscription with its delivery counts")
+    @get(
+        "/{webhook_id:uuid}",
+        summary="One webhook subscription with its delivery counts",
+        guards=[needs(INTEGRATORS, "managing webhooks")],
+    )
     async def read(self, webhook_id: FromPath[UUID], ctx: Ctx, principal: Caller) -> WebhookView:
-        require(principal, INTEGRATORS, "managing webhooks")
         async with read_scope(ctx, principal) as (conn, scope):
             view = await outbox.read_subscription(conn, webhook_id, scope.path)
         if view is None:
             raise not_found(f"webhook {webhook_id}")
         return view_of(view)
 
-    @delete("/{webhook_id:uuid}", summary="Stop and remove a webhook subscription")
+    @delete(
+        "/{webhook_id:uuid}",
+        summary="Stop and remove a webhook subscription",
+        guards=[needs(INTEGRATORS, "managing webhooks")],
+    )
     async def remove(
         self,
         webhook_id: FromPath[UUID],
@@ -278,7 +284,6 @@ class WebhookController(Controller):
         ctx: Ctx,
         principal: Caller,
     ) -> None:
-        require(principal, INTEGRATORS, "managing webhooks")
 
         async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
             assert s.scope is not None
@@ -292,6 +297,7 @@ class WebhookController(Controller):
         "/{webhook_id:uuid}/deliveries",
         summary="Delivery records of a subscription (status=dead lists the dead letters); integrator or admin",
         operation_id="listDeliveries",
+        guards=[needs(INTEGRATORS, "reading webhook deliveries")],
     )
     async def deliveries(
         self,
@@ -307,7 +313,6 @@ class WebhookController(Controller):
         limit: ListLimit = 100,
         cursor: Cursor = None,
     ) -> Page[DeliveryItem]:
-        require(principal, INTEGRATORS, "reading webhook deliveries")
         if status is not None and status not in DELIVERY_STATUSES:
             raise ProblemError(
                 400,
@@ -331,6 +336,7 @@ class WebhookController(Controller):
         status_code=200,
         summary="Queue a subscription's dead letters again (delivered before newer events); admin",
         responses=documented(200, Redriven, "How many dead letters were queued again"),
+        guards=[needs(ADMINS, "re-driving webhook dead letters")],
     )
     async def redrive(
         self,
@@ -339,7 +345,6 @@ class WebhookController(Controller):
         ctx: Ctx,
         principal: Caller,
     ) -> Response[bytes]:
-        require(principal, ADMINS, "re-driving webhook dead letters")
 
         async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
             await _visible(s, webhook_id)
