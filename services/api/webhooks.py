@@ -25,9 +25,9 @@ from domain.clock import instant
 from infra import outbox
 from services.api.deps import (
     Caller,
+    Command,
     Ctx,
     command_request,
-    command_response,
     read_scope,
 )
 from services.api.guards import needs
@@ -203,11 +203,7 @@ class WebhookController(Controller):
         guards=[needs(INTEGRATORS, "managing webhooks")],
     )
     async def create(
-        self,
-        data: JSONBody[WebhookCreate],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        self, data: JSONBody[WebhookCreate], ctx: Ctx, principal: Caller, command: Command
     ) -> Response[bytes]:
         url = validate_url(data.url)
         if not await AddressPolicy(ctx.settings.webhook_allow_hosts).check_url(url):
@@ -235,8 +231,7 @@ class WebhookController(Controller):
             )
             return 201, view_of(view)
 
-        outcome = await run_command(ctx, principal, await command_request(request), decide)
-        return command_response(outcome, request)
+        return await command.run(decide)
 
     @get(
         "/",
@@ -338,18 +333,10 @@ class WebhookController(Controller):
         responses=documented(200, Redriven, "How many dead letters were queued again"),
         guards=[needs(ADMINS, "re-driving webhook dead letters")],
     )
-    async def redrive(
-        self,
-        webhook_id: FromPath[UUID],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
-    ) -> Response[bytes]:
-
+    async def redrive(self, webhook_id: FromPath[UUID], command: Command) -> Response[bytes]:
         async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
             await _visible(s, webhook_id)
             requeued = await outbox.redrive(s.conn, webhook_id)
             return 200, Redriven(id=webhook_id, requeued=requeued)
 
-        outcome = await run_command(ctx, principal, await command_request(request), decide)
-        return command_response(outcome, request)
+        return await command.run(decide)

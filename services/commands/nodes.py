@@ -73,6 +73,26 @@ async def _root_code(session: CommandSession, node: DirectoryNode) -> str:
     return root.code
 
 
+async def _enter(session: CommandSession, node: Node, parent: DirectoryNode | None) -> None:
+    """The new node joins the directory under ``parent``, its code unused in any tenant (409);
+    a concurrent registration of the same code fails the insert (409 too)."""
+    taken = Conflict(f"node code {node.code} is already in use")
+    if await directory.code_taken(session.conn, node.code):
+        raise taken
+    try:
+        await directory.insert(
+            session.conn,
+            node_id=node.id,
+            root_id=node.root_id,
+            code=node.code,
+            name=node.name,
+            kind=node.kind.value,
+            parent=parent,
+        )
+    except asyncpg.UniqueViolationError:
+        raise taken from None
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -88,17 +108,7 @@ async def register_root(
         at=session.now,
     )
     check_root_code(node.code, node.kind)
-    if await directory.code_taken(session.conn, command.code):
-        raise Conflict(f"node code {command.code} is already in use")
-    await directory.insert(
-        session.conn,
-        node_id=node.id,
-        root_id=node.id,
-        code=node.code,
-        name=node.name,
-        kind=node.kind.value,
-        parent=None,
-    )
+    await _enter(session, node, None)
     return 201, NodeChanged.of(await session.create(node, root_id=node.id))
 
 
@@ -125,20 +135,7 @@ async def register_child(session: CommandSession, command: NodeCreate) -> tuple[
         parent_code=parent.code,
         root_code=await _root_code(session, parent_dir),
     )
-    if await directory.code_taken(session.conn, code):
-        raise Conflict(f"node code {code} is already in use")
-    try:
-        await directory.insert(
-            session.conn,
-            node_id=node.id,
-            root_id=node.root_id,
-            code=node.code,
-            name=node.name,
-            kind=node.kind.value,
-            parent=parent_dir,
-        )
-    except asyncpg.UniqueViolationError:
-        raise Conflict(f"node code {code} is already in use") from None
+    await _enter(session, node, parent_dir)
     return 201, NodeChanged.of(await session.create(node))
 
 

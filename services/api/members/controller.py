@@ -25,7 +25,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from infra.paths import subtree_bounds
-from services.api.code_filters import subtree_path
+from services.api.code_filters import SubtreeCode, subtree_path
 from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
 from services.api.guards import needs
 from services.api.members.queries import (
@@ -188,14 +188,7 @@ class MemberController(Controller):
         request: Request[Any, Any, Any],
         ctx: Ctx,
         principal: Caller,
-        node: Annotated[
-            str | None,
-            QueryParameter(
-                required=False,
-                max_length=40,
-                description="a node code of your subtree (default: your scope node)",
-            ),
-        ] = None,
+        node: SubtreeCode = None,
         status: Annotated[
             Literal["active", "deregistered", "erased"] | None, QueryParameter(required=False)
         ] = None,

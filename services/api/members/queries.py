@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncpg
 
 from infra.database import Scope
+from infra.settings import Settings
 from services.api.members.schemas import MemberView, UnitRegistrationView
 from services.auth import Principal
 from services.context import AppContext
-from services.personal_data_view import Reveal, may_reveal, person_view
+from services.personal_data_view import PersonView, Reveal, may_reveal, person_view
 
 PROJECTIONS = ("members",)
 
@@ -79,13 +80,15 @@ def visible(scope: Scope, r: asyncpg.Record) -> bool:
     )
 
 
-def member_view(
-    r: asyncpg.Record, principal: Principal, ctx: AppContext, scope: Scope, reveals: list[Reveal]
-) -> MemberView:
+def member_person(
+    r: asyncpg.Record, principal: Principal, settings: Settings, scope: Scope, reveals: list[Reveal]
+) -> PersonView:
+    """The caller's view of a member row's personal data (a row of ``READ_MEMBER`` or
+    ``LIST_MEMBERS``); a clear-text view is added to ``reveals``, for the caller to record."""
     person = person_view(
         r["person"],
         reveal=may_reveal(principal, scope, r["community_path"]),
-        settings=ctx.settings,
+        settings=settings,
         root_id=scope.root_id,
         member_id=r["id"],
         key_id=r["key_id"],
@@ -93,6 +96,13 @@ def member_view(
     )
     if person.revealed:
         reveals.append(Reveal(member_id=r["id"], node_id=r["node_id"]))
+    return person
+
+
+def member_view(
+    r: asyncpg.Record, principal: Principal, ctx: AppContext, scope: Scope, reveals: list[Reveal]
+) -> MemberView:
+    person = member_person(r, principal, ctx.settings, scope, reveals)
     return MemberView(
         id=r["id"],
         community_code=r["community_code"],
