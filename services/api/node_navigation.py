@@ -16,11 +16,11 @@ from litestar.params import FromPath, QueryParameter
 from services.api.code_filters import visible_node
 from services.api.deps import Caller, Ctx, read_scope
 from services.api.guards import needs
-from services.api.paging import Page, decode_cursor, page_of
+from services.api.paging import Page, decode_cursor, invalid_cursor, page_of
 from services.auth import Principal
 from services.context import AppContext
 from services.fields import NodeKindName
-from services.problems import FieldError, ProblemError
+from services.problems import invalid_value
 from services.roles import READERS
 
 MAX_DEPTH = 4
@@ -73,16 +73,6 @@ LIMIT $5
 """
 
 NODE_DEPTH = "SELECT depth FROM nodes WHERE id = $1"
-
-
-def _invalid(field: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Unprocessable Content",
-        f"{field}: {message}",
-        slug="invalid-value",
-        errors=[FieldError(field=field, message=message)],
-    )
 
 
 Parent = Annotated[
@@ -153,7 +143,7 @@ class NodeNavigationController(Controller):
                 SUBTREE_TO_DEPTH, node.root_id, lo, hi, base + depth, MAX_TREE_NODES + 1
             )
         if len(rows) > MAX_TREE_NODES:
-            raise _invalid(
+            raise invalid_value(
                 "depth",
                 f"more than {MAX_TREE_NODES} nodes to that depth; "
                 "ask for less depth or page with ?parent=",
@@ -170,11 +160,5 @@ def _code_cursor(cursor: str | None) -> str | None:
     if key is None:
         return None
     if len(key) != 1 or not isinstance(key[0], str) or not 0 < len(key[0]) <= 40:
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        )
+        raise invalid_cursor()
     return str(key[0])

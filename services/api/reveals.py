@@ -22,8 +22,7 @@ from infra.paths import subtree_bounds
 from services.api.code_filters import subtree_path
 from services.api.deps import Caller, Ctx, read_scope
 from services.api.guards import needs
-from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
-from services.problems import FieldError, ProblemError
+from services.api.paging import Cursor, Limit, Page, decode_cursor, invalid_cursor, page_of
 from services.roles import INSPECTORS
 
 LIST_REVEALS = """
@@ -59,13 +58,7 @@ def _after(cursor: str | None) -> int:
     if key is None:
         return 0
     if len(key) != 1 or not isinstance(key[0], int) or isinstance(key[0], bool):
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        )
+        raise invalid_cursor()
     return key[0]
 
 

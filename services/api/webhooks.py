@@ -31,11 +31,11 @@ from services.api.deps import (
     read_scope,
 )
 from services.api.guards import needs
-from services.api.paging import Cursor, Page, decode_cursor, page_of
+from services.api.paging import Cursor, Page, decode_cursor, decode_time_id_cursor, page_of
 from services.api.responses import documented
 from services.cloudevents import contract_name_of
 from services.commands.session import CommandSession, run_command
-from services.problems import FieldError, ProblemError, not_found
+from services.problems import FieldError, ProblemError, invalid_value, not_found
 from services.roles import ADMINS, INTEGRATORS
 from services.webhooks.addresses import AddressPolicy
 
@@ -139,33 +139,23 @@ def delivery_of(d: outbox.DeliveryView) -> DeliveryItem:
     )
 
 
-def _invalid(field: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Unprocessable Content",
-        f"{field}: {message}",
-        slug="invalid-value",
-        errors=[FieldError(field=field, message=message)],
-    )
-
-
 def validate_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise _invalid("url", "not a valid URL") from None
+        raise invalid_value("url", "not a valid URL") from None
     if parts.scheme not in ("http", "https"):
-        raise _invalid("url", "must be an http:// or https:// URL")
+        raise invalid_value("url", "must be an http:// or https:// URL")
     if not host:
-        raise _invalid("url", "must name a host")
+        raise invalid_value("url", "must name a host")
     if parts.username is not None or parts.password is not None:
-        raise _invalid("url", "must not carry credentials; the secret signs every delivery")
+        raise invalid_value("url", "must not carry credentials; the secret signs every delivery")
     if parts.fragment:
-        raise _invalid("url", "must not have a fragment")
+        raise invalid_value("url", "must not have a fragment")
     if any(ch.isspace() for ch in url):
-        raise _invalid("url", "must not contain whitespace")
+        raise invalid_value("url", "must not contain whitespace")
     return url
 
 
@@ -176,7 +166,7 @@ def normalise_types(requested: list[str] | None, known: frozenset[str]) -> list[
         parsed = contract_name_of(raw)
         name = parsed[0] if parsed is not None else raw
         if name not in known:
-            raise _invalid("types", f"unknown event type {raw!r}")
+            raise invalid_value("types", f"unknown event type {raw!r}")
         names.add(name)
     return sorted(names)
 
@@ -207,7 +197,7 @@ class WebhookController(Controller):
     ) -> Response[bytes]:
         url = validate_url(data.url)
         if not await AddressPolicy(ctx.settings.webhook_allow_hosts).check_url(url):
-            raise _invalid(
+            raise invalid_value(
                 "url",
                 "must reach a public address (loopback, private and internal ones are refused)",
             )
@@ -242,15 +232,7 @@ class WebhookController(Controller):
     async def list_all(
         self, ctx: Ctx, principal: Caller, limit: ListLimit = 100, cursor: Cursor = None
     ) -> Page[WebhookView]:
-        key = decode_cursor(cursor)
-        after: tuple[datetime, UUID] | None = None
-        if key is not None:
-            try:
-                after = (datetime.fromisoformat(key[0]), UUID(key[1]))
-            except (IndexError, TypeError, ValueError):
-                raise ProblemError(
-                    400, "Bad Request", "the cursor is not one this API returned", slug="validation"
-                ) from None
+        after = decode_time_id_cursor(cursor)
         async with read_scope(ctx, principal) as (conn, scope):
             rows = await outbox.list_subscriptions(conn, scope.path, after, limit + 1)
         return page_of([view_of(r) for r in rows], limit, lambda v: [v.created_at, str(v.id)])
