@@ -8,7 +8,10 @@ nodes named by a record the caller can read — which the unfiltered list shows 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import asyncpg
+from litestar.params import QueryParameter
 
 from infra import directory
 from infra.database import Scope
@@ -47,3 +50,10 @@ async def subtree_path(conn: asyncpg.Connection, scope: Scope, code: str | None)
     if found is None or not scope.contains_path(found.path):
         raise not_found(f"node {code}")
     return found.path
+
+
+#: the ``?node=`` query parameter of the subtree lists (resolved by ``subtree_path``)
+NodeFilter = Annotated[
+    str | None,
+    QueryParameter(required=False, max_length=40, description="a subtree (default: your scope)"),
+]
