@@ -253,30 +253,18 @@ async def members_query(
     return member_api.LIST_MEMBERS, args
 
 
+# the ASCII stem is also the list's path: /v1/issues/export
 ISSUES = Export(
-    sheet="工单台账",
-    ascii="issues",
-    columns=ISSUE_COLUMNS,
-    query=issues_query,
-    rows=_simple(issue_row),
-    projections=issue_api.PROJECTIONS,
-    endpoint="GET /v1/issues/export",
+    "工单台账", "issues", ISSUE_COLUMNS, issues_query, _simple(issue_row), issue_api.PROJECTIONS
 )
 PAIRINGS = Export(
-    sheet="结对共建台账",
-    ascii="pairings",
-    columns=PAIRING_COLUMNS,
-    query=pairings_query,
-    rows=_simple(pairing_row),
-    projections=pairing_api.PROJECTIONS,
-    endpoint="GET /v1/pairings/export",
+    "结对共建台账",
+    "pairings",
+    PAIRING_COLUMNS,
+    pairings_query,
+    _simple(pairing_row),
+    pairing_api.PROJECTIONS,
 )
 MEMBERS = Export(
-    sheet="双报到党员名册",
-    ascii="members",
-    columns=MEMBER_COLUMNS,
-    query=members_query,
-    rows=member_rows,
-    projections=member_api.PROJECTIONS,
-    endpoint="GET /v1/members/export",
+    "双报到党员名册", "members", MEMBER_COLUMNS, members_query, member_rows, member_api.PROJECTIONS
 )

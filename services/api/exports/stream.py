@@ -63,8 +63,11 @@ class Export:
     rows: Rows
     #: the read models the list reads (``min_position`` waits for them)
     projections: Sequence[str]
-    #: the endpoint reveals are recorded under
-    endpoint: str
+
+    @property
+    def endpoint(self) -> str:
+        """The route, as reveals are recorded under it."""
+        return f"GET /v1/{self.ascii}/export"
 
 
 @dataclass(frozen=True)

@@ -23,23 +23,13 @@ from services.api.surveys.schemas import Coverage, SurveyView
 from services.commands import surveys as commands
 from services.commands.surveys import Flag, SurveyCreate, SurveyErase
 from services.personal_data_view import Reveal, record_reveals
-from services.problems import FieldError, ProblemError
+from services.problems import invalid_value
 from services.roles import ADMINS, READERS, WRITERS
 
 PROJECTIONS = ("surveys",)
 #: the default coverage period: the 90 days up to today (a quarter's round of 扫楼)
 COVERAGE_DAYS = 90
 MAX_COVERAGE_DAYS = 3660
-
-
-def _invalid(field: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Unprocessable Content",
-        f"{field}: {message}",
-        slug="invalid-value",
-        errors=[FieldError(field=field, message=message)],
-    )
 
 
 class SurveyController(Controller):
@@ -101,9 +91,9 @@ class SurveyController(Controller):
         last = to or business_date(ctx.clock())
         first = from_ or last - timedelta(days=COVERAGE_DAYS - 1)
         if first > last:
-            raise _invalid("from", f"must not be after to ({last.isoformat()})")
+            raise invalid_value("from", f"must not be after to ({last.isoformat()})")
         if (last - first).days + 1 > MAX_COVERAGE_DAYS:
-            raise _invalid("to", f"a period covers at most {MAX_COVERAGE_DAYS} days")
+            raise invalid_value("to", f"a period covers at most {MAX_COVERAGE_DAYS} days")
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
