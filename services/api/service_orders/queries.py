@@ -47,15 +47,7 @@ def _of_subtree(where: Where, alias: str, scope: Scope, path: str) -> None:
     node of the subtree is a party of."""
     where.add(f"{alias}.root_id = {where.arg(scope.root_id, 'uuid')}")
     where.add(_visible(alias))
-    lo, hi = where.subtree(path)
-    nodes = f"SELECT id FROM nodes WHERE path >= {lo} AND path < {hi}"
-    if scope.is_unit:
-        where.add(
-            f"({alias}.node_id IN ({nodes}) OR {alias}.id IN (SELECT p.stream_id"
-            f" FROM stream_parties p WHERE p.root_id = {alias}.root_id AND p.node_id IN ({nodes})))"
-        )
-    else:
-        where.add(f"{alias}.node_id IN ({nodes})")
+    where.recorded_in_subtree(alias, path, parties=scope.is_unit)
 
 
 def list_orders(

@@ -35,8 +35,7 @@ def list_surveys(
     where = Where()
     where.add(f"s.root_id = {where.arg(scope.root_id, 'uuid')}")
     where.add(VISIBLE)
-    lo, hi = where.subtree(path)
-    where.add(f"s.node_id IN (SELECT id FROM nodes WHERE path >= {lo} AND path < {hi})")
+    where.recorded_in_subtree("s", path)
     if flag is not None:
         where.add(f"{where.arg(flag, 'text')} = ANY(s.flags)")
     if after is not None:
