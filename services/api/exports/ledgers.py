@@ -47,9 +47,15 @@ MEMBER_STATUS_LABELS = {"active": "在册", "deregistered": "已注销", "erased
 RATING_LABELS = {"excellent": "优秀", "good": "良好", "fair": "一般", "poor": "较差"}
 
 _C = Column
-ISSUE_COLUMNS = (
-    _C("序号", 7, "number", centered=True),
-    _C("工单编号", 38),
+
+
+def _numbered(id_header: str, *columns: Column) -> tuple[Column, ...]:
+    """A ledger's columns: the serial number (序号) and the record's id first."""
+    return (_C("序号", 7, "number", centered=True), _C(id_header, 38), *columns)
+
+
+ISSUE_COLUMNS = _numbered(
+    "工单编号",
     _C("外部编号", 16),
     _C("标题", 30),
     _C("类别", 10, centered=True),
@@ -104,9 +110,8 @@ def issue_row(serial: int, r: asyncpg.Record) -> tuple[Any, ...]:
     )
 
 
-PAIRING_COLUMNS = (
-    _C("序号", 7, "number", centered=True),
-    _C("结对编号", 38),
+PAIRING_COLUMNS = _numbered(
+    "结对编号",
     _C("共建单位", 16),
     _C("结对社区", 16),
     _C("开始日期", 12, "date", centered=True),
@@ -154,9 +159,8 @@ def pairing_row(serial: int, r: asyncpg.Record) -> tuple[Any, ...]:
     )
 
 
-MEMBER_COLUMNS = (
-    _C("序号", 7, "number", centered=True),
-    _C("党员编号", 38),
+MEMBER_COLUMNS = _numbered(
+    "党员编号",
     _C("姓名", 10),
     _C("手机号码", 14),
     _C("身份证号", 21),
