@@ -31,6 +31,7 @@ MESSAGE_ARGS: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {
     "FieldError": ((1,), ("message",)),
     "bad_request": ((1,), ("message",)),
     "_invalid": ((1,), ("message",)),
+    "invalid_value": ((1,), ("message",)),
     "_bad_body": ((0,), ("detail",)),
     "_response": ((2, 3), ("title", "detail")),
     "AuthError": ((0,), ()),
