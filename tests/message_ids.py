@@ -28,6 +28,7 @@ MESSAGE_ARGS: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {
     "not_found": ((0,), ("what",)),
     "not_caught_up": ((0,), ("what",)),
     "require": ((2,), ("action",)),
+    "needs": ((1,), ("action",)),
     "FieldError": ((1,), ("message",)),
     "bad_request": ((1,), ("message",)),
     "_invalid": ((1,), ("message",)),
