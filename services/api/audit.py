@@ -42,7 +42,8 @@ from infra.audit_verify import (
 from infra.merkle import Head
 from infra.proofs import checkpoint_problems
 from infra.signing import b64, key_id
-from services.api.deps import Caller, Ctx, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope
+from services.api.guards import needs
 from services.api.history import AUDITORS, MAX_BIGINT, aware, bad_request, subtree_node
 from services.api.paging import MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from services.checkpoints import Checkpointer
@@ -201,9 +202,9 @@ class AuditController(Controller):
             "Roles: inspector, admin, operator."
         ),
         operation_id="verifyAuditTrail",
+        guards=[needs(AUDITORS, "verifying the audit trail")],
     )
     async def verify(self, ctx: Ctx, principal: Caller, node: NodeParam = None) -> VerifyReport:
-        require(principal, AUDITORS, "verifying the audit trail")
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             target = await subtree_node(conn, scope, node)
             return await verify_subtree(conn, target, ctx.store.hasher)
@@ -217,11 +218,11 @@ class AuditController(Controller):
             "tells later whether the chains still extend it. Roles: inspector, admin, operator."
         ),
         operation_id="readCheckpoint",
+        guards=[needs(AUDITORS, "taking a checkpoint")],
     )
     async def checkpoint(
         self, ctx: Ctx, principal: Caller, checkpointer: CheckpointerDep, node: NodeParam = None
     ) -> Checkpoint:
-        require(principal, AUDITORS, "taking a checkpoint")
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             target = await subtree_node(conn, scope, node)
             taken = await checkpointer.take(conn, target)
@@ -256,6 +257,7 @@ class AuditController(Controller):
             "scope cannot be confirmed and count as not extending. Roles: inspector, admin, "
             "operator."
         ),
+        guards=[needs(AUDITORS, "verifying a checkpoint")],
     )
     async def verify_checkpoint(
         self,
@@ -264,7 +266,6 @@ class AuditController(Controller):
         principal: Caller,
         checkpointer: CheckpointerDep,
     ) -> CheckpointVerdict:
-        require(principal, AUDITORS, "verifying a checkpoint")
         heads = [Head(node_id=h.node_id, code=h.code, seq=h.seq, hash=h.hash) for h in data.heads]
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             checks = await heads_extend(conn, heads, ctx.store.hasher)
@@ -286,6 +287,7 @@ class AuditController(Controller):
             "`from`/`to` bound their time (inclusive/exclusive). Roles: inspector, admin, operator."
         ),
         operation_id="listCheckpoints",
+        guards=[needs(AUDITORS, "listing checkpoints")],
     )
     async def checkpoints(
         self,
@@ -302,7 +304,6 @@ class AuditController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 50,
         cursor: Cursor = None,
     ) -> CheckpointPage:
-        require(principal, AUDITORS, "listing checkpoints")
         before: tuple[datetime, int] | None = None
         key = decode_cursor(cursor)
         if key is not None:
@@ -340,6 +341,7 @@ class AuditController(Controller):
             "infra.proofs.verify_proof (docs/audit.md). Roles: inspector, admin, operator."
         ),
         operation_id="readProof",
+        guards=[needs(AUDITORS, "proving an event")],
     )
     async def proof(
         self,
@@ -357,7 +359,6 @@ class AuditController(Controller):
             ),
         ] = None,
     ) -> Proof:
-        require(principal, AUDITORS, "proving an event")
         hasher = ctx.store.hasher
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             found = await find_event(conn, scope.root_id, event_id, hasher)
