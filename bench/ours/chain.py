@@ -25,7 +25,7 @@ import asyncpg
 from bench.ours.stats import COUNTY, EVENTS_PER_OP, SHAPE, START
 from bench.registry import Context, benchmark, group_fixture
 from infra import directory, migrator
-from infra.audit_verify import VerifyReport, verify_subtree
+from infra.audit.verify import VerifyReport, verify_subtree
 from infra.chain import Sha256Chain
 from infra.database import create_pool, scoped_transaction
 from tests.stats_world import WorldGenerator, write_via_copy

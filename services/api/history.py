@@ -20,9 +20,8 @@ from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 
 from infra import directory
-from infra.audit_verify import subtree_range
 from infra.database import Scope
-from infra.directory import DirectoryNode
+from infra.directory import DirectoryNode, subtree_range
 from infra.event_codec import decode_json
 from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
 from services.api.paging import MAX_LIMIT, Cursor, decode_cursor, encode_cursor

@@ -16,7 +16,6 @@ from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 
 from infra import directory
-from infra.audit_verify import subtree_range
 from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
 from services.api.fields import NodeKindName
 from services.api.paging import Page, decode_cursor, page_of
@@ -163,7 +162,7 @@ class NodeNavigationController(Controller):
         async with read_scope(ctx, principal) as (conn, scope):
             node = await _node_in_scope(conn, scope.path, code)
             base = await conn.fetchval(NODE_DEPTH, node.id)
-            lo, hi = subtree_range(node)
+            lo, hi = directory.subtree_range(node)
             rows = await conn.fetch(
                 SUBTREE_TO_DEPTH, node.root_id, lo, hi, base + depth, MAX_TREE_NODES + 1
             )
