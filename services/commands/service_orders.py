@@ -35,7 +35,7 @@ from services.commands.issues import node_ref
 from services.commands.lookup import node_in_root, node_in_scope
 from services.commands.members import CURRENT_COMMUNITY
 from services.commands.session import CommandSession
-from services.deadlines import DueItem
+from services.deadline_sweep import DueItem
 from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 
