@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
-from functools import reduce
 from typing import Any
 from uuid import UUID, uuid4
 
+import hypothesis
 import pytest
-from hypothesis import given, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from domain.errors import Conflict, DomainError, IllegalTransition, InvalidValue
 from domain.pairing import ACTIVE, RATINGS, TERMINATED, Commitment, Pairing, Term
 from domain.refs import NodeRef, business_date
+from tests.domain_spec import given, history, replay
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
@@ -25,8 +26,7 @@ OTHER_ROOT = UUID("00000000-0000-0000-0000-0000000000bb")
 UNIT = NodeRef(id=uuid4(), code="U330106-GAJ", kind="unit", root_id=ROOT)
 COMMUNITY = NodeRef(id=uuid4(), code="330106001001", kind="community", root_id=ROOT)
 STREET = NodeRef(id=uuid4(), code="330106001000", kind="street", root_id=ROOT)
-FOREIGN_COMMUNITY = NodeRef(id=uuid4(), code="330106001002", kind="community",
-                            root_id=OTHER_ROOT)
+FOREIGN_COMMUNITY = NodeRef(id=uuid4(), code="330106001002", kind="community", root_id=OTHER_ROOT)
 
 COMMITMENTS = (
     Commitment("为社区捐建便民服务站", date(2024, 6, 30)),
@@ -34,31 +34,18 @@ COMMITMENTS = (
 )
 
 
-def replay(events: Sequence[Any]) -> Any:
-    return reduce(lambda agg, e: e.mutate(agg), events, None)
-
-
 def sign(**overrides: Any) -> Pairing:
     args: dict[str, Any] = dict(
-        pairing_id=uuid4(), unit=UNIT, community=COMMUNITY, starts_on=date(2024, 1, 1),
-        ends_on=date(2025, 12, 31), commitments=COMMITMENTS, at=T0,
+        pairing_id=uuid4(),
+        unit=UNIT,
+        community=COMMUNITY,
+        starts_on=date(2024, 1, 1),
+        ends_on=date(2025, 12, 31),
+        commitments=COMMITMENTS,
+        at=T0,
     )
     args.update(overrides)
     return Pairing.sign(**args)
-
-
-def given_events(*commands: Callable[[Pairing], None]) -> list[Any]:
-    p = sign()
-    for command in commands:
-        command(p)
-    return list(p.collect_events())
-
-
-def when(events: list[Any], command: Callable[[Pairing], None]) -> list[Any]:
-    """Replay ``events``, run ``command``, return the new events."""
-    p = replay(events)
-    command(p)
-    return list(p.collect_events())
 
 
 def terminate(p: Pairing) -> None:
@@ -101,19 +88,36 @@ def test_a_pairing_may_have_no_commitments() -> None:
         (dict(ends_on=date(2024, 1, 1)), InvalidValue, "ends_on"),
         (dict(ends_on=date(2023, 12, 31)), InvalidValue, "ends_on"),
         (dict(starts_on=datetime(2024, 1, 1, tzinfo=CST)), InvalidValue, "starts_on"),
-        (dict(commitments=[Commitment("  ", date(2024, 5, 1))]), InvalidValue,
-         "commitments[0].title"),
-        (dict(commitments=[Commitment("承" * 201, date(2024, 5, 1))]), InvalidValue,
-         "commitments[0].title"),
-        (dict(commitments=[COMMITMENTS[0], Commitment("晚了", date(2026, 1, 1))]), InvalidValue,
-         "commitments[1].due_on"),
-        (dict(commitments=[Commitment("早了", date(2023, 12, 31))]), InvalidValue,
-         "commitments[0].due_on"),
-        (dict(commitments=[Commitment("含\x00控制符", date(2024, 5, 1))]), InvalidValue,
-         "commitments[0].title"),
+        (
+            dict(commitments=[Commitment("  ", date(2024, 5, 1))]),
+            InvalidValue,
+            "commitments[0].title",
+        ),
+        (
+            dict(commitments=[Commitment("承" * 201, date(2024, 5, 1))]),
+            InvalidValue,
+            "commitments[0].title",
+        ),
+        (
+            dict(commitments=[COMMITMENTS[0], Commitment("晚了", date(2026, 1, 1))]),
+            InvalidValue,
+            "commitments[1].due_on",
+        ),
+        (
+            dict(commitments=[Commitment("早了", date(2023, 12, 31))]),
+            InvalidValue,
+            "commitments[0].due_on",
+        ),
+        (
+            dict(commitments=[Commitment("含\x00控制符", date(2024, 5, 1))]),
+            InvalidValue,
+            "commitments[0].title",
+        ),
     ],
 )
-def test_sign_refuses_bad_input(overrides: dict[str, Any], error: type[InvalidValue], field: str) -> None:
+def test_sign_refuses_bad_input(
+    overrides: dict[str, Any], error: type[InvalidValue], field: str
+) -> None:
     with pytest.raises(error) as e:
         sign(**overrides)
     assert e.value.field == field
@@ -132,10 +136,12 @@ def test_sign_needs_an_aware_timestamp() -> None:
 
 @pytest.mark.parametrize(
     "other",
-    [Term(date(2023, 1, 1), date(2024, 1, 1)),  # ends on our first day
-     Term(date(2025, 12, 31), date(2027, 1, 1)),  # starts on our last day
-     Term(date(2024, 6, 1), date(2024, 7, 1)),  # inside
-     Term(date(2020, 1, 1), date(2030, 1, 1))],  # around
+    [
+        Term(date(2023, 1, 1), date(2024, 1, 1)),  # ends on our first day
+        Term(date(2025, 12, 31), date(2027, 1, 1)),  # starts on our last day
+        Term(date(2024, 6, 1), date(2024, 7, 1)),  # inside
+        Term(date(2020, 1, 1), date(2030, 1, 1)),
+    ],  # around
 )
 def test_overlapping_active_term_is_a_conflict(other: Term) -> None:
     with pytest.raises(Conflict) as e:
@@ -144,8 +150,12 @@ def test_overlapping_active_term_is_a_conflict(other: Term) -> None:
 
 
 def test_adjacent_terms_do_not_overlap() -> None:
-    p = sign(other_active_terms=[Term(date(2022, 1, 1), date(2023, 12, 31)),
-                                 Term(date(2026, 1, 1), date(2027, 12, 31))])
+    p = sign(
+        other_active_terms=[
+            Term(date(2022, 1, 1), date(2023, 12, 31)),
+            Term(date(2026, 1, 1), date(2027, 12, 31)),
+        ]
+    )
     assert p.status == ACTIVE
 
 
@@ -153,10 +163,13 @@ def test_adjacent_terms_do_not_overlap() -> None:
 
 
 def test_fulfil_records_commitment_fulfilled() -> None:
-    events = given_events()
+    events = history(sign())
     at = T0 + timedelta(days=10)
-    [e] = when(events, lambda p: p.fulfil(1, "  已开展第一季度联合党日，附照片 ", at))
-    assert isinstance(e, Pairing.CommitmentFulfilled)
+    [e] = (
+        given(events)
+        .when(lambda p: p.fulfil(1, "  已开展第一季度联合党日，附照片 ", at))
+        .then(Pairing.CommitmentFulfilled)
+    )
     assert (e.index, e.title) == (1, "每季度开展一次联合党日活动")
     assert e.evidence == "已开展第一季度联合党日，附照片"
     p = replay([*events, e])
@@ -165,16 +178,14 @@ def test_fulfil_records_commitment_fulfilled() -> None:
 
 
 def test_a_commitment_is_fulfilled_once() -> None:
-    events = given_events(lambda p: p.fulfil(0, "已建成", T0))
-    with pytest.raises(IllegalTransition) as e:
-        when(events, lambda p: p.fulfil(0, "再次", T0))
+    events = history(sign(), lambda p: p.fulfil(0, "已建成", T0))
+    e = given(events).when(lambda p: p.fulfil(0, "再次", T0)).then_raises(IllegalTransition)
     assert e.value.current_state == "fulfilled"
 
 
 @pytest.mark.parametrize("index", [-1, 2, 99, True, "0"])
 def test_fulfil_refuses_unknown_index(index: Any) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda p: p.fulfil(index, "证据", T0))
+    e = given(history(sign())).when(lambda p: p.fulfil(index, "证据", T0)).then_raises(InvalidValue)
     assert e.value.field == "index"
 
 
@@ -186,13 +197,16 @@ def test_fulfil_without_commitments() -> None:
 
 @pytest.mark.parametrize("evidence", ["", "   ", "证" * 2001])
 def test_fulfil_needs_evidence(evidence: str) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda p: p.fulfil(0, evidence, T0))
+    e = given(history(sign())).when(lambda p: p.fulfil(0, evidence, T0)).then_raises(InvalidValue)
     assert e.value.field == "evidence"
 
 
 def test_evidence_of_2000_characters_is_fine() -> None:
-    [e] = when(given_events(), lambda p: p.fulfil(0, "证" * 2000, T0))
+    [e] = (
+        given(history(sign()))
+        .when(lambda p: p.fulfil(0, "证" * 2000, T0))
+        .then(Pairing.CommitmentFulfilled)
+    )
     assert len(e.evidence) == 2000
 
 
@@ -200,20 +214,27 @@ def test_evidence_of_2000_characters_is_fine() -> None:
 
 
 def test_hold_activity() -> None:
-    [e] = when(given_events(), lambda p: p.hold_activity(
-        held_on=date(2024, 3, 1), title="主题党日：共建文明社区", participants=35, at=T0))
+    [e] = (
+        given(history(sign()))
+        .when(
+            lambda p: p.hold_activity(
+                held_on=date(2024, 3, 1), title="主题党日：共建文明社区", participants=35, at=T0
+            )
+        )
+        .then(Pairing.ActivityHeld)
+    )
     assert isinstance(e, Pairing.ActivityHeld) and type(e).TOPIC == "PairingActivityHeld.v1"
     assert (e.held_on, e.title, e.participants) == (date(2024, 3, 1), "主题党日：共建文明社区", 35)
 
 
 def test_activity_counts_accumulate() -> None:
-    events = given_events(
+    events = history(
+        sign(),
         lambda p: p.hold_activity(held_on=date(2024, 2, 1), title="A", participants=10, at=T0),
         lambda p: p.hold_activity(held_on=date(2024, 1, 5), title="B", participants=5, at=T0),
     )
     p = replay(events)
-    assert (p.activity_count, p.participant_total, p.last_activity_on) == (2, 15,
-                                                                           date(2024, 2, 1))
+    assert (p.activity_count, p.participant_total, p.last_activity_on) == (2, 15, date(2024, 2, 1))
 
 
 @pytest.mark.parametrize(
@@ -230,26 +251,41 @@ def test_activity_counts_accumulate() -> None:
 def test_hold_activity_refuses_bad_input(kwargs: dict[str, Any], field: str) -> None:
     args: dict[str, Any] = dict(held_on=date(2024, 3, 1), title="活动", participants=3, at=T0)
     args.update(kwargs)
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda p: p.hold_activity(**args))
+    e = given(history(sign())).when(lambda p: p.hold_activity(**args)).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_activity_day_is_the_china_calendar_day() -> None:
     # 2024-03-01 17:00 UTC is already 2024-03-02 01:00 in Beijing.
     at = datetime(2024, 3, 1, 17, 0, tzinfo=UTC)
-    [e] = when(given_events(), lambda p: p.hold_activity(
-        held_on=date(2024, 3, 2), title="夜间巡逻", participants=4, at=at))
+    [e] = (
+        given(history(sign()))
+        .when(
+            lambda p: p.hold_activity(
+                held_on=date(2024, 3, 2), title="夜间巡逻", participants=4, at=at
+            )
+        )
+        .then(Pairing.ActivityHeld)
+    )
     assert e.held_on == date(2024, 3, 2)
 
 
 def test_review() -> None:
-    [e] = when(given_events(), lambda p: p.review(rating="excellent", comment="成效明显", at=T0))
-    assert isinstance(e, Pairing.Reviewed) and (e.rating, e.comment) == ("excellent", "成效明显")
-    [e] = when(given_events(), lambda p: p.review(rating="fair", at=T0))
+    [e] = (
+        given(history(sign()))
+        .when(lambda p: p.review(rating="excellent", comment="成效明显", at=T0))
+        .then(Pairing.Reviewed)
+    )
+    assert (e.rating, e.comment) == ("excellent", "成效明显")
+    [e] = (
+        given(history(sign())).when(lambda p: p.review(rating="fair", at=T0)).then(Pairing.Reviewed)
+    )
     assert e.comment is None
-    with pytest.raises(InvalidValue) as err:
-        when(given_events(), lambda p: p.review(rating="优秀", at=T0))
+    err = (
+        given(history(sign()))
+        .when(lambda p: p.review(rating="优秀", at=T0))
+        .then_raises(InvalidValue)
+    )
     assert err.value.field == "rating"
 
 
@@ -257,23 +293,24 @@ def test_review() -> None:
 
 
 def test_terminate() -> None:
-    events = given_events()
-    [e] = when(events, terminate)
-    assert isinstance(e, Pairing.Terminated) and e.reason == "单位机构改革撤并"
+    events = history(sign())
+    [e] = given(events).when(terminate).then(Pairing.Terminated)
+    assert e.reason == "单位机构改革撤并"
     p = replay([*events, e])
     assert p.status == TERMINATED and p.terminated_at == T0 + timedelta(days=30)
     assert not p.in_force_on(date(2024, 6, 1))
 
 
 def test_terminate_needs_a_reason() -> None:
-    with pytest.raises(InvalidValue):
-        when(given_events(), lambda p: p.terminate("  ", T0))
+    given(history(sign())).when(lambda p: p.terminate("  ", T0)).then_raises(InvalidValue)
 
 
 COMMANDS: dict[str, tuple[Callable[[Pairing], None], type]] = {
     "fulfil": (lambda p: p.fulfil(0, "证据", T0), Pairing.CommitmentFulfilled),
-    "hold_activity": (lambda p: p.hold_activity(held_on=date(2024, 2, 1), title="活动",
-                                                participants=3, at=T0), Pairing.ActivityHeld),
+    "hold_activity": (
+        lambda p: p.hold_activity(held_on=date(2024, 2, 1), title="活动", participants=3, at=T0),
+        Pairing.ActivityHeld,
+    ),
     "review": (lambda p: p.review(rating="good", at=T0), Pairing.Reviewed),
     "terminate": (lambda p: p.terminate("到期前终止", T0), Pairing.Terminated),
 }
@@ -283,23 +320,26 @@ STATES: dict[str, list[Callable[[Pairing], None]]] = {ACTIVE: [], TERMINATED: [t
 @pytest.mark.parametrize("state", list(STATES))
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_transition_table(state: str, command: str) -> None:
-    events = given_events(*STATES[state])
+    events = history(sign(), *STATES[state])
     assert replay(events).status == state
     run, event_class = COMMANDS[command]
     if state == ACTIVE:
-        [e] = when(events, run)
-        assert isinstance(e, event_class)
+        given(events).when(run).then(event_class)
     else:
-        with pytest.raises(IllegalTransition) as err:
-            when(events, run)
+        err = given(events).when(run).then_raises(IllegalTransition)
         assert err.value.current_state == TERMINATED
 
 
 # -- properties ----------------------------------------------------------------------------
 
 good_texts = st.sampled_from(["捐赠图书200册", "联合开展义诊", "OK"])
-texts = st.one_of(good_texts, good_texts, good_texts,
-                  st.sampled_from(["", "  ", "x" * 2001]), st.text(max_size=12))
+texts = st.one_of(
+    good_texts,
+    good_texts,
+    good_texts,
+    st.sampled_from(["", "  ", "x" * 2001]),
+    st.text(max_size=12),
+)
 #: activity days relative to "today" in China (a few are in the future, some before the term).
 day_offsets = st.integers(-120, 2)
 commands = st.one_of(
@@ -338,7 +378,7 @@ def check_invariants(p: Pairing) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(commands, st.integers(0, 60 * 24 * 20)), max_size=25))
+@hypothesis.given(st.lists(st.tuples(commands, st.integers(0, 60 * 24 * 20)), max_size=25))
 def test_random_command_sequences_stay_valid_and_replay(
     steps: list[tuple[tuple[Any, ...], int]],
 ) -> None:
