@@ -13,6 +13,9 @@ from uuid import UUID
 
 import asyncpg
 
+from domain.refs import NodeRef
+from infra.paths import subtree_bounds
+
 # ``closed`` is the node's own flag or an ancestor's: a closed node closes its subtree.
 _CLOSED = "EXISTS (SELECT 1 FROM nodes a WHERE a.id = ANY (civic_path_ids(n.path)) AND a.closed)"
 _COLUMNS = f"n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, {_CLOSED}, n.version"
@@ -76,6 +79,22 @@ class DirectoryNode:
     def contains(self, other: DirectoryNode) -> bool:
         return other.path.startswith(self.path)
 
+    @property
+    def bounds(self) -> tuple[str, str]:
+        """The subtree's path range (``infra.paths``)."""
+        return subtree_bounds(self.path)
+
+    def ref(self) -> NodeRef:
+        """What an aggregate is told about this node when a command names it."""
+        return NodeRef(
+            id=self.id,
+            code=self.code,
+            kind=self.kind,
+            root_id=self.root_id,
+            parent_id=self.parent_id,
+            closed=self.closed,
+        )
+
 
 def _node(row: asyncpg.Record | None) -> DirectoryNode | None:
     return DirectoryNode(*row) if row is not None else None
@@ -97,14 +116,9 @@ ORDER BY n.path
 """
 
 
-def subtree_range(node: DirectoryNode) -> tuple[str, str]:
-    """The path range [lo, hi) of a node's subtree (see migration 0002)."""
-    return node.path, node.path[:-1] + "0"
-
-
 async def subtree_nodes(conn: asyncpg.Connection, node: DirectoryNode) -> list[asyncpg.Record]:
     """(id, code) of every node of ``node``'s subtree, in path order."""
-    return await conn.fetch(SUBTREE_NODES, node.root_id, *subtree_range(node))
+    return await conn.fetch(SUBTREE_NODES, node.root_id, *node.bounds)
 
 
 async def code_taken(conn: asyncpg.Connection, code: str) -> bool:

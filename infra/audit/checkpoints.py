@@ -18,7 +18,7 @@ from infra.audit.proof_checks import checkpoint_message
 from infra.audit.signing import Signer, b64, key_id, unb64
 from infra.audit.tree import tree_state
 from infra.chain import GENESIS, ChainHasher
-from infra.directory import DirectoryNode, subtree_range
+from infra.directory import DirectoryNode
 
 #: the key name of checkpoint notes, and the first part of each root's origin
 DEFAULT_LOG_NAME = "civic-ledger"
@@ -131,7 +131,7 @@ def iso(at: datetime) -> str:
 
 
 async def subtree_heads(conn: asyncpg.Connection, node: DirectoryNode) -> list[Head]:
-    lo, hi = subtree_range(node)
+    lo, hi = node.bounds
     rows = await conn.fetch(SUBTREE_HEADS, node.root_id, lo, hi, GENESIS)
     return [
         Head(node_id=str(r["id"]), code=r["code"], seq=r["seq"], hash=bytes(r["hash"]).hex())
@@ -255,7 +255,7 @@ async def list_checkpoints(
     limit: int,
 ) -> list[Checkpoint]:
     """Stored checkpoints of nodes in ``node``'s subtree, newest first."""
-    lo, hi = subtree_range(node)
+    lo, hi = node.bounds
     rows = await conn.fetch(
         LIST_CHECKPOINTS,
         node.root_id,

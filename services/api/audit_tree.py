@@ -50,7 +50,7 @@ from infra.audit.signing import b64, key_id, unb64
 from infra.audit.tree import TreeUnavailable, consistency_proof, root_at, tree_state
 from infra.database import scoped_transaction
 from services.api.audit import CheckpointerDep, NodeParam, provide_checkpointer
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.history import AUDITORS, MAX_BIGINT, bad_request, subtree_node
 from services.checkpoints import Checkpointer
 from services.problems import ProblemError, not_found
@@ -195,8 +195,6 @@ class AuditTreeController(Controller):
     path = "/v1/audit"
     tags = ["audit"]
     dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
         "checkpointer": Provide(provide_checkpointer, sync_to_thread=False),
     }
 

@@ -16,14 +16,13 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar import Controller, Response, get
-from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 
 from infra import directory
 from infra.database import Scope
-from infra.directory import DirectoryNode, subtree_range
+from infra.directory import DirectoryNode
 from infra.event_codec import decode_json
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.paging import MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from services.api.responses import ETAG
 from services.problems import FieldError, ProblemError, not_found
@@ -197,10 +196,6 @@ async def wait_until_settled(conn: asyncpg.Connection, position: int, timeout: f
 class HistoryController(Controller):
     path = "/v1"
     tags = ["audit"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/streams/{stream_id:uuid}/events",
@@ -297,7 +292,7 @@ class HistoryController(Controller):
             rows = await conn.fetch(
                 SUBTREE_HISTORY,
                 scope.root_id,
-                *subtree_range(node),
+                *node.bounds,
                 position,
                 types,
                 since,

@@ -12,15 +12,14 @@ from typing import Annotated, Literal
 import asyncpg
 import msgspec
 from litestar import Controller, get
-from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 
 from infra import directory
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
-from services.api.fields import NodeKindName
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.paging import Page, decode_cursor, page_of
 from services.auth import Principal
 from services.context import AppContext
+from services.fields import NodeKindName
 from services.problems import FieldError, ProblemError, not_found
 from services.roles import READERS
 
@@ -140,10 +139,6 @@ async def list_children(
 class NodeNavigationController(Controller):
     path = "/v1/nodes"
     tags = ["nodes"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/{code:str}/tree",
@@ -162,7 +157,7 @@ class NodeNavigationController(Controller):
         async with read_scope(ctx, principal) as (conn, scope):
             node = await _node_in_scope(conn, scope.path, code)
             base = await conn.fetchval(NODE_DEPTH, node.id)
-            lo, hi = directory.subtree_range(node)
+            lo, hi = node.bounds
             rows = await conn.fetch(
                 SUBTREE_TO_DEPTH, node.root_id, lo, hi, base + depth, MAX_TREE_NODES + 1
             )
