@@ -48,16 +48,9 @@ MEASURES = ("建立困难群众动态监测台账", "每季度开展一次走访
 
 def record(**overrides: Any) -> Finding:
     args: dict[str, Any] = dict(
-        finding_id=uuid4(),
-        scope=COUNTY,
-        source="省委第三巡视组",
-        round="2024年第一轮",
-        description="低保动态管理不到位，存在应退未退情况",
-        category="deadline",
-        responsible_unit=UNIT,
-        due_on=DUE,
-        measures=MEASURES,
-        at=T0,
+        finding_id=uuid4(), scope=COUNTY, source="省委第三巡视组", round="2024年第一轮",
+        description="低保动态管理不到位，存在应退未退情况", category="deadline",
+        responsible_unit=UNIT, due_on=DUE, measures=MEASURES, at=T0,
     )
     args.update(overrides)
     return Finding.record(**args)
@@ -86,23 +79,14 @@ def test_record_is_finding_recorded_then_rectification_assigned() -> None:
     f = record()
     recorded, assigned = f.collect_events()
     assert isinstance(recorded, Finding.Recorded) and type(recorded).TOPIC == "FindingRecorded.v1"
-    assert (recorded.scope_id, recorded.scope_code, recorded.root_id) == (
-        COUNTY.id,
-        COUNTY.code,
-        ROOT,
-    )
+    assert (recorded.scope_id, recorded.scope_code, recorded.root_id) == (COUNTY.id,
+                                                                          COUNTY.code, ROOT)
     assert (recorded.source, recorded.round, recorded.category) == (
-        "省委第三巡视组",
-        "2024年第一轮",
-        "deadline",
-    )
+        "省委第三巡视组", "2024年第一轮", "deadline")
     assert recorded.description == "低保动态管理不到位，存在应退未退情况"
     assert isinstance(assigned, Finding.Assigned)
     assert type(assigned).TOPIC == "RectificationAssigned.v1"
-    assert (assigned.responsible_unit_id, assigned.responsible_unit_code) == (
-        UNIT.id,
-        "U330106-MZJ",
-    )
+    assert (assigned.responsible_unit_id, assigned.responsible_unit_code) == (UNIT.id, "U330106-MZJ")
     assert (assigned.measures, assigned.due_on) == (MEASURES, DUE)
     assert (recorded.originator_version, assigned.originator_version) == (1, 2)
     assert f.status == ASSIGNED and f.owner_node_id == COUNTY.id and f.version == 2
@@ -153,9 +137,8 @@ def test_record_refuses_bad_input(overrides: dict[str, Any], field: str) -> None
 
 def test_record_in_a_closed_scope() -> None:
     with pytest.raises(Conflict, match="closed"):
-        record(
-            scope=NodeRef(id=uuid4(), code="330106009000", kind="street", root_id=ROOT, closed=True)
-        )
+        record(scope=NodeRef(id=uuid4(), code="330106009000", kind="street", root_id=ROOT,
+                             closed=True))
 
 
 # -- the transition table ------------------------------------------------------------------
@@ -168,18 +151,13 @@ PATHS: dict[str, list[Callable[[Finding], None]]] = {
 }
 LATE = datetime(2024, 6, 1, 9, 0, tzinfo=CST)  # the day after DUE
 COMMANDS: dict[str, tuple[str, Callable[[Finding], None], type]] = {
-    "report_progress": (
-        "report_progress",
-        lambda f: f.report_progress(note="更新", at=T0 + 20 * D),
-        Finding.ProgressReported,
-    ),
+    "report_progress": ("report_progress",
+                        lambda f: f.report_progress(note="更新", at=T0 + 20 * D),
+                        Finding.ProgressReported),
     "complete": ("complete", lambda f: f.complete("已完成", T0 + 20 * D), Finding.Completed),
     "verify": ("verify", lambda f: f.verify(accepted=True, at=T0 + 20 * D), Finding.Verified),
-    "reject": (
-        "verify",
-        lambda f: f.verify(accepted=False, comment="不合格", at=T0 + 20 * D),
-        Finding.Rejected,
-    ),
+    "reject": ("verify", lambda f: f.verify(accepted=False, comment="不合格", at=T0 + 20 * D),
+               Finding.Rejected),
     "reopen": ("reopen", lambda f: f.reopen("回头看发现问题反弹", T0 + 40 * D), Finding.Reopened),
     "mark_overdue": ("mark_overdue", lambda f: f.mark_overdue(LATE), Finding.Overdue),
 }
@@ -212,28 +190,21 @@ def test_progress() -> None:
     assert (e.note, e.evidence) == ("已完成全县低保对象复核", "doc://ledger/2024-031")
     f = replay([*events, e])
     assert f.status == IN_PROGRESS and f.progress_count == 1
-    [e2] = (
-        given(events)
-        .when(lambda f: f.report_progress(note="继续推进", evidence="  ", at=T0))
-        .then(Finding.ProgressReported)
-    )
+    [e2] = given(events).when(
+        lambda f: f.report_progress(note="继续推进", evidence="  ", at=T0)
+    ).then(Finding.ProgressReported)
     assert e2.evidence is None
 
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [
-        (dict(note=""), "note"),
-        (dict(note="x" * 2001), "note"),
-        (dict(note="ok", evidence="e" * 501), "evidence"),
-    ],
+    [(dict(note=""), "note"), (dict(note="x" * 2001), "note"),
+     (dict(note="ok", evidence="e" * 501), "evidence")],
 )
 def test_progress_refusals(kwargs: dict[str, Any], field: str) -> None:
-    e = (
-        given(history(record()))
-        .when(lambda f: f.report_progress(at=T0, **kwargs))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(record())).when(
+        lambda f: f.report_progress(at=T0, **kwargs)
+    ).then_raises(InvalidValue)
     assert e.value.field == field
 
 
@@ -271,20 +242,16 @@ def test_reject_sends_it_back_with_the_reason() -> None:
 
 @pytest.mark.parametrize("comment", [None, "", "  "])
 def test_a_rejection_needs_a_reason(comment: str | None) -> None:
-    e = (
-        given(history(record(), complete))
-        .when(lambda f: f.verify(accepted=False, comment=comment, at=T0))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(record(), complete)).when(
+        lambda f: f.verify(accepted=False, comment=comment, at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == "comment"
 
 
 def test_verify_needs_a_boolean() -> None:
-    e = (
-        given(history(record(), complete))
-        .when(lambda f: f.verify(accepted="yes", at=T0))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(record(), complete)).when(
+        lambda f: f.verify(accepted="yes", at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == "accepted"
 
 
@@ -302,11 +269,7 @@ def test_reopen_after_verification() -> None:
     f0 = replay(events)
     assert f0.overdue and f0.status == VERIFIED  # verified late
     at = T0 + 200 * D
-    [e] = (
-        given(events)
-        .when(lambda f: f.reopen("回头看发现部分对象重新纳入", at))
-        .then(Finding.Reopened)
-    )
+    [e] = given(events).when(lambda f: f.reopen("回头看发现部分对象重新纳入", at)).then(Finding.Reopened)
     assert type(e).TOPIC == "FindingReopened.v1"
     assert e.due_on == business_date(at) + timedelta(days=REOPEN_DEFAULT_DAYS)
     f = replay([*events, e])
@@ -317,17 +280,13 @@ def test_reopen_after_verification() -> None:
 def test_reopen_with_a_due_date() -> None:
     events = history(record(), progress, complete, verify)
     at = T0 + 100 * D
-    [e] = (
-        given(events)
-        .when(lambda f: f.reopen("反弹", at, due_on=business_date(at)))
-        .then(Finding.Reopened)
-    )
+    [e] = given(events).when(
+        lambda f: f.reopen("反弹", at, due_on=business_date(at))
+    ).then(Finding.Reopened)
     assert e.due_on == business_date(at)
-    err = (
-        given(events)
-        .when(lambda f: f.reopen("反弹", at, due_on=business_date(at) - D))
-        .then_raises(InvalidValue)
-    )
+    err = given(events).when(
+        lambda f: f.reopen("反弹", at, due_on=business_date(at) - D)
+    ).then_raises(InvalidValue)
     assert err.value.field == "due_on"
     err = given(events).when(lambda f: f.reopen(" ", at)).then_raises(InvalidValue)
     assert err.value.field == "reason"
@@ -389,9 +348,8 @@ def test_warning_is_total_and_ordered(due_on: date, today: date, status: str) ->
 # -- properties ----------------------------------------------------------------------------
 
 good_texts = st.sampled_from(["已完成整改", "缺少佐证材料", "OK"])
-texts = st.one_of(
-    good_texts, good_texts, good_texts, st.sampled_from(["", " ", "x" * 2001]), st.text(max_size=10)
-)
+texts = st.one_of(good_texts, good_texts, good_texts,
+                  st.sampled_from(["", " ", "x" * 2001]), st.text(max_size=10))
 ARGS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "report_progress": st.tuples(texts, st.none() | texts),
     "complete": st.tuples(texts),
@@ -435,13 +393,8 @@ def test_random_command_sequences_stay_valid_and_replay(due_in: int, data: st.Da
     for _ in range(data.draw(st.integers(0, 30), label="steps")):
         at += timedelta(hours=data.draw(st.integers(0, 24 * 20)))
         allowed = sorted(c for c, states in TRANSITIONS.items() if f.status in states)
-        name = data.draw(
-            st.one_of(
-                st.sampled_from(allowed),
-                st.sampled_from(allowed),
-                st.sampled_from(sorted(TRANSITIONS)),
-            )
-        )
+        name = data.draw(st.one_of(st.sampled_from(allowed), st.sampled_from(allowed),
+                                   st.sampled_from(sorted(TRANSITIONS))))
         args = data.draw(ARGS[name])
         before = copy.deepcopy(f)
         try:

@@ -51,12 +51,8 @@ CLOSED_UNIT = NodeRef(id=uuid4(), code="U330106-OLD", kind="unit", root_id=ROOT,
 
 def report(**overrides: Any) -> Issue:
     args: dict[str, Any] = dict(
-        issue_id=uuid4(),
-        node=GRID,
-        title="楼道堆放杂物存在消防隐患",
-        category="消防安全",
-        source="grid",
-        at=T0,
+        issue_id=uuid4(), node=GRID, title="楼道堆放杂物存在消防隐患", category="消防安全",
+        source="grid", at=T0,
     )
     args.update(overrides)
     return Issue.report(**args)
@@ -101,43 +97,25 @@ PATHS: dict[str, list[Callable[[Issue], None]]] = {
 LATE = T0 + 30 * D
 #: command → (how to run it, the event it records, whether the issue was escalated first)
 COMMANDS: dict[str, tuple[Callable[[Issue], None], type, bool]] = {
-    "assign": (
-        lambda i: i.assign(assignee=UNIT_2, due_at=T0 + 10 * D, at=T0 + 2 * D),
-        Issue.Assigned,
-        False,
-    ),
+    "assign": (lambda i: i.assign(assignee=UNIT_2, due_at=T0 + 10 * D, at=T0 + 2 * D),
+               Issue.Assigned, False),
     "return_": (lambda i: i.return_("不属于本单位职责", T0 + D), Issue.Returned, False),
     "accept": (lambda i: i.accept(T0 + D), Issue.Accepted, False),
-    "extend": (
-        lambda i: i.extend(due_at=T0 + 5 * D, reason="需协调产权单位", at=T0 + D),
-        Issue.Extended,
-        False,
-    ),
+    "extend": (lambda i: i.extend(due_at=T0 + 5 * D, reason="需协调产权单位", at=T0 + D),
+               Issue.Extended, False),
     "note_progress": (lambda i: i.note_progress("已联系物业", T0 + D), Issue.ProgressNoted, False),
-    "escalate": (
-        lambda i: i.escalate(to=STREET, respond_within_minutes=30, at=T0 + D),
-        Issue.Escalated,
-        False,
-    ),
-    "answer_escalation": (
-        lambda i: i.answer_escalation(responder=UNIT, note="已到场", at=T0 + D),
-        Issue.EscalationAnswered,
-        True,
-    ),
+    "escalate": (lambda i: i.escalate(to=STREET, respond_within_minutes=30, at=T0 + D),
+                 Issue.Escalated, False),
+    "answer_escalation": (lambda i: i.answer_escalation(responder=UNIT, note="已到场", at=T0 + D),
+                          Issue.EscalationAnswered, True),
     "resolve": (lambda i: i.resolve("已办结", T0 + 2 * D), Issue.Resolved, False),
-    "evaluate": (
-        lambda i: i.evaluate(satisfaction="basically_satisfied", resolved=True, at=T0 + 2 * D),
-        Issue.Evaluated,
-        False,
-    ),
+    "evaluate": (lambda i: i.evaluate(satisfaction="basically_satisfied", resolved=True,
+                                      at=T0 + 2 * D), Issue.Evaluated, False),
     "close": (lambda i: i.close(T0 + 2 * D), Issue.Closed, False),
     "reopen": (lambda i: i.reopen("居民反映问题反弹", T0 + 2 * D), Issue.Reopened, False),
     "mark_overdue": (lambda i: i.mark_overdue(LATE), Issue.Overdue, False),
-    "mark_escalation_overdue": (
-        lambda i: i.mark_escalation_overdue(LATE),
-        Issue.EscalationOverdue,
-        True,
-    ),
+    "mark_escalation_overdue": (lambda i: i.mark_escalation_overdue(LATE),
+                                Issue.EscalationOverdue, True),
 }
 
 
@@ -193,9 +171,7 @@ def test_report_refuses_bad_input(overrides: dict[str, Any], field: str) -> None
 
 def test_report_at_a_closed_node() -> None:
     with pytest.raises(Conflict, match="closed"):
-        report(
-            node=NodeRef(id=uuid4(), code="330106001001GX", kind="grid", root_id=ROOT, closed=True)
-        )
+        report(node=NodeRef(id=uuid4(), code="330106001001GX", kind="grid", root_id=ROOT, closed=True))
 
 
 def test_report_keeps_the_platforms_work_order_number() -> None:
@@ -224,13 +200,8 @@ def test_an_issue_reported_before_external_ids_still_replays() -> None:
     stored = msgspec.json.decode(codec.encode(event).data)
     del stored["external_id"]
     decoded = codec.decode(
-        stream_type="issue",
-        stream_id=issue.id,
-        version=1,
-        type_name="IssueReported",
-        schema_version=1,
-        data=msgspec.json.encode(stored),
-        occurred_at=T0,
+        stream_type="issue", stream_id=issue.id, version=1, type_name="IssueReported",
+        schema_version=1, data=msgspec.json.encode(stored), occurred_at=T0,
     )
     rebuilt = decoded.mutate(None)
     assert rebuilt.external_id is None and rebuilt.title == issue.title
@@ -256,14 +227,10 @@ def test_assign() -> None:
         (UNIT, datetime(2024, 3, 9), InvalidValue, "due_at"),
     ],
 )
-def test_assign_refusals(
-    assignee: NodeRef, due_at: datetime, error: type[InvalidValue], field: str
-) -> None:
-    e = (
-        given(history(report()))
-        .when(lambda i: i.assign(assignee=assignee, due_at=due_at, at=T0 + H))
-        .then_raises(error)
-    )
+def test_assign_refusals(assignee: NodeRef, due_at: datetime, error: type[InvalidValue], field: str) -> None:
+    e = given(history(report())).when(
+        lambda i: i.assign(assignee=assignee, due_at=due_at, at=T0 + H)
+    ).then_raises(error)
     assert e.value.field == field
 
 
@@ -275,11 +242,9 @@ def test_assign_to_a_closed_unit() -> None:
 
 def test_return_goes_back_to_reported_with_the_reported_deadline() -> None:
     events = history(report(due_at=T0 + 7 * D), assign)
-    [e] = (
-        given(events)
-        .when(lambda i: i.return_("  非本单位职责，建议派住建局 ", T0 + 2 * H))
-        .then(Issue.Returned)
-    )
+    [e] = given(events).when(
+        lambda i: i.return_("  非本单位职责，建议派住建局 ", T0 + 2 * H)
+    ).then(Issue.Returned)
     assert (e.assignee_id, e.reason) == (UNIT.id, "非本单位职责，建议派住建局")
     issue = replay([*events, e])
     assert issue.status == REPORTED and issue.assignee_id is None
@@ -290,11 +255,9 @@ def test_return_goes_back_to_reported_with_the_reported_deadline() -> None:
 
 
 def test_return_needs_a_reason() -> None:
-    e = (
-        given(history(report(), assign))
-        .when(lambda i: i.return_("", T0 + 2 * H))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(report(), assign)).when(
+        lambda i: i.return_("", T0 + 2 * H)
+    ).then_raises(InvalidValue)
     assert e.value.field == "reason"
 
 
@@ -311,11 +274,9 @@ def test_accept() -> None:
 @pytest.mark.parametrize("path", [[assign], [assign, accept]])
 def test_extend_before_the_deadline(path: list[Callable[[Issue], None]]) -> None:
     events = history(report(), *path)
-    [e] = (
-        given(events)
-        .when(lambda i: i.extend(due_at=DUE + D, reason="等待配件", at=DUE - H))
-        .then(Issue.Extended)
-    )
+    [e] = given(events).when(
+        lambda i: i.extend(due_at=DUE + D, reason="等待配件", at=DUE - H)
+    ).then(Issue.Extended)
     assert (e.old_due_at, e.due_at, e.reason) == (DUE, DUE + D, "等待配件")
     issue = replay([*events, e])
     assert issue.due_at == DUE + D and issue.extension_count == 1
@@ -324,41 +285,33 @@ def test_extend_before_the_deadline(path: list[Callable[[Issue], None]]) -> None
 
 @pytest.mark.parametrize("at", [DUE, DUE + timedelta(seconds=1), DUE + D])
 def test_extend_after_the_deadline_is_refused(at: datetime) -> None:
-    e = (
-        given(history(report(), assign))
-        .when(lambda i: i.extend(due_at=DUE + 2 * D, reason="晚了", at=at))
-        .then_raises(IllegalTransition)
-    )
+    e = given(history(report(), assign)).when(
+        lambda i: i.extend(due_at=DUE + 2 * D, reason="晚了", at=at)
+    ).then_raises(IllegalTransition)
     assert e.value.current_state == ASSIGNED
     assert "before" in e.value.detail
 
 
 @pytest.mark.parametrize("new_due", [DUE, DUE - H])
 def test_extend_must_move_the_deadline_later(new_due: datetime) -> None:
-    e = (
-        given(history(report(), assign))
-        .when(lambda i: i.extend(due_at=new_due, reason="x", at=T0 + D))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(report(), assign)).when(
+        lambda i: i.extend(due_at=new_due, reason="x", at=T0 + D)
+    ).then_raises(InvalidValue)
     assert e.value.field == "due_at"
 
 
 def test_extend_needs_a_reason() -> None:
-    e = (
-        given(history(report(), assign))
-        .when(lambda i: i.extend(due_at=DUE + D, reason=" ", at=T0 + D))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(report(), assign)).when(
+        lambda i: i.extend(due_at=DUE + D, reason=" ", at=T0 + D)
+    ).then_raises(InvalidValue)
     assert e.value.field == "reason"
 
 
 def test_extend_twice() -> None:
     events = history(report(), assign, lambda i: i.extend(due_at=DUE + D, reason="一", at=T0 + D))
-    [e] = (
-        given(events)
-        .when(lambda i: i.extend(due_at=DUE + 3 * D, reason="二", at=DUE + H))
-        .then(Issue.Extended)
-    )
+    [e] = given(events).when(
+        lambda i: i.extend(due_at=DUE + 3 * D, reason="二", at=DUE + H)
+    ).then(Issue.Extended)
     assert e.old_due_at == DUE + D
 
 
@@ -367,21 +320,17 @@ def test_extend_twice() -> None:
 
 def test_progress_note_keeps_chinese() -> None:
     note = "已约谈物业公司负责人，限3日内清理；附：现场照片２张。"
-    [e] = (
-        given(history(report(), assign, accept))
-        .when(lambda i: i.note_progress(note, T0 + D))
-        .then(Issue.ProgressNoted)
-    )
+    [e] = given(history(report(), assign, accept)).when(
+        lambda i: i.note_progress(note, T0 + D)
+    ).then(Issue.ProgressNoted)
     assert e.note == note
 
 
 @pytest.mark.parametrize("note", ["", "  ", "记" * 2001, "含\x00"])
 def test_progress_note_refusals(note: str) -> None:
-    e = (
-        given(history(report(), assign))
-        .when(lambda i: i.note_progress(note, T0 + D))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(report(), assign)).when(
+        lambda i: i.note_progress(note, T0 + D)
+    ).then_raises(InvalidValue)
     assert e.value.field == "note"
 
 
@@ -391,19 +340,12 @@ def test_progress_note_refusals(note: str) -> None:
 def test_escalate_keeps_the_status_and_records_level_and_limit() -> None:
     events = history(report(), assign, accept)
     at = T0 + D
-    [e] = (
-        given(events)
-        .when(lambda i: i.escalate(to=STREET, respond_within_minutes=30, at=at))
-        .then(Issue.Escalated)
-    )
+    [e] = given(events).when(
+        lambda i: i.escalate(to=STREET, respond_within_minutes=30, at=at)
+    ).then(Issue.Escalated)
     assert type(e).TOPIC == "IssueEscalated.v1"
     assert (e.to_id, e.to_code, e.level, e.respond_within_minutes, e.respond_by) == (
-        STREET.id,
-        STREET.code,
-        "street",
-        30,
-        at + timedelta(minutes=30),
-    )
+        STREET.id, STREET.code, "street", 30, at + timedelta(minutes=30))
     issue = replay([*events, e])
     assert issue.status == ACCEPTED
     assert issue.escalation is not None and issue.escalation.level == "street"
@@ -412,75 +354,43 @@ def test_escalate_keeps_the_status_and_records_level_and_limit() -> None:
 
 @pytest.mark.parametrize(
     ("to", "minutes", "field"),
-    [
-        (COMMUNITY, 30, "to_code"),
-        (UNIT, 30, "to_code"),
-        (FOREIGN_STREET, 30, "to_code"),
-        (STREET, 0, "respond_within_minutes"),
-        (STREET, -5, "respond_within_minutes"),
-        (STREET, 7 * 24 * 60 + 1, "respond_within_minutes"),
-    ],
+    [(COMMUNITY, 30, "to_code"), (UNIT, 30, "to_code"), (FOREIGN_STREET, 30, "to_code"),
+     (STREET, 0, "respond_within_minutes"), (STREET, -5, "respond_within_minutes"),
+     (STREET, 7 * 24 * 60 + 1, "respond_within_minutes")],
 )
 def test_escalate_refusals(to: NodeRef, minutes: int, field: str) -> None:
-    e = (
-        given(history(report()))
-        .when(lambda i: i.escalate(to=to, respond_within_minutes=minutes, at=T0))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(report())).when(
+        lambda i: i.escalate(to=to, respond_within_minutes=minutes, at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_a_second_whistle_waits_for_the_first() -> None:
     events = history(report(), escalate)  # street must respond by T0+40min
-    e = (
-        given(events)
-        .when(
-            lambda i: i.escalate(
-                to=COUNTY, respond_within_minutes=60, at=T0 + timedelta(minutes=40)
-            )
-        )
-        .then_raises(IllegalTransition)
-    )
+    e = given(events).when(
+        lambda i: i.escalate(to=COUNTY, respond_within_minutes=60, at=T0 + timedelta(minutes=40))
+    ).then_raises(IllegalTransition)
     assert e.value.current_state == REPORTED
     # once the limit has passed unanswered, blow it to the county
-    [e2] = (
-        given(events)
-        .when(
-            lambda i: i.escalate(
-                to=COUNTY, respond_within_minutes=60, at=T0 + timedelta(minutes=41)
-            )
-        )
-        .then(Issue.Escalated)
-    )
+    [e2] = given(events).when(lambda i: i.escalate(to=COUNTY, respond_within_minutes=60,
+                                             at=T0 + timedelta(minutes=41))).then(Issue.Escalated)
     assert e2.level == "county"
 
 
 def test_a_new_whistle_after_an_answer() -> None:
-    events = history(
-        report(),
-        escalate,
-        lambda i: i.answer_escalation(responder=UNIT, note="已报到", at=T0 + timedelta(minutes=20)),
-    )
-    [e] = (
-        given(events)
-        .when(
-            lambda i: i.escalate(
-                to=COUNTY, respond_within_minutes=30, at=T0 + timedelta(minutes=25)
-            )
-        )
-        .then(Issue.Escalated)
-    )
+    events = history(report(), escalate, lambda i: i.answer_escalation(
+        responder=UNIT, note="已报到", at=T0 + timedelta(minutes=20)))
+    [e] = given(events).when(lambda i: i.escalate(to=COUNTY, respond_within_minutes=30,
+                                            at=T0 + timedelta(minutes=25))).then(Issue.Escalated)
     assert replay([*events, e]).escalation_count == 2
 
 
 def test_answer_escalation_records_who_and_when() -> None:
     events = history(report(), escalate)
     t1 = T0 + timedelta(minutes=25)
-    [e] = (
-        given(events)
-        .when(lambda i: i.answer_escalation(responder=UNIT, note="城管局已到场", at=t1))
-        .then(Issue.EscalationAnswered)
-    )
+    [e] = given(events).when(
+        lambda i: i.answer_escalation(responder=UNIT, note="城管局已到场", at=t1)
+    ).then(Issue.EscalationAnswered)
     assert type(e).TOPIC == "IssueEscalationAnswered.v1"
     assert (e.responder_id, e.responder_code, e.note) == (UNIT.id, "U330106-CGJ", "城管局已到场")
     issue = replay([*events, e])
@@ -494,27 +404,20 @@ def test_answer_escalation_records_who_and_when() -> None:
 
 
 def test_answer_needs_a_whistle() -> None:
-    e = (
-        given(history(report(), assign))
-        .when(lambda i: i.answer_escalation(responder=UNIT, note="x", at=T0 + D))
-        .then_raises(IllegalTransition)
-    )
+    e = given(history(report(), assign)).when(lambda i: i.answer_escalation(
+            responder=UNIT, note="x", at=T0 + D)).then_raises(IllegalTransition)
     assert e.value.current_state == ASSIGNED
 
 
 def test_answer_refusals() -> None:
     events = history(report(), escalate)
-    e = (
-        given(events)
-        .when(lambda i: i.answer_escalation(responder=FOREIGN_UNIT, note="x", at=T0))
-        .then_raises(InvalidValue)
-    )
+    e = given(events).when(
+        lambda i: i.answer_escalation(responder=FOREIGN_UNIT, note="x", at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == "responder_code"
-    e = (
-        given(events)
-        .when(lambda i: i.answer_escalation(responder=UNIT, note=" ", at=T0))
-        .then_raises(InvalidValue)
-    )
+    e = given(events).when(
+        lambda i: i.answer_escalation(responder=UNIT, note=" ", at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == "note"
     given(events).when(
         lambda i: i.answer_escalation(responder=CLOSED_UNIT, note="x", at=T0)
@@ -528,11 +431,9 @@ def test_escalation_overdue() -> None:
         issue = replay(events)
         with pytest.raises(IllegalTransition):
             issue.mark_escalation_overdue(early)
-    [e] = (
-        given(events)
-        .when(lambda i: i.mark_escalation_overdue(limit + timedelta(seconds=1)))
-        .then(Issue.EscalationOverdue)
-    )
+    [e] = given(events).when(
+        lambda i: i.mark_escalation_overdue(limit + timedelta(seconds=1))
+    ).then(Issue.EscalationOverdue)
     assert type(e).TOPIC == "EscalationOverdue.v1"
     assert (e.to_id, e.respond_by) == (STREET.id, limit)
     issue = replay([*events, e])
@@ -545,11 +446,8 @@ def test_escalation_overdue() -> None:
 
 
 def test_an_answered_whistle_is_never_overdue() -> None:
-    events = history(
-        report(),
-        escalate,
-        lambda i: i.answer_escalation(responder=UNIT, note="到", at=T0 + timedelta(minutes=15)),
-    )
+    events = history(report(), escalate, lambda i: i.answer_escalation(
+        responder=UNIT, note="到", at=T0 + timedelta(minutes=15)))
     given(events).when(lambda i: i.mark_escalation_overdue(LATE)).then_raises(IllegalTransition)
 
 
@@ -574,30 +472,22 @@ def test_evaluate() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [
-        (dict(satisfaction="满意"), "satisfaction"),
-        (dict(resolved="yes"), "resolved"),
-        (dict(resolved=1), "resolved"),
-        (dict(comment="评" * 2001), "comment"),
-    ],
+    [(dict(satisfaction="满意"), "satisfaction"), (dict(resolved="yes"), "resolved"),
+     (dict(resolved=1), "resolved"), (dict(comment="评" * 2001), "comment")],
 )
 def test_evaluate_refusals(kwargs: dict[str, Any], field: str) -> None:
     args: dict[str, Any] = dict(satisfaction="satisfied", resolved=True, at=T0 + 2 * D)
     args.update(kwargs)
-    e = (
-        given(history(report(), assign, accept, resolve))
-        .when(lambda i: i.evaluate(**args))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(report(), assign, accept, resolve)).when(
+        lambda i: i.evaluate(**args)
+    ).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_one_callback_per_resolution() -> None:
-    e = (
-        given(history(report(), assign, accept, resolve, evaluate_ok))
-        .when(evaluate_ok)
-        .then_raises(IllegalTransition)
-    )
+    e = given(history(report(), assign, accept, resolve, evaluate_ok)).when(
+        evaluate_ok
+    ).then_raises(IllegalTransition)
     assert e.value.current_state == RESOLVED
 
 
@@ -621,56 +511,35 @@ def test_other_sources_close_without_callback(source: str) -> None:
 
 @pytest.mark.parametrize(
     ("satisfaction", "resolved"),
-    [
-        ("dissatisfied", True),
-        ("dissatisfied", False),
-        ("satisfied", False),
-        ("basically_satisfied", False),
-    ],
+    [("dissatisfied", True), ("dissatisfied", False), ("satisfied", False),
+     ("basically_satisfied", False)],
 )
 def test_a_negative_callback_needs_reopen_or_admin_override(
-    satisfaction: str,
-    resolved: bool,
+    satisfaction: str, resolved: bool,
 ) -> None:
-    events = history(
-        report(source="resident"),
-        assign,
-        accept,
-        resolve,
-        lambda i: i.evaluate(satisfaction=satisfaction, resolved=resolved, at=T0 + D + H),
-    )
+    events = history(report(source="resident"), assign, accept, resolve, lambda i: i.evaluate(
+        satisfaction=satisfaction, resolved=resolved, at=T0 + D + H))
     e = given(events).when(close).then_raises(IllegalTransition)
     assert e.value.current_state == RESOLVED
     # a reason alone is not enough
-    given(events).when(lambda i: i.close(T0 + 2 * D, override_reason="领导同意")).then_raises(
-        IllegalTransition
-    )
+    given(events).when(
+        lambda i: i.close(T0 + 2 * D, override_reason="领导同意")
+    ).then_raises(IllegalTransition)
     # an admin must still say why
-    e2 = (
-        given(events)
-        .when(lambda i: i.close(T0 + 2 * D, is_admin=True, override_reason="  "))
-        .then_raises(InvalidValue)
-    )
+    e2 = given(events).when(
+        lambda i: i.close(T0 + 2 * D, is_admin=True, override_reason="  ")
+    ).then_raises(InvalidValue)
     assert e2.value.field == "override_reason"
-    [closed] = (
-        given(events)
-        .when(
-            lambda i: i.close(
-                T0 + 2 * D, is_admin=True, override_reason="居民诉求超出政策范围，已解释说明"
-            )
-        )
-        .then(Issue.Closed)
-    )
+    [closed] = given(events).when(lambda i: i.close(
+        T0 + 2 * D, is_admin=True, override_reason="居民诉求超出政策范围，已解释说明")).then(Issue.Closed)
     assert closed.override_reason == "居民诉求超出政策范围，已解释说明"
 
 
 def test_an_override_reason_is_not_recorded_when_not_needed() -> None:
     events = history(report(), assign, accept, resolve, evaluate_ok)
-    [e] = (
-        given(events)
-        .when(lambda i: i.close(T0 + 2 * D, is_admin=True, override_reason="无需"))
-        .then(Issue.Closed)
-    )
+    [e] = given(events).when(
+        lambda i: i.close(T0 + 2 * D, is_admin=True, override_reason="无需")
+    ).then(Issue.Closed)
     assert e.override_reason is None
 
 
@@ -698,17 +567,13 @@ def test_reopen_goes_back_to_the_assignee_with_the_same_allowance() -> None:
 
 def test_reopen_with_an_explicit_deadline() -> None:
     events = history(report(), assign, accept, resolve)
-    [e] = (
-        given(events)
-        .when(lambda i: i.reopen("重办", T0 + 2 * D, due_at=T0 + 4 * D))
-        .then(Issue.Reopened)
-    )
+    [e] = given(events).when(
+        lambda i: i.reopen("重办", T0 + 2 * D, due_at=T0 + 4 * D)
+    ).then(Issue.Reopened)
     assert e.due_at == T0 + 4 * D
-    err = (
-        given(events)
-        .when(lambda i: i.reopen("重办", T0 + 2 * D, due_at=T0 + D))
-        .then_raises(InvalidValue)
-    )
+    err = given(events).when(
+        lambda i: i.reopen("重办", T0 + 2 * D, due_at=T0 + D)
+    ).then_raises(InvalidValue)
     assert err.value.field == "due_at"
     err = given(events).when(lambda i: i.reopen("", T0 + 2 * D)).then_raises(InvalidValue)
     assert err.value.field == "reason"
@@ -723,11 +588,9 @@ def test_overdue_after_the_deadline(path: list[Callable[[Issue], None]]) -> None
     issue = replay(events)
     assert not issue.is_past_due(DUE) and issue.is_past_due(DUE + timedelta(seconds=1))
     given(events).when(lambda i: i.mark_overdue(DUE)).then_raises(IllegalTransition)
-    [e] = (
-        given(events)
-        .when(lambda i: i.mark_overdue(DUE + timedelta(seconds=30)))
-        .then(Issue.Overdue)
-    )
+    [e] = given(events).when(
+        lambda i: i.mark_overdue(DUE + timedelta(seconds=30))
+    ).then(Issue.Overdue)
     assert e.due_at == DUE
     issue = replay([*events, e])
     assert issue.overdue
@@ -769,13 +632,10 @@ def test_commands_need_aware_timestamps() -> None:
 # Valid values are drawn more often than invalid ones so that sequences get deep into the
 # workflow (close, reopen...) instead of stopping at the first refusal.
 good_texts = st.sampled_from(["已处理完毕", "协调物业清理", "居民反映仍未解决", "OK"])
-texts = st.one_of(
-    good_texts, good_texts, good_texts, st.sampled_from(["", " ", "x" * 2001]), st.text(max_size=10)
-)
+texts = st.one_of(good_texts, good_texts, good_texts,
+                  st.sampled_from(["", " ", "x" * 2001]), st.text(max_size=10))
 offsets = st.one_of(
-    st.integers(1, 5 * 24 * 60),
-    st.integers(1, 5 * 24 * 60),
-    st.integers(-2 * 24 * 60, 0),
+    st.integers(1, 5 * 24 * 60), st.integers(1, 5 * 24 * 60), st.integers(-2 * 24 * 60, 0),
 ).map(lambda m: timedelta(minutes=m))
 assignees = st.sampled_from([UNIT, UNIT, UNIT_2, STREET, FOREIGN_UNIT, CLOSED_UNIT])
 targets = st.sampled_from([STREET, STREET, COUNTY, COMMUNITY, FOREIGN_STREET])
@@ -789,7 +649,8 @@ ARGS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "escalate": st.tuples(targets, st.sampled_from([-1, 0, 1, 30, 30, 120, 20000])),
     "answer_escalation": st.tuples(responders, texts),
     "resolve": st.tuples(texts),
-    "evaluate": st.tuples(st.sampled_from([*SATISFACTIONS, "x"]), st.booleans(), st.none() | texts),
+    "evaluate": st.tuples(st.sampled_from([*SATISFACTIONS, "x"]), st.booleans(),
+                          st.none() | texts),
     "close": st.tuples(st.booleans(), st.none() | texts),
     "reopen": st.tuples(texts, st.none() | offsets),
     "mark_overdue": st.tuples(),

@@ -27,16 +27,13 @@ OTHER_ROOT = UUID("00000000-0000-0000-0000-0000000000bb")
 
 COMMUNITY = NodeRef(id=uuid4(), code="330106001001", kind="community", root_id=ROOT)
 COMMUNITY_2 = NodeRef(id=uuid4(), code="330106001002", kind="community", root_id=ROOT)
-FOREIGN_COMMUNITY = NodeRef(id=uuid4(), code="330107001001", kind="community", root_id=OTHER_ROOT)
+FOREIGN_COMMUNITY = NodeRef(id=uuid4(), code="330107001001", kind="community",
+                            root_id=OTHER_ROOT)
 STREET = NodeRef(id=uuid4(), code="330106001000", kind="street", root_id=ROOT)
 UNIT = NodeRef(id=uuid4(), code="U330106-JYJ", kind="unit", root_id=ROOT)
 FOREIGN_UNIT = NodeRef(id=uuid4(), code="U330107-X", kind="unit", root_id=OTHER_ROOT)
-GRID = NodeRef(
-    id=uuid4(), code="330106001001G01", kind="grid", root_id=ROOT, parent_id=COMMUNITY.id
-)
-GRID_2 = NodeRef(
-    id=uuid4(), code="330106001002G02", kind="grid", root_id=ROOT, parent_id=COMMUNITY_2.id
-)
+GRID = NodeRef(id=uuid4(), code="330106001001G01", kind="grid", root_id=ROOT, parent_id=COMMUNITY.id)
+GRID_2 = NodeRef(id=uuid4(), code="330106001002G02", kind="grid", root_id=ROOT, parent_id=COMMUNITY_2.id)
 
 PERSON = PersonalData(name="张三", phone="13812341234", id_number="11010519491231002X")
 
@@ -65,12 +62,7 @@ def test_unit_registers_at_a_community() -> None:
     [e] = r.collect_events()
     assert isinstance(e, UnitRegistration.Registered) and type(e).TOPIC == "UnitRegistered.v1"
     assert (e.unit_id, e.unit_code, e.community_id, e.community_code, e.root_id) == (
-        UNIT.id,
-        UNIT.code,
-        COMMUNITY.id,
-        COMMUNITY.code,
-        ROOT,
-    )
+        UNIT.id, UNIT.code, COMMUNITY.id, COMMUNITY.code, ROOT)
     assert r.id == UnitRegistration.stream_id(UNIT.id, COMMUNITY.id)
     assert r.owner_node_id == COMMUNITY.id and r.root_id == ROOT
     assert replay([e]) == r
@@ -86,8 +78,7 @@ def test_unit_registration_refusals() -> None:
         UnitRegistration.register(unit=UNIT, community=FOREIGN_COMMUNITY, at=T0)
     assert e.value.field == "community_code"
     assert UnitRegistration.stream_id(UNIT.id, COMMUNITY.id) != UnitRegistration.stream_id(
-        UNIT.id, COMMUNITY_2.id
-    )
+        UNIT.id, COMMUNITY_2.id)
 
 
 # -- register ------------------------------------------------------------------------------
@@ -99,12 +90,7 @@ def test_register_keeps_personal_data_in_one_field() -> None:
     assert isinstance(e, Member.Registered) and type(e).TOPIC == "MemberRegistered.v1"
     assert e.person == PersonalData("李小明", "13900001111", "330106198506120015")
     assert (e.home_unit_id, e.community_id, e.grid_id, e.grid_code, e.root_id) == (
-        UNIT.id,
-        COMMUNITY.id,
-        GRID.id,
-        "330106001001G01",
-        ROOT,
-    )
+        UNIT.id, COMMUNITY.id, GRID.id, "330106001001G01", ROOT)
     assert m.owner_node_id == COMMUNITY.id and m.status == ACTIVE and m.points == 0
     # nothing personal outside ``person``
     other = {k: v for k, v in vars(e).items() if k != "person"}
@@ -136,7 +122,8 @@ def test_register_refuses_bad_input(overrides: dict[str, Any], field: str) -> No
 
 
 def test_register_at_a_closed_community() -> None:
-    closed = NodeRef(id=uuid4(), code="330106001099", kind="community", root_id=ROOT, closed=True)
+    closed = NodeRef(id=uuid4(), code="330106001099", kind="community", root_id=ROOT,
+                     closed=True)
     with pytest.raises(Conflict, match="closed"):
         register(community=closed, grid=None)
 
@@ -151,15 +138,8 @@ def test_the_same_person_twice_in_a_community_is_a_conflict() -> None:
 
 def test_record_service() -> None:
     events = history(register())
-    [e] = (
-        given(events)
-        .when(
-            lambda m: m.record_service(
-                served_on=date(2024, 3, 1), hours=2.5, kind="环境整治志愿服务", at=T0
-            )
-        )
-        .then(Member.ServiceRecorded)
-    )
+    [e] = given(events).when(lambda m: m.record_service(
+        served_on=date(2024, 3, 1), hours=2.5, kind="环境整治志愿服务", at=T0)).then(Member.ServiceRecorded)
     assert isinstance(e, Member.ServiceRecorded) and type(e).TOPIC == "ServiceRecorded.v1"
     assert (e.served_on, e.hours, e.kind) == (date(2024, 3, 1), 2.5, "环境整治志愿服务")
     m = replay([*events, e])
@@ -168,60 +148,43 @@ def test_record_service() -> None:
 
 @pytest.mark.parametrize("hours", [24, 0.01, 1, 23.999])
 def test_service_hours_up_to_24(hours: float) -> None:
-    [e] = (
-        given(history(register()))
-        .when(
-            lambda m: m.record_service(served_on=date(2024, 3, 1), hours=hours, kind="巡逻", at=T0)
-        )
-        .then(Member.ServiceRecorded)
-    )
+    [e] = given(history(register())).when(lambda m: m.record_service(
+        served_on=date(2024, 3, 1), hours=hours, kind="巡逻", at=T0)).then(Member.ServiceRecorded)
     assert 0 < e.hours <= 24 and isinstance(e.hours, float)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        (dict(hours=0), "hours"),
-        (dict(hours=-1), "hours"),
-        (dict(hours=24.01), "hours"),
-        (dict(hours=0.001), "hours"),
-        (dict(hours=float("nan")), "hours"),
-        (dict(hours=float("inf")), "hours"),
-        (dict(hours=True), "hours"),
-        (dict(hours="2"), "hours"),
-        (dict(served_on=date(2024, 3, 2)), "served_on"),
+        (dict(hours=0), "hours"), (dict(hours=-1), "hours"), (dict(hours=24.01), "hours"),
+        (dict(hours=0.001), "hours"), (dict(hours=float("nan")), "hours"),
+        (dict(hours=float("inf")), "hours"), (dict(hours=True), "hours"),
+        (dict(hours="2"), "hours"), (dict(served_on=date(2024, 3, 2)), "served_on"),
         (dict(kind=""), "kind"),
     ],
 )
 def test_record_service_refuses_bad_input(kwargs: dict[str, Any], field: str) -> None:
     args: dict[str, Any] = dict(served_on=date(2024, 3, 1), hours=2, kind="巡逻", at=T0)
     args.update(kwargs)
-    e = (
-        given(history(register()))
-        .when(lambda m: m.record_service(**args))
-        .then_raises(InvalidValue)
-    )
+    e = given(history(register())).when(
+        lambda m: m.record_service(**args)
+    ).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_service_day_is_the_china_calendar_day() -> None:
     at = datetime(2024, 3, 1, 16, 30, tzinfo=UTC)  # 2024-03-02 00:30 in Beijing
-    [e] = (
-        given(history(register()))
-        .when(lambda m: m.record_service(served_on=date(2024, 3, 2), hours=1, kind="夜巡", at=at))
-        .then(Member.ServiceRecorded)
-    )
+    [e] = given(history(register())).when(lambda m: m.record_service(
+        served_on=date(2024, 3, 2), hours=1, kind="夜巡", at=at)).then(Member.ServiceRecorded)
     assert e.served_on == date(2024, 3, 2)
 
 
 def test_points_awarded_and_deducted() -> None:
     events = history(register(), lambda m: m.adjust_points(10, "参加社区志愿服务", T0))
     assert isinstance(events[-1], Member.PointsAwarded) and events[-1].points == 10
-    [e] = (
-        given(events)
-        .when(lambda m: m.adjust_points(-4, "未按时参加活动", T0))
-        .then(Member.PointsDeducted)
-    )
+    [e] = given(events).when(
+        lambda m: m.adjust_points(-4, "未按时参加活动", T0)
+    ).then(Member.PointsDeducted)
     assert type(e).TOPIC == "PointsDeducted.v1"
     assert (e.points, e.reason) == (4, "未按时参加活动")
     assert replay([*events, e]).points == 6
@@ -229,14 +192,8 @@ def test_points_awarded_and_deducted() -> None:
 
 @pytest.mark.parametrize(
     ("delta", "reason", "field"),
-    [
-        (0, "无", "delta"),
-        (-11, "扣分", "delta"),
-        (True, "x", "delta"),
-        (1.5, "x", "delta"),
-        (10_001, "x", "delta"),
-        (5, "  ", "reason"),
-    ],
+    [(0, "无", "delta"), (-11, "扣分", "delta"), (True, "x", "delta"), (1.5, "x", "delta"),
+     (10_001, "x", "delta"), (5, "  ", "reason")],
 )
 def test_points_refusals(delta: Any, reason: str, field: str) -> None:
     events = history(register(), lambda m: m.adjust_points(10, "奖励", T0))
@@ -256,21 +213,14 @@ def test_award_and_deduct_directly() -> None:
 
 
 def test_transfer_moves_the_member_and_its_future_events() -> None:
-    events = history(
-        register(),
-        lambda m: m.record_service(served_on=date(2024, 3, 1), hours=2, kind="巡逻", at=T0),
-    )
-    [e] = (
-        given(events)
-        .when(lambda m: m.transfer(to_community=COMMUNITY_2, grid=GRID_2, at=T0))
-        .then(Member.Transferred)
-    )
+    events = history(register(), lambda m: m.record_service(
+        served_on=date(2024, 3, 1), hours=2, kind="巡逻", at=T0))
+    [e] = given(events).when(
+        lambda m: m.transfer(to_community=COMMUNITY_2, grid=GRID_2, at=T0)
+    ).then(Member.Transferred)
     assert type(e).TOPIC == "MemberTransferred.v1"
     assert (e.from_community_id, e.to_community_id, e.to_grid_id) == (
-        COMMUNITY.id,
-        COMMUNITY_2.id,
-        GRID_2.id,
-    )
+        COMMUNITY.id, COMMUNITY_2.id, GRID_2.id)
     m = replay([*events, e])
     assert m.owner_node_id == COMMUNITY_2.id and m.community_code == COMMUNITY_2.code
     assert m.former_community_ids == (COMMUNITY.id,)
@@ -292,9 +242,8 @@ def test_transfer_refusals(kwargs: dict[str, Any], error: type[InvalidValue], fi
 
 
 def test_transfer_to_a_community_where_the_person_is_registered() -> None:
-    given(history(register())).when(
-        lambda m: m.transfer(to_community=COMMUNITY_2, person_already_registered=True, at=T0)
-    ).then_raises(Conflict)
+    given(history(register())).when(lambda m: m.transfer(
+            to_community=COMMUNITY_2, person_already_registered=True, at=T0)).then_raises(Conflict)
 
 
 # -- deregister, erase ---------------------------------------------------------------------
@@ -319,19 +268,15 @@ def test_replay_survives_a_shredded_person() -> None:
 
 
 COMMANDS: dict[str, tuple[Callable[[Member], None], type]] = {
-    "record_service": (
-        lambda m: m.record_service(served_on=date(2024, 3, 1), hours=1, kind="巡逻", at=T0),
-        Member.ServiceRecorded,
-    ),
+    "record_service": (lambda m: m.record_service(served_on=date(2024, 3, 1), hours=1,
+                                                  kind="巡逻", at=T0), Member.ServiceRecorded),
     "award": (lambda m: m.adjust_points(1, "奖励", T0), Member.PointsAwarded),
     "transfer": (lambda m: m.transfer(to_community=COMMUNITY_2, at=T0), Member.Transferred),
     "deregister": (lambda m: m.deregister("离开", T0), Member.Deregistered),
     "erase": (lambda m: m.erase(T0), Member.Erased),
 }
 STATES: dict[str, list[Callable[[Member], None]]] = {
-    ACTIVE: [],
-    DEREGISTERED: [deregister],
-    ERASED: [erase],
+    ACTIVE: [], DEREGISTERED: [deregister], ERASED: [erase],
 }
 ALLOWED = {
     ACTIVE: set(COMMANDS),
@@ -361,25 +306,16 @@ def test_deduct_is_refused_when_not_active() -> None:
 # -- properties ----------------------------------------------------------------------------
 
 good_texts = st.sampled_from(["参加垃圾分类宣传", "巡逻", "OK"])
-texts = st.one_of(
-    good_texts, good_texts, good_texts, st.sampled_from(["", " ", "x" * 2001]), st.text(max_size=10)
-)
+texts = st.one_of(good_texts, good_texts, good_texts,
+                  st.sampled_from(["", " ", "x" * 2001]), st.text(max_size=10))
 commands = st.one_of(
-    st.tuples(
-        st.just("service"),
-        st.integers(-60, 1),
-        st.one_of(st.floats(-2, 30), st.integers(-1, 25)),
-        texts,
-    ),
+    st.tuples(st.just("service"), st.integers(-60, 1),
+              st.one_of(st.floats(-2, 30), st.integers(-1, 25)), texts),
     st.tuples(st.just("service"), st.integers(-60, 1), st.floats(0, 24), texts),
     st.tuples(st.just("points"), st.integers(-30, 30), texts),
     st.tuples(st.just("points"), st.integers(-30, 30), texts),
-    st.tuples(
-        st.just("transfer"),
-        st.sampled_from([COMMUNITY, COMMUNITY_2, FOREIGN_COMMUNITY]),
-        st.sampled_from([None, GRID, GRID_2]),
-        st.booleans(),
-    ),
+    st.tuples(st.just("transfer"), st.sampled_from([COMMUNITY, COMMUNITY_2, FOREIGN_COMMUNITY]),
+              st.sampled_from([None, GRID, GRID_2]), st.booleans()),
     st.tuples(st.just("deregister"), texts),
     st.tuples(st.just("erase"), st.none() | texts),
 )

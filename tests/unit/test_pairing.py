@@ -26,7 +26,8 @@ OTHER_ROOT = UUID("00000000-0000-0000-0000-0000000000bb")
 UNIT = NodeRef(id=uuid4(), code="U330106-GAJ", kind="unit", root_id=ROOT)
 COMMUNITY = NodeRef(id=uuid4(), code="330106001001", kind="community", root_id=ROOT)
 STREET = NodeRef(id=uuid4(), code="330106001000", kind="street", root_id=ROOT)
-FOREIGN_COMMUNITY = NodeRef(id=uuid4(), code="330106001002", kind="community", root_id=OTHER_ROOT)
+FOREIGN_COMMUNITY = NodeRef(id=uuid4(), code="330106001002", kind="community",
+                            root_id=OTHER_ROOT)
 
 COMMITMENTS = (
     Commitment("为社区捐建便民服务站", date(2024, 6, 30)),
@@ -36,13 +37,8 @@ COMMITMENTS = (
 
 def sign(**overrides: Any) -> Pairing:
     args: dict[str, Any] = dict(
-        pairing_id=uuid4(),
-        unit=UNIT,
-        community=COMMUNITY,
-        starts_on=date(2024, 1, 1),
-        ends_on=date(2025, 12, 31),
-        commitments=COMMITMENTS,
-        at=T0,
+        pairing_id=uuid4(), unit=UNIT, community=COMMUNITY, starts_on=date(2024, 1, 1),
+        ends_on=date(2025, 12, 31), commitments=COMMITMENTS, at=T0,
     )
     args.update(overrides)
     return Pairing.sign(**args)
@@ -88,36 +84,19 @@ def test_a_pairing_may_have_no_commitments() -> None:
         (dict(ends_on=date(2024, 1, 1)), InvalidValue, "ends_on"),
         (dict(ends_on=date(2023, 12, 31)), InvalidValue, "ends_on"),
         (dict(starts_on=datetime(2024, 1, 1, tzinfo=CST)), InvalidValue, "starts_on"),
-        (
-            dict(commitments=[Commitment("  ", date(2024, 5, 1))]),
-            InvalidValue,
-            "commitments[0].title",
-        ),
-        (
-            dict(commitments=[Commitment("承" * 201, date(2024, 5, 1))]),
-            InvalidValue,
-            "commitments[0].title",
-        ),
-        (
-            dict(commitments=[COMMITMENTS[0], Commitment("晚了", date(2026, 1, 1))]),
-            InvalidValue,
-            "commitments[1].due_on",
-        ),
-        (
-            dict(commitments=[Commitment("早了", date(2023, 12, 31))]),
-            InvalidValue,
-            "commitments[0].due_on",
-        ),
-        (
-            dict(commitments=[Commitment("含\x00控制符", date(2024, 5, 1))]),
-            InvalidValue,
-            "commitments[0].title",
-        ),
+        (dict(commitments=[Commitment("  ", date(2024, 5, 1))]), InvalidValue,
+         "commitments[0].title"),
+        (dict(commitments=[Commitment("承" * 201, date(2024, 5, 1))]), InvalidValue,
+         "commitments[0].title"),
+        (dict(commitments=[COMMITMENTS[0], Commitment("晚了", date(2026, 1, 1))]), InvalidValue,
+         "commitments[1].due_on"),
+        (dict(commitments=[Commitment("早了", date(2023, 12, 31))]), InvalidValue,
+         "commitments[0].due_on"),
+        (dict(commitments=[Commitment("含\x00控制符", date(2024, 5, 1))]), InvalidValue,
+         "commitments[0].title"),
     ],
 )
-def test_sign_refuses_bad_input(
-    overrides: dict[str, Any], error: type[InvalidValue], field: str
-) -> None:
+def test_sign_refuses_bad_input(overrides: dict[str, Any], error: type[InvalidValue], field: str) -> None:
     with pytest.raises(error) as e:
         sign(**overrides)
     assert e.value.field == field
@@ -136,12 +115,10 @@ def test_sign_needs_an_aware_timestamp() -> None:
 
 @pytest.mark.parametrize(
     "other",
-    [
-        Term(date(2023, 1, 1), date(2024, 1, 1)),  # ends on our first day
-        Term(date(2025, 12, 31), date(2027, 1, 1)),  # starts on our last day
-        Term(date(2024, 6, 1), date(2024, 7, 1)),  # inside
-        Term(date(2020, 1, 1), date(2030, 1, 1)),
-    ],  # around
+    [Term(date(2023, 1, 1), date(2024, 1, 1)),  # ends on our first day
+     Term(date(2025, 12, 31), date(2027, 1, 1)),  # starts on our last day
+     Term(date(2024, 6, 1), date(2024, 7, 1)),  # inside
+     Term(date(2020, 1, 1), date(2030, 1, 1))],  # around
 )
 def test_overlapping_active_term_is_a_conflict(other: Term) -> None:
     with pytest.raises(Conflict) as e:
@@ -150,12 +127,8 @@ def test_overlapping_active_term_is_a_conflict(other: Term) -> None:
 
 
 def test_adjacent_terms_do_not_overlap() -> None:
-    p = sign(
-        other_active_terms=[
-            Term(date(2022, 1, 1), date(2023, 12, 31)),
-            Term(date(2026, 1, 1), date(2027, 12, 31)),
-        ]
-    )
+    p = sign(other_active_terms=[Term(date(2022, 1, 1), date(2023, 12, 31)),
+                                 Term(date(2026, 1, 1), date(2027, 12, 31))])
     assert p.status == ACTIVE
 
 
@@ -165,11 +138,9 @@ def test_adjacent_terms_do_not_overlap() -> None:
 def test_fulfil_records_commitment_fulfilled() -> None:
     events = history(sign())
     at = T0 + timedelta(days=10)
-    [e] = (
-        given(events)
-        .when(lambda p: p.fulfil(1, "  已开展第一季度联合党日，附照片 ", at))
-        .then(Pairing.CommitmentFulfilled)
-    )
+    [e] = given(events).when(
+        lambda p: p.fulfil(1, "  已开展第一季度联合党日，附照片 ", at)
+    ).then(Pairing.CommitmentFulfilled)
     assert (e.index, e.title) == (1, "每季度开展一次联合党日活动")
     assert e.evidence == "已开展第一季度联合党日，附照片"
     p = replay([*events, e])
@@ -202,11 +173,9 @@ def test_fulfil_needs_evidence(evidence: str) -> None:
 
 
 def test_evidence_of_2000_characters_is_fine() -> None:
-    [e] = (
-        given(history(sign()))
-        .when(lambda p: p.fulfil(0, "证" * 2000, T0))
-        .then(Pairing.CommitmentFulfilled)
-    )
+    [e] = given(history(sign())).when(
+        lambda p: p.fulfil(0, "证" * 2000, T0)
+    ).then(Pairing.CommitmentFulfilled)
     assert len(e.evidence) == 2000
 
 
@@ -214,16 +183,10 @@ def test_evidence_of_2000_characters_is_fine() -> None:
 
 
 def test_hold_activity() -> None:
-    [e] = (
-        given(history(sign()))
-        .when(
-            lambda p: p.hold_activity(
-                held_on=date(2024, 3, 1), title="主题党日：共建文明社区", participants=35, at=T0
-            )
-        )
-        .then(Pairing.ActivityHeld)
-    )
-    assert isinstance(e, Pairing.ActivityHeld) and type(e).TOPIC == "PairingActivityHeld.v1"
+    [e] = given(history(sign())).when(lambda p: p.hold_activity(
+        held_on=date(2024, 3, 1), title="主题党日：共建文明社区", participants=35, at=T0,
+    )).then(Pairing.ActivityHeld)
+    assert type(e).TOPIC == "PairingActivityHeld.v1"
     assert (e.held_on, e.title, e.participants) == (date(2024, 3, 1), "主题党日：共建文明社区", 35)
 
 
@@ -234,7 +197,8 @@ def test_activity_counts_accumulate() -> None:
         lambda p: p.hold_activity(held_on=date(2024, 1, 5), title="B", participants=5, at=T0),
     )
     p = replay(events)
-    assert (p.activity_count, p.participant_total, p.last_activity_on) == (2, 15, date(2024, 2, 1))
+    assert (p.activity_count, p.participant_total, p.last_activity_on) == (2, 15,
+                                                                           date(2024, 2, 1))
 
 
 @pytest.mark.parametrize(
@@ -258,34 +222,23 @@ def test_hold_activity_refuses_bad_input(kwargs: dict[str, Any], field: str) -> 
 def test_activity_day_is_the_china_calendar_day() -> None:
     # 2024-03-01 17:00 UTC is already 2024-03-02 01:00 in Beijing.
     at = datetime(2024, 3, 1, 17, 0, tzinfo=UTC)
-    [e] = (
-        given(history(sign()))
-        .when(
-            lambda p: p.hold_activity(
-                held_on=date(2024, 3, 2), title="夜间巡逻", participants=4, at=at
-            )
-        )
-        .then(Pairing.ActivityHeld)
-    )
+    [e] = given(history(sign())).when(lambda p: p.hold_activity(
+        held_on=date(2024, 3, 2), title="夜间巡逻", participants=4, at=at)).then(Pairing.ActivityHeld)
     assert e.held_on == date(2024, 3, 2)
 
 
 def test_review() -> None:
-    [e] = (
-        given(history(sign()))
-        .when(lambda p: p.review(rating="excellent", comment="成效明显", at=T0))
-        .then(Pairing.Reviewed)
-    )
+    [e] = given(history(sign())).when(
+        lambda p: p.review(rating="excellent", comment="成效明显", at=T0)
+    ).then(Pairing.Reviewed)
     assert (e.rating, e.comment) == ("excellent", "成效明显")
-    [e] = (
-        given(history(sign())).when(lambda p: p.review(rating="fair", at=T0)).then(Pairing.Reviewed)
-    )
+    [e] = given(history(sign())).when(
+        lambda p: p.review(rating="fair", at=T0)
+    ).then(Pairing.Reviewed)
     assert e.comment is None
-    err = (
-        given(history(sign()))
-        .when(lambda p: p.review(rating="优秀", at=T0))
-        .then_raises(InvalidValue)
-    )
+    err = given(history(sign())).when(
+        lambda p: p.review(rating="优秀", at=T0)
+    ).then_raises(InvalidValue)
     assert err.value.field == "rating"
 
 
@@ -307,10 +260,8 @@ def test_terminate_needs_a_reason() -> None:
 
 COMMANDS: dict[str, tuple[Callable[[Pairing], None], type]] = {
     "fulfil": (lambda p: p.fulfil(0, "证据", T0), Pairing.CommitmentFulfilled),
-    "hold_activity": (
-        lambda p: p.hold_activity(held_on=date(2024, 2, 1), title="活动", participants=3, at=T0),
-        Pairing.ActivityHeld,
-    ),
+    "hold_activity": (lambda p: p.hold_activity(held_on=date(2024, 2, 1), title="活动",
+                                                participants=3, at=T0), Pairing.ActivityHeld),
     "review": (lambda p: p.review(rating="good", at=T0), Pairing.Reviewed),
     "terminate": (lambda p: p.terminate("到期前终止", T0), Pairing.Terminated),
 }
@@ -333,13 +284,8 @@ def test_transition_table(state: str, command: str) -> None:
 # -- properties ----------------------------------------------------------------------------
 
 good_texts = st.sampled_from(["捐赠图书200册", "联合开展义诊", "OK"])
-texts = st.one_of(
-    good_texts,
-    good_texts,
-    good_texts,
-    st.sampled_from(["", "  ", "x" * 2001]),
-    st.text(max_size=12),
-)
+texts = st.one_of(good_texts, good_texts, good_texts,
+                  st.sampled_from(["", "  ", "x" * 2001]), st.text(max_size=12))
 #: activity days relative to "today" in China (a few are in the future, some before the term).
 day_offsets = st.integers(-120, 2)
 commands = st.one_of(

@@ -200,11 +200,9 @@ def test_completed_hours_bounds(hours: float) -> None:
 
 
 def test_evaluated_awards_points_by_the_rule() -> None:
-    (event,) = (
-        given(history(request(), to_member, accept, complete))
-        .when(evaluate)
-        .then(ServiceOrder.Evaluated)
-    )
+    (event,) = given(history(request(), to_member, accept, complete)).when(
+        evaluate
+    ).then(ServiceOrder.Evaluated)
     assert isinstance(event, ServiceOrder.Evaluated)
     assert (event.rating, event.points) == (5, 10)
 
