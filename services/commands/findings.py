@@ -141,6 +141,17 @@ def _review_side(session: CommandSession, action: str) -> Authorize:
     return authorize
 
 
+async def _changed(
+    session: CommandSession,
+    finding_id: UUID,
+    act: Callable[[Finding], object],
+    authorize: Authorize,
+) -> tuple[int, FindingChanged]:
+    """A command on a finding: ``session.update``, answered with the new version."""
+    saved = await session.update(Finding, finding_id, act, authorize=authorize, what="finding")
+    return 200, FindingChanged.of(saved, session.now)
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -169,55 +180,47 @@ async def record(session: CommandSession, command: FindingCreate) -> tuple[int, 
 async def report_progress(
     session: CommandSession, finding_id: UUID, command: ProgressReport
 ) -> tuple[int, FindingChanged]:
-    saved = await session.update(
-        Finding,
+    return await _changed(
+        session,
         finding_id,
         lambda f: f.report_progress(note=command.note, evidence=command.evidence, at=session.now),
-        authorize=_assignee_side(session, "reporting progress"),
-        what="finding",
+        _assignee_side(session, "reporting progress"),
     )
-    return 200, FindingChanged.of(saved, session.now)
 
 
 async def complete(
     session: CommandSession, finding_id: UUID, command: Completion
 ) -> tuple[int, FindingChanged]:
-    saved = await session.update(
-        Finding,
+    return await _changed(
+        session,
         finding_id,
         lambda f: f.complete(command.summary, session.now),
-        authorize=_assignee_side(session, "completing a rectification"),
-        what="finding",
+        _assignee_side(session, "completing a rectification"),
     )
-    return 200, FindingChanged.of(saved, session.now)
 
 
 async def verify(
     session: CommandSession, finding_id: UUID, command: Verification
 ) -> tuple[int, FindingChanged]:
     """销号 (accepted) or back to work (rejected, the comment is the reason)."""
-    saved = await session.update(
-        Finding,
+    return await _changed(
+        session,
         finding_id,
         lambda f: f.verify(accepted=command.accepted, comment=command.comment, at=session.now),
-        authorize=_review_side(session, "verifying a rectification"),
-        what="finding",
+        _review_side(session, "verifying a rectification"),
     )
-    return 200, FindingChanged.of(saved, session.now)
 
 
 async def reopen(
     session: CommandSession, finding_id: UUID, command: Reopen
 ) -> tuple[int, FindingChanged]:
     """回头看 found a relapse after 销号: back to in_progress with a new due date."""
-    saved = await session.update(
-        Finding,
+    return await _changed(
+        session,
         finding_id,
         lambda f: f.reopen(command.reason, session.now, due_on=command.due_on),
-        authorize=_review_side(session, "reopening a finding"),
-        what="finding",
+        _review_side(session, "reopening a finding"),
     )
-    return 200, FindingChanged.of(saved, session.now)
 
 
 # -- the clock ------------------------------------------------------------------------------

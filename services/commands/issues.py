@@ -235,6 +235,17 @@ def _assignee_side(session: CommandSession, action: str) -> Authorize:
     return authorize
 
 
+async def _changed(
+    session: CommandSession,
+    issue_id: UUID,
+    act: Callable[[Issue], object],
+    authorize: Authorize,
+) -> tuple[int, IssueChanged]:
+    """A command on an issue: ``session.update``, answered with the new version."""
+    saved = await session.update(Issue, issue_id, act, authorize=authorize, what="issue")
+    return 200, IssueChanged.of(saved)
+
+
 # -- commands ----------------------------------------------------------------------------------
 
 
@@ -271,66 +282,59 @@ async def assign(
         assert unit is not None
         issue.assign(assignee=unit.ref(), due_at=command.due_at, at=session.now)
 
-    saved = await session.update(Issue, issue_id, act, authorize=authorize, what="issue")
+    answer = await _changed(session, issue_id, act, authorize)
     assert unit is not None
     # one assignee at a time: a reassignment ends the former unit's view of the issue
     await session.set_party(issue_id, ASSIGNEE_ROLE, unit.id)
-    return 200, IssueChanged.of(saved)
+    return answer
 
 
 async def return_(
     session: CommandSession, issue_id: UUID, command: IssueReturn
 ) -> tuple[int, IssueChanged]:
     """IssueReturned (退单): the assignee hands the issue back before signing for it."""
-    saved = await session.update(
-        Issue,
+    answer = await _changed(
+        session,
         issue_id,
         lambda i: i.return_(command.reason, session.now),
-        authorize=_assignee_side(session, "returning an issue"),
-        what="issue",
+        _assignee_side(session, "returning an issue"),
     )
     await session.set_party(issue_id, ASSIGNEE_ROLE, None)
-    return 200, IssueChanged.of(saved)
+    return answer
 
 
 async def accept(session: CommandSession, issue_id: UUID) -> tuple[int, IssueChanged]:
     """IssueAccepted (签收)."""
-    saved = await session.update(
-        Issue,
+    return await _changed(
+        session,
         issue_id,
         lambda i: i.accept(session.now),
-        authorize=_assignee_side(session, "accepting an issue"),
-        what="issue",
+        _assignee_side(session, "accepting an issue"),
     )
-    return 200, IssueChanged.of(saved)
 
 
 async def extend(
     session: CommandSession, issue_id: UUID, command: IssueExtend
 ) -> tuple[int, IssueChanged]:
     """IssueExtended (延期), asked before the deadline in force passes."""
-    saved = await session.update(
-        Issue,
+    return await _changed(
+        session,
         issue_id,
         lambda i: i.extend(due_at=command.due_at, reason=command.reason, at=session.now),
-        authorize=_assignee_side(session, "extending an issue's deadline"),
-        what="issue",
+        _assignee_side(session, "extending an issue's deadline"),
     )
-    return 200, IssueChanged.of(saved)
 
 
 async def note_progress(
     session: CommandSession, issue_id: UUID, command: IssueProgress
 ) -> tuple[int, IssueChanged]:
     """IssueProgressNoted (办理情况)."""
-    saved = await session.update(
-        Issue,
+    return await _changed(
+        session,
         issue_id,
         lambda i: i.note_progress(command.note, session.now),
-        authorize=_assignee_side(session, "noting progress"),
-        what="issue",
+        _assignee_side(session, "noting progress"),
     )
-    return 200, IssueChanged.of(saved)
 
 
 async def escalate(
@@ -359,10 +363,10 @@ async def escalate(
             at=session.now,
         )
 
-    saved = await session.update(Issue, issue_id, act, authorize=authorize, what="issue")
+    answer = await _changed(session, issue_id, act, authorize)
     assert target is not None
     await session.set_party(issue_id, ESCALATION_ROLE, target.id)
-    return 200, IssueChanged.of(saved)
+    return answer
 
 
 async def answer_escalation(
@@ -393,30 +397,27 @@ async def answer_escalation(
         assert responder is not None
         issue.answer_escalation(responder=responder.ref(), note=command.note, at=session.now)
 
-    saved = await session.update(Issue, issue_id, act, authorize=authorize, what="issue")
-    return 200, IssueChanged.of(saved)
+    return await _changed(session, issue_id, act, authorize)
 
 
 async def resolve(
     session: CommandSession, issue_id: UUID, command: IssueResolve
 ) -> tuple[int, IssueChanged]:
     """IssueResolved (办结)."""
-    saved = await session.update(
-        Issue,
+    return await _changed(
+        session,
         issue_id,
         lambda i: i.resolve(command.result, session.now),
-        authorize=_assignee_side(session, "resolving an issue"),
-        what="issue",
+        _assignee_side(session, "resolving an issue"),
     )
-    return 200, IssueChanged.of(saved)
 
 
 async def evaluate(
     session: CommandSession, issue_id: UUID, command: IssueEvaluate
 ) -> tuple[int, IssueChanged]:
     """IssueEvaluated (回访)."""
-    saved = await session.update(
-        Issue,
+    return await _changed(
+        session,
         issue_id,
         lambda i: i.evaluate(
             satisfaction=command.satisfaction,
@@ -424,42 +425,36 @@ async def evaluate(
             comment=command.comment,
             at=session.now,
         ),
-        authorize=_dispatcher(session, "recording the callback"),
-        what="issue",
+        _dispatcher(session, "recording the callback"),
     )
-    return 200, IssueChanged.of(saved)
 
 
 async def close(
     session: CommandSession, issue_id: UUID, command: IssueClose
 ) -> tuple[int, IssueChanged]:
     """IssueClosed (归档/销号); an admin may override a negative callback with a reason."""
-    saved = await session.update(
-        Issue,
+    return await _changed(
+        session,
         issue_id,
         lambda i: i.close(
             session.now,
             is_admin=session.principal.is_admin,
             override_reason=command.override_reason,
         ),
-        authorize=_dispatcher(session, "closing an issue"),
-        what="issue",
+        _dispatcher(session, "closing an issue"),
     )
-    return 200, IssueChanged.of(saved)
 
 
 async def reopen(
     session: CommandSession, issue_id: UUID, command: IssueReopen
 ) -> tuple[int, IssueChanged]:
     """IssueReopened (重办): back to the same unit with a new deadline."""
-    saved = await session.update(
-        Issue,
+    return await _changed(
+        session,
         issue_id,
         lambda i: i.reopen(command.reason, session.now, due_at=command.due_at),
-        authorize=_dispatcher(session, "reopening an issue"),
-        what="issue",
+        _dispatcher(session, "reopening an issue"),
     )
-    return 200, IssueChanged.of(saved)
 
 
 # -- the deadline clock ------------------------------------------------------------------------

@@ -57,6 +57,11 @@ from services.roles import ASSIGNEES, INSPECTORS, READERS, WRITERS
 
 FindingId = FromPath[UUID]
 
+CHANGED = documented(200, commands.FindingChanged, "The finding's new version")
+#: who may work on the rectification, and who reviews it (the handlers check the placement).
+ASSIGNEE_SIDE = "Roles: the responsible unit (role unit), operator, admin."
+REVIEW_SIDE = "Roles: inspector, admin (of the finding's node)."
+
 
 def _today(ctx: AppContext) -> date:
     return business_date(ctx.clock())
@@ -83,8 +88,8 @@ class FindingController(Controller):
         "/{finding_id:uuid}/progress",
         status_code=200,
         summary="Report rectification progress (更新)",
-        responses=documented(200, commands.FindingChanged, "The finding's new version"),
-        description="Roles: the responsible unit (role unit), operator, admin.",
+        responses=CHANGED,
+        description=ASSIGNEE_SIDE,
         guards=[needs(ASSIGNEES, "reporting rectification progress")],
     )
     async def progress(
@@ -96,8 +101,8 @@ class FindingController(Controller):
         "/{finding_id:uuid}/complete",
         status_code=200,
         summary="Report the rectification completed (awaits verification)",
-        responses=documented(200, commands.FindingChanged, "The finding's new version"),
-        description="Roles: the responsible unit (role unit), operator, admin.",
+        responses=CHANGED,
+        description=ASSIGNEE_SIDE,
         guards=[needs(ASSIGNEES, "completing a rectification")],
     )
     async def complete(
@@ -109,8 +114,8 @@ class FindingController(Controller):
         "/{finding_id:uuid}/verify",
         status_code=200,
         summary="Verify a completed rectification: 销号 (accepted) or back to work",
-        responses=documented(200, commands.FindingChanged, "The finding's new version"),
-        description="Roles: inspector, admin (of the finding's node).",
+        responses=CHANGED,
+        description=REVIEW_SIDE,
         guards=[needs(INSPECTORS, "verifying a rectification")],
     )
     async def verify(
@@ -122,8 +127,8 @@ class FindingController(Controller):
         "/{finding_id:uuid}/reopen",
         status_code=200,
         summary="Reopen a verified finding (回头看 found a relapse)",
-        responses=documented(200, commands.FindingChanged, "The finding's new version"),
-        description="Roles: inspector, admin (of the finding's node).",
+        responses=CHANGED,
+        description=REVIEW_SIDE,
         guards=[needs(INSPECTORS, "reopening a finding")],
     )
     async def reopen(
