@@ -8,12 +8,25 @@ nodes named by a record the caller can read — which the unfiltered list shows 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import asyncpg
+from litestar.params import QueryParameter
 
 from infra import directory
 from infra.database import Scope
 from infra.directory import DirectoryNode
 from services.problems import not_found
+
+#: a list's ``?node=``: the subtree it reads (``subtree_path``).
+SubtreeCode = Annotated[
+    str | None,
+    QueryParameter(
+        required=False,
+        max_length=40,
+        description="a node code of your subtree (default: your scope node)",
+    ),
+]
 
 
 async def visible_node(

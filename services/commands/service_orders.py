@@ -29,11 +29,10 @@ from domain.errors import IllegalTransition, InvalidValue
 from domain.member import Member
 from domain.refs import MAX_TITLE, business_date
 from domain.service import ServiceOffer, ServiceOrder, accept_window, parse_points_rule
-from infra import directory
+from infra import directory, member_identities
 from infra.directory import DirectoryNode
 from services.commands.issues import node_ref
 from services.commands.lookup import node_in_root, node_in_scope
-from services.commands.members import CURRENT_COMMUNITY
 from services.commands.session import CommandSession
 from services.deadlines import DueItem
 from services.problems import forbidden, not_found
@@ -73,7 +72,9 @@ def _contains(session: CommandSession, node: DirectoryNode | None) -> bool:
 async def _member(session: CommandSession, member_id: UUID) -> Member | None:
     """The member, when the caller may act on it: its current community in the caller's
     scope, or (a unit principal) its home unit. ``None`` otherwise."""
-    community_id = await session.conn.fetchval(CURRENT_COMMUNITY, session.root_id, member_id)
+    community_id = await member_identities.current_community(
+        session.conn, session.root_id, member_id
+    )
     if community_id is None:
         return None
     community = await directory.find_by_id(session.conn, community_id)
