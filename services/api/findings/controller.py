@@ -25,7 +25,7 @@ from litestar.response import Stream
 
 from domain.refs import business_date
 from infra import directory
-from services.api.code_filters import subtree_path, visible_node
+from services.api.code_filters import SubtreeCode, subtree_path, visible_node
 from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
 from services.api.findings import ledger
 from services.api.findings import ledger_format as ledger_file
@@ -178,10 +178,7 @@ class FindingController(Controller):
         self,
         ctx: Ctx,
         principal: Caller,
-        node: Annotated[
-            str | None,
-            QueryParameter(required=False, max_length=40, description="default: your scope"),
-        ] = None,
+        node: SubtreeCode = None,
         status: Annotated[Status | None, QueryParameter(required=False)] = None,
         warning: Annotated[
             Warning | None,
@@ -237,10 +234,7 @@ class FindingController(Controller):
         self,
         ctx: Ctx,
         principal: Caller,
-        node: Annotated[
-            str | None,
-            QueryParameter(required=False, max_length=40, description="default: your scope"),
-        ] = None,
+        node: SubtreeCode = None,
         fmt: Annotated[
             Literal["xlsx", "csv"], QueryParameter(name="format", required=False)
         ] = "xlsx",

@@ -14,6 +14,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from domain.issue import STATUSES
+from services.api.code_filters import SubtreeCode
 from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
 from services.api.guards import needs
 from services.api.issues.queries import (
@@ -263,12 +264,7 @@ class IssueController(Controller):
         self,
         ctx: Ctx,
         principal: Caller,
-        node: Annotated[
-            str | None,
-            QueryParameter(
-                required=False, max_length=40, description="a subtree (default: your scope)"
-            ),
-        ] = None,
+        node: SubtreeCode = None,
         status: Annotated[
             str | None,
             QueryParameter(
