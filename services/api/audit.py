@@ -2,8 +2,8 @@
 
 All reads run in the caller's scoped, read-only transaction: verification, checkpoints and
 proofs see exactly the subtree row-level security lets the principal see. The SQL and the
-hashing live in ``infra.audit_verify``; signatures in ``infra.signing``; the offline checks
-clients can repeat in ``infra.proofs``.
+hashing live in ``infra.audit`` (``verify``, ``checkpoints``, ``inclusion``); signatures in
+``infra.audit.signing``; the offline checks clients can repeat in ``infra.audit.proof_checks``.
 """
 
 from __future__ import annotations
@@ -21,27 +21,28 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from civic_verify.hashing import by_name
 from civic_verify.note import NoteError, verify_note, vkey
-from infra.audit_tree import TreeUnavailable, root_at, tree_state
-from infra.audit_verify import (
+from infra.audit.checkpoints import (
     Checkpoint,
     HeadCheck,
-    Proof,
-    ProofUnavailable,
-    VerifyReport,
-    build_proof,
-    find_event,
     heads_extend,
     latest_checkpoint_covering,
     list_checkpoints,
     origin_of,
     stored_checkpoint,
-    tree_inclusion,
-    verify_subtree,
-    with_cosignatures,
 )
-from infra.merkle import Head
-from infra.proofs import checkpoint_problems
-from infra.signing import b64, key_id
+from infra.audit.cosignatures import with_cosignatures
+from infra.audit.inclusion import (
+    Proof,
+    ProofUnavailable,
+    build_proof,
+    find_event,
+    tree_inclusion,
+)
+from infra.audit.merkle import Head
+from infra.audit.proof_checks import checkpoint_problems
+from infra.audit.signing import b64, key_id
+from infra.audit.tree import TreeUnavailable, root_at, tree_state
+from infra.audit.verify import VerifyReport, verify_subtree
 from services.api.deps import Caller, Ctx, read_scope
 from services.api.guards import needs
 from services.api.history import AUDITORS, MAX_BIGINT, aware, bad_request, subtree_node
@@ -338,7 +339,7 @@ class AuditController(Controller):
             "the node's head in the checkpoint, the Merkle path from that head to the root, and "
             "the signed checkpoint: the latest stored one covering the event, else a fresh one "
             "of the caller's scope; `checkpoint=<id>` picks a stored one. Check it offline with "
-            "infra.proofs.verify_proof (docs/audit.md). Roles: inspector, admin, operator."
+            "infra.audit.proof_checks.verify_proof (docs/audit.md). Roles: inspector, admin, operator."
         ),
         operation_id="readProof",
         guards=[needs(AUDITORS, "proving an event")],

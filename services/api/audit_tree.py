@@ -1,5 +1,5 @@
 """/v1/audit consistency proofs, evidence bundles and witness cosignatures (the per-root
-transparency tree: ``infra.audit_tree``; its math and note format: ``civic_verify``).
+transparency tree: ``infra.audit.tree``; its math and note format: ``civic_verify``).
 
 The tree covers a whole root tenant; a caller scoped below the root reads its hashes (no
 content) and sizes, which tie the subtree's events to the signed root. Reads run in the
@@ -33,25 +33,22 @@ from civic_verify.note import (
     vkey,
 )
 from civic_verify.tlog import verify_consistency
-from infra.audit_tree import (
-    MAX_COSIGNATURES_PER_SIZE,
-    StoredCosignature,
-    TreeUnavailable,
-    consistency_proof,
-    count_cosignatures,
-    insert_cosignature,
-    root_at,
-    tree_state,
-)
-from infra.audit_verify import (
+from infra.audit.checkpoints import (
     Checkpoint,
     Cosignature,
     latest_tree_checkpoint,
     origin_of,
 )
+from infra.audit.cosignatures import (
+    MAX_COSIGNATURES_PER_SIZE,
+    StoredCosignature,
+    count_cosignatures,
+    insert_cosignature,
+)
+from infra.audit.evidence import bundle_chunks
+from infra.audit.signing import b64, key_id, unb64
+from infra.audit.tree import TreeUnavailable, consistency_proof, root_at, tree_state
 from infra.database import scoped_transaction
-from infra.evidence import bundle_chunks
-from infra.signing import b64, key_id, unb64
 from services.api.audit import CheckpointerDep, NodeParam, provide_checkpointer
 from services.api.deps import Caller, Ctx, read_scope
 from services.api.guards import needs

@@ -34,7 +34,7 @@ from services.api.deps import (
 )
 
 # the ledger's OpenAPI operation: a file in one of two media types, by ``format``
-from services.api.findings import _LedgerOperation as FileOperation
+from services.api.findings import SpreadsheetOperation as FileOperation
 from services.api.guards import needs
 from services.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from services.api.stats import AsOf, MemberFigures, PairingFigures, RectificationFigures

@@ -44,7 +44,7 @@ from infra import member_identities
 from infra.directory import DirectoryNode
 from services.commands.lookup import node_in_root, node_in_scope
 from services.commands.session import CommandSession, Saved
-from services.deadlines import DueItem
+from services.deadline_sweep import DueItem
 from services.fields import NodeCode, Text, Title
 from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS

@@ -12,7 +12,7 @@ from services.api.exports.ledgers import ISSUES, MEMBERS, PAIRINGS
 from services.api.exports.stream import Exporting, provide_export
 
 # the ledger's OpenAPI operation: a file in one of two media types, by ``format``
-from services.api.findings import _LedgerOperation as FileOperation
+from services.api.findings import SpreadsheetOperation as FileOperation
 from services.api.guards import needs
 from services.roles import READERS
 

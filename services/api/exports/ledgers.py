@@ -15,6 +15,7 @@ from services.api import issues as issue_api
 from services.api import members as member_api
 from services.api import pairings as pairing_api
 from services.api.exports.stream import Export, Rows
+from services.api.queries import Where
 from services.auth import Principal
 from services.context import AppContext
 from services.personal_data_view import Reveal, may_reveal, person_view
@@ -236,9 +237,9 @@ def member_rows(
 async def issues_query(
     ctx: AppContext, conn: asyncpg.Connection, scope: Scope, target: DirectoryNode
 ) -> tuple[str, Sequence[Any]]:
-    where = issue_api._Where(ctx.clock())
+    where = Where(ctx.clock())
     # the list endpoint's own subtree rule (a unit principal: the issues naming its unit)
-    await issue_api._subtree(conn, scope, where, target.code)
+    await issue_api.subtree(conn, scope, where, target.code)
     sql = f"{issue_api.SELECT_ISSUES} WHERE {where.sql()} ORDER BY i.reported_at, i.id"
     return sql, where.args
 
