@@ -52,10 +52,12 @@ def request(key: str | None = None) -> CommandRequest:
 
 
 async def report(ctx: Any, principal: Principal, code: str, key: str | None = None) -> Any:
+    command = issues.IssueCreate(
+        node_code=code, title="楼道堆物", category="消防安全", source="grid"
+    )
+
     async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
-        return await issues.report(
-            s, node_code=code, title="楼道堆物", category="消防安全", source="grid"
-        )
+        return await issues.report(s, command)
 
     return await run_command(ctx, principal, request(key), decide)
 
@@ -103,7 +105,7 @@ async def warm(ctx: Any, principal: Principal, code: str, unit: str) -> uuid.UUI
         issue = await s.load(Issue, issue_id)
         assignee = await s.node_by_code(unit)
         assert issue is not None and assignee is not None
-        issue.assign(assignee=issues.node_ref(assignee), due_at=s.now + timedelta(days=1), at=s.now)
+        issue.assign(assignee=assignee.ref(), due_at=s.now + timedelta(days=1), at=s.now)
         result = await s.save(issue)
         return 200, Noted(result.version, result.position)
 
