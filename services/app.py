@@ -68,7 +68,7 @@ from services.keys import jwt_config
 from services.limits import HeavyBudget, PerPrincipal
 from services.middleware import request_context
 from services.notifier import CommitNotifier
-from services.openapi_contract import finish, operation_id, tags
+from services.openapi_contract import created_items, finish, operation_id, tags
 from services.problems import handle_exception
 from services.ratelimit import rate_limit
 
@@ -245,7 +245,10 @@ def _finish_openapi(app: Litestar) -> None:
     # /schema/openapi.json (and every renderer) then serves.
     from litestar._openapi.plugin import OpenAPIPlugin
 
-    finish(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
+    doc = finish(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
+    # what a 201's Location is built from, read once here rather than from the whole
+    # document on every response (services/api/deps.py)
+    app.state.created_items = created_items(doc)
 
 
 def _api_routes() -> list[type[Controller]]:

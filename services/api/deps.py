@@ -47,8 +47,9 @@ def provide_ctx(state: State) -> AppContext:
     return ctx
 
 
-def provide_principal(request: Request[Any, Any, Any], state: State) -> Principal:
-    ctx: AppContext = state.ctx
+def provide_principal(request: Request[Any, Any, Any], ctx: Ctx) -> Principal:
+    # Depending on ``ctx`` makes Litestar resolve the two one after the other: resolved as
+    # siblings they cost an anyio task group per request (~5% of a command's CPU).
     principal = decode_token(ctx.jwt, request.headers.get("authorization"))
     request.scope.setdefault("state", {})["principal"] = principal.subject
     return principal
@@ -132,8 +133,6 @@ def command_response(
 
 
 def _created_location(request: Request[Any, Any, Any], body: bytes) -> str | None:
-    from litestar._openapi.plugin import OpenAPIPlugin
-
     from services.openapi_contract import location
 
     try:
@@ -142,8 +141,7 @@ def _created_location(request: Request[Any, Any, Any], body: bytes) -> str | Non
         return None
     if not isinstance(decoded, dict):
         return None
-    doc = request.app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
-    return location(doc, request.url.path, decoded)
+    return location(request.app.state.created_items, request.url.path, decoded)
 
 
 @asynccontextmanager
