@@ -62,6 +62,7 @@ from services.content_type import require_json_body
 from services.context import AppContext
 from services.deadlines import DeadlineClock, all_sweeps
 from services.docs_assets import assets_router, render_plugins
+from services.gc_tuning import settle_heap_for_serving
 from services.integration import Integration
 from services.jwks_refresh import refresh_signing_keys
 from services.keys import jwt_config
@@ -280,4 +281,6 @@ def _api_routes() -> list[type[Controller]]:
 
 def app_from_env() -> Litestar:
     """``uvicorn --factory services.app:app_from_env``: settings from the environment."""
-    return create_app(Settings.from_env())
+    app = create_app(Settings.from_env())
+    settle_heap_for_serving()
+    return app

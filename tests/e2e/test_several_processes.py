@@ -381,6 +381,7 @@ async def load_client(
                     )
                     continue
                 served_by, r = answers[0]
+                assert r is not None
             else:
                 served_by, r = await post_until_answered(
                     clients, n % 2, tally, path, body, tenant.headers, key, give_up_at
