@@ -26,7 +26,6 @@ import contextlib
 import datetime as dt
 import os
 import random
-import secrets
 import signal
 import socket
 import subprocess
@@ -44,10 +43,8 @@ import httpx
 import pytest
 import uvicorn
 
-from infra import migrator
-from infra.dsn import with_database
 from services.auth import JwtConfig, issue_token
-from tests.reliability import stuck_projections, workflow_bodies
+from tests.reliability import scratch_database, stuck_projections, workflow_bodies
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(240)]
 
@@ -129,26 +126,8 @@ class Proc:
 
 @pytest.fixture
 async def own_database(server_url: str) -> AsyncIterator[str]:
-    name = f"civic_procs_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(server_url, name)
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await migrator.apply(conn)
-        finally:
-            await conn.close()
+    async with scratch_database(server_url) as url:
         yield url
-    finally:
-        admin = await asyncpg.connect(server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture
