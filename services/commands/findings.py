@@ -25,7 +25,7 @@ from infra.directory import DirectoryNode
 from infra.event_store import AppendResult
 from services.commands.lookup import node_in_root, node_in_scope
 from services.commands.session import CommandSession
-from services.deadlines import DueItem
+from services.deadline_sweep import DueItem
 from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 

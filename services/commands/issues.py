@@ -30,7 +30,7 @@ from services.auth import Principal
 from services.commands.lookup import node_in_root, node_in_scope
 from services.commands.session import FIND_KEY, CommandRequest, CommandSession, stored_answer
 from services.context import AppContext
-from services.deadlines import DueItem
+from services.deadline_sweep import DueItem
 from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 
