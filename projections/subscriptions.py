@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import asyncpg
 import msgspec
 
-from domain.base import event_type_name
+from domain.base import CivicAggregate, event_type_name
 from domain.registry import event_classes
 from infra.event_store import StoredEvent
 from projections.base import ALL_EVENTS, Projection
@@ -89,6 +89,8 @@ class Subscription:
     handler: Callable[..., Any]
     #: None: the subscription reads no field, its data is not even parsed.
     decoder: msgspec.json.Decoder[Any] | None
+    #: the event creates its aggregate (a ``Created``: the stream's first event).
+    creates: bool
 
     def decode(self, data: str | bytes) -> Any:
         return _NOTHING if self.decoder is None else self.decoder.decode(data)
@@ -109,7 +111,8 @@ def subscriptions(cls: type[Any]) -> dict[str, Subscription]:
                 decoder = (
                     None if fields == () else payload_decoder(event, fields, text_ids=text_ids)
                 )
-                found[name] = Subscription(event, value, decoder)
+                creates = issubclass(event, CivicAggregate.Created)
+                found[name] = Subscription(event, value, decoder, creates)
     return found
 
 

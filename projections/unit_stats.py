@@ -43,6 +43,7 @@ from domain.member import Member
 from domain.pairing import Pairing
 from infra.event_store import StoredEvent
 from projections.daily_counters import DailyTable
+from projections.stats.common_rules import CommonRules
 from projections.stats.engine import (
     ACTIVE,
     CLOSED,
@@ -56,7 +57,6 @@ from projections.stats.engine import (
     VERIFIED,
     Aggregate,
     AggregateTable,
-    CounterBatch,
 )
 from projections.stats.reads import rate
 from projections.subscriptions import on
@@ -124,10 +124,17 @@ def _levels(kind: str, flags: int) -> tuple[int, ...]:
     return (FINDINGS_TOTAL, FINDINGS_OVERDUE) if flags & OVERDUE else (FINDINGS_TOTAL,)
 
 
-class UnitRules(CounterBatch):
-    """What each event counts for the unit it names (ids read as text, as in "stats")."""
+class UnitRules(CommonRules):
+    """What each event counts for the unit it names (ids read as text, as in "stats"); the
+    rules both count alike are in ``projections/stats/common_rules.py``."""
 
     N_COUNTERS = N_COUNTERS
+    FULFILLED = FULFILLED
+    SERVICE_CENTI = SERVICE_CENTI
+    POINTS = POINTS
+    ISSUES_EVALUATED = ISSUES_EVALUATED
+    ISSUES_SATISFIED = ISSUES_SATISFIED
+    ISSUES_RESOLVED = ISSUES_RESOLVED
     LEVELS = {(k, f): _levels(k, f) for k in (PAIRING, MEMBER, ISSUE, FINDING) for f in range(32)}
 
     def _created(self, e: StoredEvent, unit: str | None, kind: str, day: date) -> Aggregate:
@@ -156,26 +163,7 @@ class UnitRules(CounterBatch):
     def finding_recorded(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
         return self._created(e, None, FINDING, day)
 
-    # -- changes -----------------------------------------------------------------------
-    @on(Pairing.CommitmentFulfilled, fields=())
-    def fulfilled(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        self.add(agg.root, agg.node, day, FULFILLED, 1)
-
-    @on(Pairing.Terminated, Member.Deregistered, Member.Erased, fields=())
-    def inactive(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags &= ~ACTIVE
-
-    @on(Member.ServiceRecorded, fields=("hours",))
-    def service(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        self.add(agg.root, agg.node, day, SERVICE_CENTI, round(data.hours * 100))
-
-    @on(Member.PointsAwarded, fields=("points",))
-    def awarded(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        self.add(agg.root, agg.node, day, POINTS, data.points)
-
-    @on(Member.PointsDeducted, fields=("points",))
-    def deducted(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        self.add(agg.root, agg.node, day, POINTS, -data.points)
+    # -- changes (besides the common ones) -----------------------------------------------
 
     @on(Issue.Assigned, fields=("assignee_id", "due_at"), text_ids=True)
     def assigned(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
@@ -195,45 +183,9 @@ class UnitRules(CounterBatch):
         agg.node = None
         agg.flags &= ~OVERDUE
 
-    @on(Issue.Extended, fields=("due_at",))
-    def extended(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.due_at = data.due_at
-
-    @on(Issue.Resolved, fields=())
-    def resolved(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        if agg.due_at is None or e.occurred_at <= agg.due_at:
-            agg.flags |= ON_TIME
-        else:
-            agg.flags &= ~ON_TIME
-
-    @on(Issue.Evaluated, fields=("satisfaction", "resolved"))
-    def evaluated(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        root, unit = agg.root, agg.node
-        self.add(root, unit, day, ISSUES_EVALUATED, 1)
-        if data.satisfaction in ("satisfied", "basically_satisfied"):
-            self.add(root, unit, day, ISSUES_SATISFIED, 1)
-        if data.resolved:
-            self.add(root, unit, day, ISSUES_RESOLVED, 1)
-
-    @on(Issue.Closed, fields=())
-    def closed(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags |= CLOSED
-
-    @on(Issue.Overdue, Finding.Overdue, fields=())
-    def overdue(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags |= OVERDUE
-
     @on(Finding.Assigned, fields=("responsible_unit_id",), text_ids=True)
     def rectification_assigned(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
         agg.node = data.responsible_unit_id
-
-    @on(Finding.Verified, fields=())
-    def verified(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags |= VERIFIED
-
-    @on(Finding.Reopened, fields=())
-    def finding_reopened(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags &= ~(VERIFIED | OVERDUE)
 
 
 class UnitStatsProjection:

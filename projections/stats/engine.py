@@ -24,7 +24,6 @@ from uuid import UUID
 
 import asyncpg
 
-from domain.base import CivicAggregate
 from domain.refs import CHINA_TZ
 from infra.event_store import StoredEvent
 from projections.daily_counters import DayKey, to_json
@@ -185,7 +184,7 @@ class CounterBatch(Subscriber):
         key = (e.root_id, e.stream_id)
         agg = self.aggregates.get(key)
         day = business_day(e.occurred_at)
-        if issubclass(sub.event, CivicAggregate.Created):
+        if sub.creates:
             if agg is not None:
                 return  # already applied
             self.aggregates[key] = sub.handler(self, e, data, day)

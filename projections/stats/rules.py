@@ -1,6 +1,7 @@
 """What "stats" counts: one rule per event (see the package's docstring for the formulas).
 
-Pure: a rule turns an event into deltas (``add``) and changes of its aggregate's state; the
+Pure: a rule turns an event into deltas (``add``) and changes of its aggregate's state (the
+rules "unit_stats" counts alike are in ``common_rules``); the
 engine (``projections.stats.engine``) moves the level counters when the state changes, and
 ``projections.stats.batch`` loads, rolls up and writes. Ids are read as text (node ids key
 the batch's maps and travel in JSON parameters).
@@ -18,6 +19,7 @@ from domain.pairing import Pairing
 from domain.service import ServiceOrder
 from domain.survey import Survey
 from infra.event_store import StoredEvent
+from projections.stats.common_rules import CommonRules
 from projections.stats.counters import (
     COMMITMENTS,
     FINDINGS_OVERDUE,
@@ -59,7 +61,6 @@ from projections.stats.engine import (
     SURVEY,
     VERIFIED,
     Aggregate,
-    CounterBatch,
 )
 from projections.subscriptions import on
 
@@ -92,8 +93,14 @@ def _new(e: StoredEvent, node: str, kind: str, flags: int = 0, due_at: Any = Non
     return Aggregate(e.root_id, e.stream_id, node, kind, flags, due_at, e.version)
 
 
-class StatsRules(CounterBatch):
+class StatsRules(CommonRules):
     N_COUNTERS = N_COUNTERS
+    FULFILLED = FULFILLED
+    SERVICE_CENTI = SERVICE_CENTI
+    POINTS = POINTS
+    ISSUES_EVALUATED = ISSUES_EVALUATED
+    ISSUES_SATISFIED = ISSUES_SATISFIED
+    ISSUES_RESOLVED = ISSUES_RESOLVED
     LEVELS = {(kind, flags): _levels(kind, flags) for kind in KINDS for flags in range(32)}
 
     # -- creations: each aggregate counts under its node ---------------------------------
@@ -142,32 +149,13 @@ class StatsRules(CounterBatch):
         return agg
 
     # -- pairings ------------------------------------------------------------------------
-    @on(Pairing.CommitmentFulfilled, fields=())
-    def fulfilled(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        self.add(agg.root, agg.node, day, FULFILLED, 1)
-
-    @on(Pairing.Terminated, Member.Deregistered, Member.Erased, fields=())
-    def inactive(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags &= ~ACTIVE
 
     # -- members -------------------------------------------------------------------------
-    @on(Member.ServiceRecorded, fields=("hours",))
-    def service(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        self.add(agg.root, agg.node, day, SERVICE_CENTI, round(data.hours * 100))
-
-    @on(Member.PointsAwarded, fields=("points",))
-    def awarded(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        self.add(agg.root, agg.node, day, POINTS, data.points)
-
-    @on(Member.PointsDeducted, fields=("points",))
-    def deducted(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        self.add(agg.root, agg.node, day, POINTS, -data.points)
 
     @on(Member.Transferred, fields=("to_community_id",), text_ids=True)
     def transferred(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
         agg.node = data.to_community_id
 
-    # -- issues --------------------------------------------------------------------------
     @on(Issue.Assigned, Issue.Reopened, fields=("due_at",))
     def new_deadline(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
         agg.due_at = data.due_at
@@ -177,42 +165,7 @@ class StatsRules(CounterBatch):
     def returned(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
         agg.flags &= ~OVERDUE
 
-    @on(Issue.Extended, fields=("due_at",))
-    def extended(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.due_at = data.due_at
-
-    @on(Issue.Resolved, fields=())
-    def resolved(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        if agg.due_at is None or e.occurred_at <= agg.due_at:
-            agg.flags |= ON_TIME
-        else:
-            agg.flags &= ~ON_TIME
-
-    @on(Issue.Evaluated, fields=("satisfaction", "resolved"))
-    def evaluated(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        root, node = agg.root, agg.node
-        self.add(root, node, day, ISSUES_EVALUATED, 1)
-        if data.satisfaction in ("satisfied", "basically_satisfied"):
-            self.add(root, node, day, ISSUES_SATISFIED, 1)
-        if data.resolved:
-            self.add(root, node, day, ISSUES_RESOLVED, 1)
-
-    @on(Issue.Closed, fields=())
-    def closed(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags |= CLOSED
-
-    @on(Issue.Overdue, Finding.Overdue, fields=())
-    def overdue(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags |= OVERDUE
-
     # -- findings ------------------------------------------------------------------------
-    @on(Finding.Verified, fields=())
-    def verified(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags |= VERIFIED
-
-    @on(Finding.Reopened, fields=())
-    def finding_reopened(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        agg.flags &= ~(VERIFIED | OVERDUE)
 
     # -- 五单 service orders ---------------------------------------------------------------
     @on(ServiceOrder.Completed, fields=())
