@@ -4,7 +4,7 @@ A table of this shape holds, per ``(root_id, node_id)`` and China-local ``day`` 
 something changed, the *cumulative* counters at the end of that day: "now" is a key's latest
 row, "as of D" its latest row on or before D, a daily series the rows of a range carried
 forward — index look-ups whose cost does not grow with the number of events (why cumulative
-rows rather than summed deltas: see ``projections/stats.py``).
+rows rather than summed deltas: see ``projections/stats/__init__.py``).
 
 ``DailyTable(name, counters)`` builds the statements for one such table and writes a batch
 of deltas ``{(root, node, day): [delta per counter]}`` into it.
