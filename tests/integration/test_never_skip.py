@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-import msgspec
 import pytest
 
 from infra.event_store import StoredEvent
@@ -24,32 +23,21 @@ from projections.pairings import PairingsProjection
 from projections.rows import RowMissing
 from projections.service_orders import ServiceOrdersProjection
 from projections.surveys import SurveysProjection
+from tests.stored_events import stored_event
 
 T0 = datetime(2031, 3, 1, 8, tzinfo=UTC)
 
 
 def _event(stream: UUID, root: UUID, version: int, kind: str, data: dict[str, Any]) -> StoredEvent:
     at = T0 + timedelta(minutes=version)
-    return StoredEvent(
+    return stored_event(
         position=1000 + version,
-        root_id=root,
-        node_id=root,
-        node_seq=version,
-        prev_hash=b"",
-        hash=b"",
-        stream_id=stream,
-        stream_type="test",
+        root=root,
+        stream=stream,
         version=version,
-        event_id=uuid4(),
-        type=kind,
-        schema_version=1,
-        data=msgspec.json.encode(data).decode(),
-        occurred_at=at,
-        recorded_at=at,
-        actor="test",
-        correlation_id=None,
-        causation_id=None,
-        idempotency_key=None,
+        kind=kind,
+        data=data,
+        at=at,
     )
 
 
