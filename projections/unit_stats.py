@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -42,7 +42,7 @@ from domain.issue import Issue
 from domain.member import Member
 from domain.pairing import Pairing
 from infra.event_store import StoredEvent
-from projections.daily_counters import DailyTable
+from projections.daily_counters import DailyTable, carried_forward
 from projections.stats.common_rules import CommonRules
 from projections.stats.engine import (
     ACTIVE,
@@ -324,16 +324,7 @@ async def daily_unit_figures(
 ) -> list[tuple[date, UnitFigures]]:
     """One entry per day from ``first`` to ``last``: the figures at the end of that day."""
     rows = await conn.fetch(SERIES, root_id, unit_id, first, last)
-    by_day = {r["day"]: _figures(r, 1) for r in rows}
-    current = UnitFigures()
-    if rows and rows[0]["day"] < first:
-        current = by_day[rows[0]["day"]]
-    out: list[tuple[date, UnitFigures]] = []
-    for n in range((last - first).days + 1):
-        day = first + timedelta(days=n)
-        current = by_day.get(day, current)
-        out.append((day, current))
-    return out
+    return carried_forward({r["day"]: _figures(r, 1) for r in rows}, first, last, UnitFigures())
 
 
 # The kinds of a node's children, and the record of those that are units (a unit's entry

@@ -7,12 +7,13 @@ daily series the rows of a range with the figures carried forward over days with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from projections.daily_counters import carried_forward
 from projections.stats.counters import (
     COMMITMENTS,
     COUNTERS,
@@ -175,13 +176,4 @@ async def daily_figures(
 ) -> list[tuple[date, Figures]]:
     """One entry per day from ``first`` to ``last``: the figures at the end of that day."""
     rows = await conn.fetch(SERIES, root_id, node_id, first, last)
-    by_day = {r["day"]: _figures(r, 1) for r in rows}
-    current = Figures()
-    if rows and rows[0]["day"] < first:
-        current = by_day[rows[0]["day"]]
-    out: list[tuple[date, Figures]] = []
-    for n in range((last - first).days + 1):
-        day = first + timedelta(days=n)
-        current = by_day.get(day, current)
-        out.append((day, current))
-    return out
+    return carried_forward({r["day"]: _figures(r, 1) for r in rows}, first, last, Figures())
