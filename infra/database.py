@@ -18,6 +18,8 @@ from uuid import UUID
 
 import asyncpg
 
+from infra.paths import subtree_bounds
+
 RUNTIME_ROLE = "civic_app"
 
 
@@ -43,6 +45,11 @@ class Scope:
 
     def contains_path(self, path: str) -> bool:
         return path.startswith(self.path)
+
+    @property
+    def bounds(self) -> tuple[str, str]:
+        """The scope's subtree as a path range (``infra.paths``)."""
+        return subtree_bounds(self.path)
 
 
 # Paths and ids are what we interpolate into the one-round-trip BEGIN: check their shape.

@@ -13,6 +13,9 @@ from uuid import UUID
 
 import asyncpg
 
+from domain.refs import NodeRef
+from infra.paths import subtree_bounds
+
 # ``closed`` is the node's own flag or an ancestor's: a closed node closes its subtree.
 _CLOSED = "EXISTS (SELECT 1 FROM nodes a WHERE a.id = ANY (civic_path_ids(n.path)) AND a.closed)"
 _COLUMNS = f"n.id, n.root_id, n.code, n.name, n.kind, n.parent_id, n.path, {_CLOSED}, n.version"
@@ -75,6 +78,22 @@ class DirectoryNode:
 
     def contains(self, other: DirectoryNode) -> bool:
         return other.path.startswith(self.path)
+
+    @property
+    def bounds(self) -> tuple[str, str]:
+        """The subtree's path range (``infra.paths``)."""
+        return subtree_bounds(self.path)
+
+    def ref(self) -> NodeRef:
+        """What an aggregate is told about this node when a command names it."""
+        return NodeRef(
+            id=self.id,
+            code=self.code,
+            kind=self.kind,
+            root_id=self.root_id,
+            parent_id=self.parent_id,
+            closed=self.closed,
+        )
 
 
 def _node(row: asyncpg.Record | None) -> DirectoryNode | None:

@@ -131,10 +131,6 @@ def next_cursor(after: int, events: Sequence[FeedEvent], limit: int, horizon: in
     return max(after, horizon - 1)
 
 
-def _subtree(scope: Scope) -> tuple[str, str]:
-    return scope.path, scope.path[:-1] + "0"
-
-
 async def read_scoped(
     conn: asyncpg.Connection,
     scope: Scope,
@@ -145,7 +141,7 @@ async def read_scoped(
 ) -> FeedPage:
     """Settled events of ``scope``'s subtree after ``after`` (inside a scoped transaction)."""
     horizon: int = await conn.fetchval(HORIZON)
-    lo, hi = _subtree(scope)
+    lo, hi = scope.bounds
     rows = await conn.fetch(READ_SCOPED, scope.root_id, after, horizon, lo, hi, list(types), limit)
     events = [FeedEvent.from_record(r) for r in rows]
     return FeedPage(
@@ -160,7 +156,7 @@ async def read_one_scoped(
     conn: asyncpg.Connection, scope: Scope, position: int
 ) -> FeedEvent | None:
     """The event at ``position`` if it is settled and in ``scope``'s subtree."""
-    lo, hi = _subtree(scope)
+    lo, hi = scope.bounds
     row = await conn.fetchrow(READ_ONE_SCOPED, scope.root_id, position, lo, hi)
     return FeedEvent.from_record(row) if row is not None else None
 

@@ -16,6 +16,8 @@ from uuid import UUID
 
 import asyncpg
 
+from infra.paths import subtree_bounds
+
 # -- subscriptions (scoped: the runtime role, row-level security) ------------------------
 
 _VIEW_COLUMNS = """
@@ -138,15 +140,11 @@ async def create_subscription(
     return view
 
 
-def _subtree(scope_path: str) -> tuple[str, str]:
-    return scope_path, scope_path[:-1] + "0"
-
-
 async def read_subscription(
     conn: asyncpg.Connection, id: UUID, scope_path: str
 ) -> SubscriptionView | None:
     """An active subscription scoped inside ``scope_path`` (row-level security agrees)."""
-    row = await conn.fetchrow(READ_SUBSCRIPTION, id, *_subtree(scope_path))
+    row = await conn.fetchrow(READ_SUBSCRIPTION, id, *subtree_bounds(scope_path))
     return SubscriptionView.from_record(row) if row is not None else None
 
 
@@ -156,14 +154,14 @@ async def list_subscriptions(
     after: tuple[datetime, UUID] | None,
     limit: int,
 ) -> list[SubscriptionView]:
-    lo, hi = _subtree(scope_path)
+    lo, hi = subtree_bounds(scope_path)
     at, last_id = after if after is not None else (None, None)
     rows = await conn.fetch(LIST_SUBSCRIPTIONS, lo, hi, at, last_id, limit)
     return [SubscriptionView.from_record(r) for r in rows]
 
 
 async def delete_subscription(conn: asyncpg.Connection, id: UUID, scope_path: str) -> bool:
-    return await conn.fetchval(DELETE_SUBSCRIPTION, id, *_subtree(scope_path)) is not None
+    return await conn.fetchval(DELETE_SUBSCRIPTION, id, *subtree_bounds(scope_path)) is not None
 
 
 async def list_deliveries(

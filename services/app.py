@@ -39,6 +39,7 @@ from services.api import health
 from services.api.audit import AuditController
 from services.api.audit_tree import AuditTreeController
 from services.api.contract_docs import ContractDocsController
+from services.api.deps import DEPENDENCIES
 from services.api.exports import ExportController
 from services.api.feed import FeedController
 from services.api.findings import FindingController
@@ -189,6 +190,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             health.metrics,
         ],
         lifespan=[lifespan],
+        dependencies=DEPENDENCIES,
         state=State(
             {
                 "ctx": ctx,

@@ -17,7 +17,7 @@ import jwt
 from services.jwks import KEY_TYPES, JwksKeys
 from services.roles import Role
 
-#: node codes are at most 40 characters (services/api/fields.py); a scope is one of them.
+#: node codes are at most 40 characters (services/fields.py); a scope is one of them.
 MAX_SCOPE_LENGTH = 64
 
 

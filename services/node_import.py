@@ -221,8 +221,7 @@ async def plan(
 ) -> Plan:
     """What importing ``rows`` under ``root`` would do (reads only)."""
     existing = [
-        DirectoryNode(**dict(r))
-        for r in await conn.fetch(SUBTREE, root.root_id, root.path, root.path[:-1] + "0")
+        DirectoryNode(**dict(r)) for r in await conn.fetch(SUBTREE, root.root_id, *root.bounds)
     ]
     by_code = {n.code: n for n in existing}
     code_of: dict[UUID, str] = {n.id: n.code for n in existing}

@@ -44,7 +44,10 @@ TAGS: dict[str, tuple[str, str]] = {
     ),
     "surveys": ("扫楼入户走访：走访记录与网格覆盖", "Household surveys (扫楼) and grid coverage"),
     "stats": ("统计指标：按层级汇总", "Indicators rolled up the hierarchy"),
-    "units": ("单位考核：结对、派单、整改与在职党员", "Units' records: pairings, issues, findings, members"),
+    "units": (
+        "单位考核：结对、派单、整改与在职党员",
+        "Units' records: pairings, issues, findings, members",
+    ),
     "exports": ("导出：工单、结对、党员名册", "Exports: issues, pairings and members as XLSX/CSV"),
     "integration": ("数据对接：事件流、Webhook 推送", "Integration: the event feed and webhooks"),
     "audit": ("审计：哈希链、检查点与证明", "Audit: hash chains, checkpoints and proofs"),

@@ -25,3 +25,5 @@ ASSIGNEES = frozenset({Role.OPERATOR, Role.ADMIN, Role.UNIT})
 INSPECTORS = frozenset({Role.INSPECTOR, Role.ADMIN})
 #: may follow the feed and manage webhooks.
 INTEGRATORS = frozenset({Role.INTEGRATOR, Role.ADMIN})
+#: may import division codes, re-drive dead letters, close over a dissatisfied callback.
+ADMINS = frozenset({Role.ADMIN})

@@ -42,7 +42,7 @@ from infra.audit_verify import (
 from infra.merkle import Head
 from infra.proofs import checkpoint_problems
 from infra.signing import b64, key_id
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.history import AUDITORS, MAX_BIGINT, aware, bad_request, subtree_node
 from services.api.paging import MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from services.checkpoints import Checkpointer
@@ -186,8 +186,6 @@ class AuditController(Controller):
     path = "/v1"
     tags = ["audit"]
     dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
         "checkpointer": Provide(provide_checkpointer, sync_to_thread=False),
     }
 

@@ -53,7 +53,7 @@ from infra.database import scoped_transaction
 from infra.evidence import bundle_chunks
 from infra.signing import b64, key_id, unb64
 from services.api.audit import CheckpointerDep, NodeParam, provide_checkpointer
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.history import AUDITORS, MAX_BIGINT, bad_request, subtree_node
 from services.checkpoints import Checkpointer
 from services.problems import ProblemError, not_found
@@ -198,8 +198,6 @@ class AuditTreeController(Controller):
     path = "/v1/audit"
     tags = ["audit"]
     dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
         "checkpointer": Provide(provide_checkpointer, sync_to_thread=False),
     }
 

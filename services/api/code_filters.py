@@ -36,3 +36,14 @@ async def visible_node(
     ):
         return found
     raise not_found(what)
+
+
+async def subtree_path(conn: asyncpg.Connection, scope: Scope, code: str | None) -> str:
+    """The path of the subtree a list reads: node ``code`` of the caller's subtree, or the
+    caller's scope when no code is given; 404 (as for an unknown code) outside it."""
+    if code is None:
+        return scope.path
+    found = await directory.find_by_code(conn, code)
+    if found is None or not scope.contains_path(found.path):
+        raise not_found(f"node {code}")
+    return found.path

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeAlias
 from uuid import UUID
 
 import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from infra.database import Scope, scoped_transaction
-from services.auth import Principal, decode_token
-from services.commands.session import CommandOutcome, CommandRequest, Decide, run_command
+from services.api.guards import principal_of
+from services.api.guards import require as require
+from services.auth import Principal
+from services.commands.session import (
+    CommandOutcome,
+    CommandRequest,
+    CommandSession,
+    Decide,
+    run_command,
+)
 from services.context import AppContext
-from services.problems import FieldError, ProblemError, forbidden
-from services.roles import Role
+from services.problems import FieldError, ProblemError
+
+P = ParamSpec("P")
 
 POSITION_HEADER = "X-Civic-Position"
 MAX_WAIT_SECONDS = 5.0
@@ -47,17 +56,44 @@ def provide_ctx(state: State) -> AppContext:
     return ctx
 
 
-def provide_principal(request: Request[Any, Any, Any], state: State) -> Principal:
-    ctx: AppContext = state.ctx
-    principal = decode_token(ctx.jwt, request.headers.get("authorization"))
-    request.scope.setdefault("state", {})["principal"] = principal.subject
-    return principal
+def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    return principal_of(request)
 
 
-def require(principal: Principal, roles: frozenset[Role], action: str) -> None:
-    if not principal.has_any(roles):
-        allowed = ", ".join(sorted(r.value for r in roles))
-        raise forbidden(f"{action} needs one of the roles: {allowed}")
+class CommandRunner:
+    """This request's command runner: ``return await command.run(handler, *args)``.
+
+    The handler gets the ``CommandSession`` first, then ``args`` as given: the request
+    Struct itself is the command, passed through, not unpacked field by field."""
+
+    def __init__(self, request: Request[Any, Any, Any], ctx: AppContext, principal: Principal):
+        self.request = request
+        self.ctx = ctx
+        self.principal = principal
+
+    async def run(
+        self,
+        handler: Callable[Concatenate[CommandSession, P], Awaitable[tuple[int, msgspec.Struct]]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Response[bytes]:
+        return await run_and_respond(
+            self.request, self.ctx, self.principal, lambda s: handler(s, *args, **kwargs)
+        )
+
+
+def provide_command(request: Request[Any, Any, Any], ctx: Ctx, principal: Caller) -> CommandRunner:
+    return CommandRunner(request, ctx, principal)
+
+
+Command: TypeAlias = NamedDependency[CommandRunner]
+
+#: the dependencies every route may ask for, registered once on the app (services/app.py).
+DEPENDENCIES = {
+    "ctx": Provide(provide_ctx, sync_to_thread=False),
+    "principal": Provide(provide_principal, sync_to_thread=False),
+    "command": Provide(provide_command, sync_to_thread=False),
+}
 
 
 def _parse_if_match(raw: str | None) -> int | None:

@@ -24,7 +24,6 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get
-from litestar.di import Provide
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
@@ -40,8 +39,6 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
 )
@@ -400,10 +397,6 @@ def _simple(row: Callable[[int, asyncpg.Record], Sequence[Any]]) -> Rows:
 class ExportController(Controller):
     path = "/v1"
     tags = ["exports"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/issues/export",

@@ -26,7 +26,6 @@ import msgspec
 import structlog
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent
@@ -34,7 +33,7 @@ from litestar.response.sse import ServerSentEventMessage
 
 from infra.feed import FeedPage, current_end, read_scoped
 from services import cloudevents
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.paging import MAX_LIMIT
 from services.auth import Principal
 from services.cloudevents import CloudEvent, CloudEventDoc
@@ -158,10 +157,6 @@ async def live_stream(
 class FeedController(Controller):
     path = "/v1/feed"
     tags = ["integration"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/",

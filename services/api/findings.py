@@ -24,7 +24,6 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
 from litestar.openapi.spec import Operation
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
@@ -42,13 +41,16 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
     run_and_respond,
 )
-from services.api.fields import (
+from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.responses import ETAG, documented
+from services.auth import Principal
+from services.commands import findings as commands
+from services.context import AppContext
+from services.fields import (
     FindingCategory,
     FindingStatus,
     FindingWarning,
@@ -56,11 +58,6 @@ from services.api.fields import (
     Text,
     Title,
 )
-from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
-from services.api.responses import ETAG, documented
-from services.auth import Principal
-from services.commands import findings as commands
-from services.context import AppContext
 from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, INSPECTORS, READERS, WRITERS
 
@@ -332,10 +329,6 @@ class _LedgerOperation(Operation):
 class FindingController(Controller):
     path = "/v1/findings"
     tags = ["findings"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",

@@ -16,7 +16,6 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar import Controller, Response, get
-from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 
 from infra import directory
@@ -24,7 +23,7 @@ from infra.audit_verify import subtree_range
 from infra.database import Scope
 from infra.directory import DirectoryNode
 from infra.event_codec import decode_json
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.paging import MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from services.api.responses import ETAG
 from services.problems import FieldError, ProblemError, not_found
@@ -198,10 +197,6 @@ async def wait_until_settled(conn: asyncpg.Connection, position: int, timeout: f
 class HistoryController(Controller):
     path = "/v1"
     tags = ["audit"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/streams/{stream_id:uuid}/events",

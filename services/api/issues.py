@@ -17,7 +17,6 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Operation
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -33,17 +32,15 @@ from services.api.deps import (
     Ctx,
     MinPosition,
     command_request,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
     run_and_respond,
 )
-from services.api.fields import IssueSource, IssueStatus, NodeCode, Satisfaction, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.responses import ETAG
 from services.commands import issues as cmd
 from services.commands.session import CommandRequest, CommandSession, run_command
+from services.fields import IssueSource, IssueStatus, NodeCode, Satisfaction, Text, Title
 from services.problems import (
     FieldError,
     ProblemError,
@@ -450,10 +447,6 @@ Handler = Callable[[CommandSession], Awaitable[tuple[int, msgspec.Struct]]]
 class IssueController(Controller):
     path = "/v1/issues"
     tags = ["issues"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",
@@ -929,10 +922,6 @@ def _decode_items(body: bytes) -> list[msgspec.Raw]:
 class IssueBatchController(Controller):
     path = "/v1/issues:batch"
     tags = ["issues"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",

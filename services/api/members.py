@@ -30,7 +30,6 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from domain.member import MAX_HOURS_PER_ENTRY, MAX_POINTS_PER_ENTRY
@@ -41,18 +40,16 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
     run_and_respond,
 )
-from services.api.fields import MemberStatus, NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.responses import ETAG, documented
 from services.auth import Principal
 from services.commands import members as commands
 from services.context import AppContext
+from services.fields import MemberStatus, NodeCode, Text, Title
 from services.personal_data_view import Reveal, may_reveal, person_view, record_reveals
 from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS, Role
@@ -263,16 +260,14 @@ def _view(
 class MemberController(Controller):
     path = "/v1/members"
     tags = ["members"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",
         status_code=201,
         summary="Register a member at their residential community (MemberRegistered)",
-        responses=documented(201, commands.MemberChanged, "The registered member (never personal data)"),
+        responses=documented(
+            201, commands.MemberChanged, "The registered member (never personal data)"
+        ),
         description="Roles: operator, admin — the community inside your scope; the home "
         "unit anywhere in the root tenant. 409 when the same person (ID number, else mobile) "
         "is already registered there.",
@@ -506,10 +501,6 @@ class MemberController(Controller):
 class UnitRegistrationController(Controller):
     path = "/v1/units"
     tags = ["members"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/{unit_code:str}/registrations",

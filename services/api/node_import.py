@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
@@ -23,8 +22,6 @@ from services.api.deps import (
     Ctx,
     command_request,
     command_response,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
 )
@@ -139,10 +136,6 @@ def importing(
 class NodeImportController(Controller):
     path = "/v1"
     tags = ["nodes"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/nodes:import",

@@ -12,16 +12,15 @@ from typing import Annotated, Literal
 import asyncpg
 import msgspec
 from litestar import Controller, get
-from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 
 from infra import directory
 from infra.audit_verify import subtree_range
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
-from services.api.fields import NodeKindName
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.paging import Page, decode_cursor, page_of
 from services.auth import Principal
 from services.context import AppContext
+from services.fields import NodeKindName
 from services.problems import FieldError, ProblemError, not_found
 from services.roles import READERS
 
@@ -141,10 +140,6 @@ async def list_children(
 class NodeNavigationController(Controller):
     path = "/v1/nodes"
     tags = ["nodes"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/{code:str}/tree",

@@ -7,7 +7,6 @@ from uuid import UUID, uuid4
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
 from litestar.params import FromPath, JSONBody
 
 from domain.clock import instant
@@ -18,13 +17,10 @@ from services.api.deps import (
     MinPosition,
     command_request,
     command_response,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, NodeKindName, Text, Title
 from services.api.node_navigation import (
     LIST_DESCRIPTION,
     LIST_SUMMARY,
@@ -37,6 +33,7 @@ from services.api.paging import Cursor, Limit, Page
 from services.api.responses import ETAG, documented
 from services.commands import nodes as node_commands
 from services.commands.session import run_command
+from services.fields import NodeCode, NodeKindName, Text, Title
 from services.problems import ProblemError, not_caught_up, not_found
 from services.roles import READERS, WRITERS, Role
 
@@ -98,10 +95,6 @@ CHANGED = documented(200, node_commands.NodeChanged, "The node's new version and
 class NodeController(Controller):
     path = "/v1/nodes"
     tags = ["nodes"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",

@@ -13,73 +13,36 @@ Commitments are addressed by their 0-based index in the order they were signed
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from domain.pairing import ACTIVE, MAX_COMMITMENTS, MAX_PARTICIPANTS, RATINGS
+from domain.pairing import ACTIVE, RATINGS
 from domain.refs import business_date
-from infra import directory
 from infra.database import Scope
-from services.api.deps import (
-    Caller,
-    Ctx,
-    MinPosition,
-    provide_ctx,
-    provide_principal,
-    read_scope,
-    require,
-    run_and_respond,
-)
-from services.api.fields import NodeCode, PairingRating, PairingStatus, Text, Title
+from infra.paths import subtree_bounds
+from services.api.code_filters import subtree_path
+from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
+from services.api.guards import needs
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.responses import ETAG, documented
 from services.commands import pairings as commands
+from services.commands.pairings import (
+    ActivityHold,
+    CommitmentFulfil,
+    PairingReview,
+    PairingSign,
+    PairingTerminate,
+)
+from services.fields import PairingRating, PairingStatus
 from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS
 
 PROJECTIONS = ("pairings",)
-
-
-class CommitmentIn(msgspec.Struct, forbid_unknown_fields=True):
-    title: Annotated[Title, msgspec.Meta(description="what the unit promises (承诺事项)")]
-    due_on: Annotated[date, msgspec.Meta(description="within the term")]
-
-
-class PairingSign(msgspec.Struct, forbid_unknown_fields=True):
-    unit_code: Annotated[NodeCode, msgspec.Meta(description="a unit node inside your scope")]
-    community_code: Annotated[
-        NodeCode, msgspec.Meta(description="a community (or village) node inside your scope")
-    ]
-    starts_on: date
-    ends_on: Annotated[date, msgspec.Meta(description="after starts_on; both days included")]
-    commitments: Annotated[list[CommitmentIn], msgspec.Meta(max_length=MAX_COMMITMENTS)] = (
-        msgspec.field(default_factory=list)
-    )
-
-
-class CommitmentFulfil(msgspec.Struct, forbid_unknown_fields=True):
-    evidence: Annotated[Text, msgspec.Meta(description="what shows it was kept (a note, a link)")]
-
-
-class ActivityHold(msgspec.Struct, forbid_unknown_fields=True):
-    held_on: Annotated[date, msgspec.Meta(description="within the term, not in the future")]
-    title: Title
-    participants: Annotated[int, msgspec.Meta(ge=1, le=MAX_PARTICIPANTS)]
-
-
-class PairingReview(msgspec.Struct, forbid_unknown_fields=True):
-    rating: PairingRating
-    comment: Text | None = None
-
-
-class PairingTerminate(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Text
 
 
 class CommitmentView(msgspec.Struct):
@@ -205,10 +168,6 @@ def _view(r: asyncpg.Record, today: date) -> PairingView:
 class PairingController(Controller):
     path = "/v1/pairings"
     tags = ["pairings"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",
@@ -218,29 +177,10 @@ class PairingController(Controller):
         description="Roles: operator, admin — the unit and the community both inside your "
         "scope. 409 when the unit already has an active pairing with the community whose "
         "term overlaps; 422 when the term does not end after it starts.",
+        guards=[needs(WRITERS, "signing a pairing")],
     )
-    async def sign(
-        self,
-        data: JSONBody[PairingSign],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
-    ) -> Response[bytes]:
-        require(principal, WRITERS, "signing a pairing")
-        commitments = [(c.title, c.due_on) for c in data.commitments]
-        return await run_and_respond(
-            request,
-            ctx,
-            principal,
-            lambda s: commands.sign(
-                s,
-                unit_code=data.unit_code,
-                community_code=data.community_code,
-                starts_on=data.starts_on,
-                ends_on=data.ends_on,
-                commitments=commitments,
-            ),
-        )
+    async def sign(self, data: JSONBody[PairingSign], command: Command) -> Response[bytes]:
+        return await command.run(commands.sign, data)
 
     @post(
         "/{pairing_id:uuid}/commitments/{index:int}/fulfil",
@@ -249,25 +189,16 @@ class PairingController(Controller):
         responses=documented(200, commands.PairingChanged, "The pairing's new version"),
         description="Roles: operator, admin, or the pairing's unit (role unit). A commitment "
         "is fulfilled once: again → 409 with current_state 'fulfilled'.",
+        guards=[needs(ASSIGNEES, "fulfilling a commitment")],
     )
     async def fulfil(
         self,
         pairing_id: FromPath[UUID],
         index: FromPath[int],
         data: JSONBody[CommitmentFulfil],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        command: Command,
     ) -> Response[bytes]:
-        require(principal, ASSIGNEES, "fulfilling a commitment")
-        return await run_and_respond(
-            request,
-            ctx,
-            principal,
-            lambda s: commands.fulfil(
-                s, pairing_id=pairing_id, index=index, evidence=data.evidence
-            ),
-        )
+        return await command.run(commands.fulfil, pairing_id, index, data)
 
     @post(
         "/{pairing_id:uuid}/activities",
@@ -275,28 +206,12 @@ class PairingController(Controller):
         summary="Record a joint activity (PairingActivityHeld)",
         responses=documented(200, commands.PairingChanged, "The pairing's new version"),
         description="Roles: operator, admin, or the pairing's unit (role unit).",
+        guards=[needs(ASSIGNEES, "recording an activity")],
     )
     async def hold_activity(
-        self,
-        pairing_id: FromPath[UUID],
-        data: JSONBody[ActivityHold],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        self, pairing_id: FromPath[UUID], data: JSONBody[ActivityHold], command: Command
     ) -> Response[bytes]:
-        require(principal, ASSIGNEES, "recording an activity")
-        return await run_and_respond(
-            request,
-            ctx,
-            principal,
-            lambda s: commands.hold_activity(
-                s,
-                pairing_id=pairing_id,
-                held_on=data.held_on,
-                title=data.title,
-                participants=data.participants,
-            ),
-        )
+        return await command.run(commands.hold_activity, pairing_id, data)
 
     @post(
         "/{pairing_id:uuid}/review",
@@ -305,24 +220,12 @@ class PairingController(Controller):
         responses=documented(200, commands.PairingChanged, "The pairing's new version"),
         description="Roles: operator, admin — the unit and the community inside your scope. "
         f"rating: {', '.join(RATINGS)}.",
+        guards=[needs(WRITERS, "reviewing a pairing")],
     )
     async def review(
-        self,
-        pairing_id: FromPath[UUID],
-        data: JSONBody[PairingReview],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        self, pairing_id: FromPath[UUID], data: JSONBody[PairingReview], command: Command
     ) -> Response[bytes]:
-        require(principal, WRITERS, "reviewing a pairing")
-        return await run_and_respond(
-            request,
-            ctx,
-            principal,
-            lambda s: commands.review(
-                s, pairing_id=pairing_id, rating=data.rating, comment=data.comment
-            ),
-        )
+        return await command.run(commands.review, pairing_id, data)
 
     @post(
         "/{pairing_id:uuid}/terminate",
@@ -330,24 +233,19 @@ class PairingController(Controller):
         summary="Terminate a pairing early (PairingTerminated)",
         responses=documented(200, commands.PairingChanged, "The pairing's new version"),
         description="Roles: operator, admin — the unit and the community inside your scope.",
+        guards=[needs(WRITERS, "terminating a pairing")],
     )
     async def terminate(
-        self,
-        pairing_id: FromPath[UUID],
-        data: JSONBody[PairingTerminate],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        self, pairing_id: FromPath[UUID], data: JSONBody[PairingTerminate], command: Command
     ) -> Response[bytes]:
-        require(principal, WRITERS, "terminating a pairing")
-        return await run_and_respond(
-            request,
-            ctx,
-            principal,
-            lambda s: commands.terminate(s, pairing_id=pairing_id, reason=data.reason),
-        )
+        return await command.run(commands.terminate, pairing_id, data)
 
-    @get("/{pairing_id:uuid}", summary="Read a pairing (ETag: its version)", response_headers=ETAG)
+    @get(
+        "/{pairing_id:uuid}",
+        summary="Read a pairing (ETag: its version)",
+        response_headers=ETAG,
+        guards=[needs(READERS, "reading pairings")],
+    )
     async def read(
         self,
         pairing_id: FromPath[UUID],
@@ -355,7 +253,6 @@ class PairingController(Controller):
         principal: Caller,
         min_position: MinPosition = None,
     ) -> Response[PairingView]:
-        require(principal, READERS, "reading pairings")
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
@@ -370,7 +267,11 @@ class PairingController(Controller):
         view = _view(row, business_date(ctx.clock()))
         return Response(content=view, headers={"ETag": f'"{view.version}"'})
 
-    @get("/", summary="List the pairings of a subtree (its communities' and its units')")
+    @get(
+        "/",
+        summary="List the pairings of a subtree (its communities' and its units')",
+        guards=[needs(READERS, "reading pairings")],
+    )
     async def list_pairings(
         self,
         ctx: Ctx,
@@ -390,22 +291,15 @@ class PairingController(Controller):
         cursor: Cursor = None,
         min_position: MinPosition = None,
     ) -> Page[PairingView]:
-        require(principal, READERS, "reading pairings")
         after = decode_time_id_cursor(cursor)
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
-            path = scope.path
-            if node is not None:
-                found = await directory.find_by_code(conn, node)
-                if found is None or not scope.contains_path(found.path):
-                    raise not_found(f"node {node}")
-                path = found.path
+            path = await subtree_path(conn, scope, node)
             rows = await conn.fetch(
                 LIST_PAIRINGS,
                 scope.root_id,
-                path,
-                path[:-1] + "0",
+                *subtree_bounds(path),
                 status,
                 after[0] if after else None,
                 after[1] if after else None,

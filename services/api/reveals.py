@@ -16,11 +16,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, get
-from litestar.di import Provide
 from litestar.params import QueryParameter
 
 from infra import directory
-from services.api.deps import Caller, Ctx, provide_ctx, provide_principal, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope, require
 from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
 from services.problems import FieldError, ProblemError, not_found
 from services.roles import INSPECTORS
@@ -71,10 +70,6 @@ def _after(cursor: str | None) -> int:
 class RevealAuditController(Controller):
     path = "/v1/audit/reveals"
     tags = ["audit"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/",

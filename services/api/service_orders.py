@@ -13,7 +13,6 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
@@ -24,15 +23,13 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.commands import service_orders as cmd
+from services.fields import NodeCode, Text, Title
 from services.problems import not_caught_up, not_found
 from services.roles import ASSIGNEES, READERS, WRITERS
 
@@ -241,10 +238,6 @@ NodeFilter = Annotated[
 class ServiceOfferController(Controller):
     path = "/v1/service-offers"
     tags = ["service"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",
@@ -322,10 +315,6 @@ class ServiceOfferController(Controller):
 class ServiceOrderController(Controller):
     path = "/v1/service-orders"
     tags = ["service"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",

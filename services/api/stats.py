@@ -12,7 +12,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 
 from domain.refs import business_date
@@ -23,8 +22,6 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
 )
@@ -196,10 +193,6 @@ AsOf = Annotated[
 class StatsController(Controller):
     path = "/v1/nodes"
     tags = ["stats"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/{code:str}/stats",

@@ -15,7 +15,6 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
@@ -27,18 +26,16 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
     run_and_respond,
 )
-from services.api.fields import NodeCode, Text, Title
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.service_orders import NodeFilter, subtree_range
 from services.auth import Principal
 from services.commands import surveys as cmd
 from services.context import AppContext
+from services.fields import NodeCode, Text, Title
 from services.personal_data_view import Reveal, may_reveal, note_view, record_reveals
 from services.problems import FieldError, ProblemError, not_caught_up, not_found
 from services.roles import READERS, WRITERS, Role
@@ -180,10 +177,6 @@ def _invalid(field: str, message: str) -> ProblemError:
 class SurveyController(Controller):
     path = "/v1/surveys"
     tags = ["surveys"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
@@ -31,8 +30,6 @@ from services.api.deps import (
     Caller,
     Ctx,
     MinPosition,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
 )
@@ -226,10 +223,6 @@ OrderParam = Annotated[
 class UnitStatsController(Controller):
     path = "/v1"
     tags = ["units"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @get(
         "/units/{code:str}/stats",

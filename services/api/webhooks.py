@@ -19,7 +19,6 @@ from uuid import UUID, uuid4
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.di import Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from domain.clock import instant
@@ -29,8 +28,6 @@ from services.api.deps import (
     Ctx,
     command_request,
     command_response,
-    provide_ctx,
-    provide_principal,
     read_scope,
     require,
 )
@@ -196,16 +193,14 @@ async def _visible(session: CommandSession, id: UUID) -> outbox.SubscriptionView
 class WebhookController(Controller):
     path = "/v1/webhooks"
     tags = ["integration"]
-    dependencies = {
-        "ctx": Provide(provide_ctx, sync_to_thread=False),
-        "principal": Provide(provide_principal, sync_to_thread=False),
-    }
 
     @post(
         "/",
         status_code=201,
         summary="Subscribe a URL to your subtree's events (signed, retried, dead-lettered)",
-        responses=documented(201, WebhookView, "The subscription (its secret is never shown again)"),
+        responses=documented(
+            201, WebhookView, "The subscription (its secret is never shown again)"
+        ),
     )
     async def create(
         self,
@@ -218,7 +213,8 @@ class WebhookController(Controller):
         url = validate_url(data.url)
         if not await AddressPolicy(ctx.settings.webhook_allow_hosts).check_url(url):
             raise _invalid(
-                "url", "must reach a public address (loopback, private and internal ones are refused)"
+                "url",
+                "must reach a public address (loopback, private and internal ones are refused)",
             )
         types = normalise_types(data.types, ctx.codec.type_names)
 
@@ -243,7 +239,11 @@ class WebhookController(Controller):
         outcome = await run_command(ctx, principal, await command_request(request), decide)
         return command_response(outcome, request)
 
-    @get("/", summary="Your subtree's webhook subscriptions (secrets are never shown)", operation_id="listWebhooks")
+    @get(
+        "/",
+        summary="Your subtree's webhook subscriptions (secrets are never shown)",
+        operation_id="listWebhooks",
+    )
     async def list_all(
         self, ctx: Ctx, principal: Caller, limit: ListLimit = 100, cursor: Cursor = None
     ) -> Page[WebhookView]:

@@ -225,9 +225,7 @@ async def transfer(
     tell it who is registered there.
     """
     member = await _load(session, member_id)
-    to_community = await node_in_scope(
-        session, to_community_code, f"community {to_community_code}"
-    )
+    to_community = await node_in_scope(session, to_community_code, f"community {to_community_code}")
     grid = await node_in_scope(session, grid_code, f"grid {grid_code}") if grid_code else None
     old_community_id = member.community_id
     conn = session.conn

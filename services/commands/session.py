@@ -23,7 +23,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -40,12 +40,13 @@ from infra.database import (
     hex_text,
     scoped_transaction,
 )
+from infra.directory import DirectoryNode
 from infra.event_store import AppendContext, AppendResult, ConcurrencyError, TxAppender
 from infra.pii_crypto import PersonKeyring, cipher_for_profile
 from infra.pii_keys import master_key
 from services.auth import Principal
 from services.context import AppContext
-from services.problems import ProblemError
+from services.problems import ProblemError, not_found
 
 A = TypeVar("A", bound=CivicAggregate)
 
@@ -76,6 +77,22 @@ class CommandRequest:
         return hashlib.sha256(
             self.method.encode() + b" " + self.path.encode() + b"\n" + self.body
         ).digest()
+
+
+@dataclass(frozen=True)
+class Saved(Generic[A]):
+    """An aggregate as a command left it, and where its new events were appended."""
+
+    aggregate: A
+    result: AppendResult
+
+    @property
+    def version(self) -> int:
+        return self.result.version
+
+    @property
+    def position(self) -> int:
+        return self.result.position
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,57 @@ class CommandSession:
             )
             aggregate = event.mutate(aggregate)
         return aggregate
+
+    async def update(
+        self,
+        cls: type[A],
+        stream_id: UUID,
+        act: Callable[[A], object],
+        *,
+        authorize: Callable[[A], Awaitable[object]] | None = None,
+        what: str | None = None,
+        node_id: UUID | None = None,
+        closes_node: bool = False,
+    ) -> Saved[A]:
+        """Every command on an existing aggregate: load it (invisible or of another type →
+        404 ``what``), ``authorize`` on the loaded state (placement checks raise 403),
+        If-Match (412), ``act`` (the domain decides and records), save."""
+        aggregate = await self.load(cls, stream_id)
+        if aggregate is None:
+            raise not_found(f"{what or cls.STREAM_TYPE} {stream_id}")
+        if authorize is not None:
+            await authorize(aggregate)
+        self.check_if_match(aggregate)
+        act(aggregate)
+        return Saved(
+            aggregate, await self.save(aggregate, node_id=node_id, closes_node=closes_node)
+        )
+
+    async def create(
+        self, aggregate: A, *, node_id: UUID | None = None, root_id: UUID | None = None
+    ) -> Saved[A]:
+        """Save a new aggregate's first events (the stream must not exist yet)."""
+        return Saved(aggregate, await self.save(aggregate, node_id=node_id, root_id=root_id))
+
+    # -- the directory, as commands need it (row-level security applies) -----------------
+
+    async def node(self, node_id: UUID | None) -> DirectoryNode | None:
+        """The node with this id (``None`` for ``None``, or a node the caller cannot see)."""
+        return None if node_id is None else await directory.find_by_id(self.conn, node_id)
+
+    def in_scope(self, node: DirectoryNode | None) -> bool:
+        """The node lies in the caller's subtree."""
+        return node is not None and self.scope is not None and self.scope.contains_path(node.path)
+
+    async def add_party(self, node_id: UUID, stream_id: UUID, role: str) -> None:
+        """``node_id`` takes part in the stream (its unit principals see it, by row-level
+        security); before the save when the caller is that unit."""
+        await directory.add_party(self.conn, self.root_id, node_id, stream_id, role)
+
+    async def set_party(self, stream_id: UUID, role: str, node_id: UUID | None) -> None:
+        """The stream's one party in ``role`` is now ``node_id`` (``None``: nobody); the
+        former holder no longer sees the stream."""
+        await directory.set_party(self.conn, self.root_id, stream_id, role, node_id)
 
     def check_if_match(self, aggregate: CivicAggregate) -> None:
         expected = self.request.if_match

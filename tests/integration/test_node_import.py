@@ -25,12 +25,14 @@ def sample_for(county: str) -> str:
 async def county_root(client: Any, jwt: Any) -> tuple[str, dict[str, str]]:
     county = fresh_county_code()
     admin = auth(jwt, county, "admin")
-    await post_ok(
+    created = await post_ok(
         client,
         "/v1/nodes",
         {"code": county, "name": "西湖区", "kind": "county", "parent_code": None},
         admin,
     )
+    # reads wait for the county too: a dry run answers no position of its own
+    LAST[0] = max(LAST[0], int(created["position"]))
     return county, admin
 
 
