@@ -1,5 +1,5 @@
 """``civic-verify BUNDLE.zip``: check an evidence bundle offline (format civic-evidence/v1,
-written by the server's ``infra/evidence.py``; docs/audit.md describes it).
+written by the server's ``infra/audit/evidence.py``; docs/audit.md describes it).
 
 What is checked, with the key you trust (``--key``; else the bundle's own, with a warning):
 
@@ -97,7 +97,7 @@ def _canonical_json(obj: dict[str, Any]) -> bytes:
 
 
 def _spine_root(heads: Sequence[dict[str, Any]], h: Hash) -> bytes:
-    """The spine's Merkle root (server: infra/merkle.py; odd nodes promoted)."""
+    """The spine's Merkle root (server: infra/audit/merkle.py; odd nodes promoted)."""
     level = [
         h(
             b"\x00"

@@ -211,13 +211,11 @@ async def bootstrap_transaction(
 ) -> AsyncIterator[asyncpg.Connection]:
     """A transaction as ``civic_app`` scoped to a root tenant that does not exist yet."""
     async with _transaction(conn, f"BEGIN; SET LOCAL ROLE {RUNTIME_ROLE}"):
-        path = f"/{root_id}/"
         await conn.execute(
             "SELECT set_config('civic.root', $1, true), set_config('civic.scope_lo', $2, true),"
             " set_config('civic.scope_hi', $3, true), set_config('civic.unit', '0', true)",
             str(root_id),
-            path,
-            path[:-1] + "0",
+            *subtree_bounds(f"/{root_id}/"),
         )
         yield conn
 

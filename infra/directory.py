@@ -109,6 +109,18 @@ async def find_by_id(conn: asyncpg.Connection, node_id: UUID) -> DirectoryNode |
     return _node(await conn.fetchrow(FIND_BY_ID, node_id))
 
 
+SUBTREE_NODES = """
+SELECT n.id, n.code FROM nodes n
+WHERE n.root_id = $1 AND n.path >= $2 AND n.path < $3
+ORDER BY n.path
+"""
+
+
+async def subtree_nodes(conn: asyncpg.Connection, node: DirectoryNode) -> list[asyncpg.Record]:
+    """(id, code) of every node of ``node``'s subtree, in path order."""
+    return await conn.fetch(SUBTREE_NODES, node.root_id, *node.bounds)
+
+
 async def code_taken(conn: asyncpg.Connection, code: str) -> bool:
     """Across every tenant: codes are statutory, so they are unique in the deployment."""
     taken: bool = await conn.fetchval("SELECT civic_code_taken($1)", code)

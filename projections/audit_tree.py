@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from infra.audit_tree import append_events
+from infra.audit.tree import append_events
 from infra.event_store import StoredEvent
 from projections.base import ALL_EVENTS
 

@@ -58,10 +58,14 @@ from services.api.surveys import SurveyController
 from services.api.unit_stats import UnitStatsController
 from services.api.webhooks import WebhookController
 from services.checkpoints import Checkpointer
+from services.commands.findings import RectificationOverdueSweep
+from services.commands.issues import EscalationOverdueSweep, IssueOverdueSweep
+from services.commands.service_orders import ServiceOverdueSweep
 from services.console import console_router
 from services.content_type import require_json_body
 from services.context import AppContext
-from services.deadlines import DeadlineClock, all_sweeps
+from services.deadline_sweep import DeadlineSweep
+from services.deadlines import DeadlineClock
 from services.docs_assets import assets_router, render_plugins
 from services.integration import Integration
 from services.jwks_refresh import refresh_signing_keys
@@ -96,6 +100,16 @@ def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     return ctx
 
 
+def deadline_sweeps() -> list[DeadlineSweep]:
+    """The deadline sweeps the clock runs (one line per workflow that has deadlines)."""
+    return [
+        RectificationOverdueSweep(),
+        IssueOverdueSweep(),
+        EscalationOverdueSweep(),
+        ServiceOverdueSweep(),
+    ]
+
+
 def resolve_database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
@@ -115,7 +129,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
     """``api=False`` serves only health and metrics (the projector process)."""
     configure_logging(settings.log_level)
     ctx = build_context(settings, clock)
-    deadline_clock = DeadlineClock(ctx, all_sweeps(), interval=settings.clock_interval_seconds)
+    deadline_clock = DeadlineClock(ctx, deadline_sweeps(), interval=settings.clock_interval_seconds)
     integration = Integration.from_settings(settings)
     ctx.after_commit.append(integration.live)
     checkpointer = Checkpointer.from_settings(ctx)

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from infra.audit_verify import Checkpoint, store_checkpoint, take_checkpoint
+from infra.audit.checkpoints import Checkpoint, store_checkpoint, take_checkpoint
+from infra.audit.signing import Signer, load_signer
 from infra.database import ScopeNotFound, scoped_transaction, system_transaction
 from infra.directory import DirectoryNode, find_by_code
-from infra.signing import Signer, load_signer
 from services.context import AppContext
 
 log = structlog.get_logger("civic.checkpoints")

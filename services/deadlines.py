@@ -1,8 +1,9 @@
 """The deadline clock: records IssueOverdue, EscalationOverdue, RectificationOverdue,
 ServiceOverdue.
 
-Each workflow registers a ``DeadlineSweep``: a query for what is past due (from its read
-model) and a command that records the fact on the aggregate if it still holds. The clock
+Each workflow with deadlines has a ``DeadlineSweep`` (``services.deadline_sweep``): a query
+for what is past due (from its read model) and a command that records the fact on the
+aggregate if it still holds; ``services.app.deadline_sweeps`` lists them. The clock
 runs in projector processes; an advisory lock keeps one instance active, and the
 aggregates refuse to record the same deadline twice, so even two clocks racing fire each
 deadline once (the loser's append hits the version check and re-decides: nothing to do).
@@ -14,18 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 from uuid import UUID
 
-import asyncpg
 import msgspec
 import structlog
 
 from services.auth import Principal
 from services.commands.session import CommandRequest, CommandSession, run_command
 from services.context import AppContext
+from services.deadline_sweep import DeadlineSweep, DueItem
 from services.roles import Role
 
 log = structlog.get_logger("civic.clock")
@@ -33,31 +31,9 @@ log = structlog.get_logger("civic.clock")
 _LOCK = (0x6369, 0x636C6B)  # "ci", "clk"
 
 
-@dataclass(frozen=True)
-class DueItem:
-    root_code: str
-    stream_id: UUID
-
-
 class Fired(msgspec.Struct):
     stream_id: UUID
     fired: bool
-
-
-class DeadlineSweep(Protocol):
-    #: what it records, e.g. "IssueOverdue"; also the clock's audit "path".
-    name: str
-
-    async def due(self, conn: asyncpg.Connection, now: datetime, limit: int) -> list[DueItem]:
-        """Past-due items not yet recorded (read as the system, across tenants).
-
-        Leave out items in a closed subtree (``civic_subtree_closed(node_id)``): their
-        appends are refused, and items that can never fire would fill every batch."""
-        ...
-
-    async def fire(self, session: CommandSession, stream_id: UUID) -> bool:
-        """Record the fact if it still holds; False when there is nothing to record."""
-        ...
 
 
 def system_principal(root_code: str) -> Principal:
@@ -135,17 +111,3 @@ class DeadlineClock:
             except Exception as exc:
                 log.warning("clock interrupted", error=repr(exc))
             await asyncio.sleep(self.interval)
-
-
-def all_sweeps() -> list[DeadlineSweep]:
-    """The registry of deadline sweeps (one line per workflow that has deadlines)."""
-    from services.commands.findings import RectificationOverdueSweep  # imports this module
-    from services.commands.issues import EscalationOverdueSweep, IssueOverdueSweep
-    from services.commands.service_orders import ServiceOverdueSweep
-
-    return [
-        RectificationOverdueSweep(),
-        IssueOverdueSweep(),
-        EscalationOverdueSweep(),
-        ServiceOverdueSweep(),
-    ]

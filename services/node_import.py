@@ -38,6 +38,7 @@ import asyncpg
 from domain.errors import DomainError
 from infra.directory import DirectoryNode
 from services.commands import nodes as node_commands
+from services.commands.nodes import NodeCreate, NodeMove, NodeRename
 from services.commands.session import CommandSession
 from services.problems import ProblemError
 
@@ -292,27 +293,25 @@ def operations(p: Plan) -> list[Operation]:
         new_code = m.row.code if m.row.code != m.code else None
 
         def move(s: CommandSession, m: Move = m, new_code: str | None = new_code) -> Any:
-            return node_commands.move(
-                s,
-                code=m.code,
-                new_parent_code=m.row.parent_code or "",
-                new_code=new_code,
-                reason=MOVE_REASON,
+            command = NodeMove(
+                new_parent_code=m.row.parent_code or "", reason=MOVE_REASON, new_code=new_code
             )
+            return node_commands.move(s, m.code, command)
 
         ops.append(Operation(m.row.line, m.row.level, "move", move))
     for r in p.renames:
 
         def rename(s: CommandSession, row: Row = r.row) -> Any:
-            return node_commands.rename(s, code=row.code, name=row.name)
+            return node_commands.rename(s, row.code, NodeRename(name=row.name))
 
         ops.append(Operation(r.row.line, r.row.level, "rename", rename))
     for c in p.creations:
 
         def create(s: CommandSession, row: Row = c) -> Any:
-            return node_commands.register_child(
-                s, code=row.code, name=row.name, kind=row.level, parent_code=row.parent_code or ""
+            command = NodeCreate(
+                code=row.code, name=row.name, kind=row.level, parent_code=row.parent_code or ""
             )
+            return node_commands.register_child(s, command)
 
         ops.append(Operation(c.line, c.level, "create", create))
     rank = {"move": 0, "rename": 1, "create": 2}

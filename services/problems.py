@@ -87,6 +87,17 @@ def forbidden(detail: str) -> ProblemError:
     return ProblemError(403, "Forbidden", detail)
 
 
+def invalid_value(field: str, message: str) -> ProblemError:
+    """422 for one request field the handler itself refuses (as the domain's InvalidValue)."""
+    return ProblemError(
+        422,
+        "Unprocessable Content",
+        f"{field}: {message}",
+        slug="invalid-value",
+        errors=[FieldError(field=field, message=message)],
+    )
+
+
 def _response(
     request: Request[Any, Any, Any],
     status: int,

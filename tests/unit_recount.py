@@ -1,5 +1,5 @@
 """The oracle of the units' records (考核): replay the stored events through the domain
-aggregates (``tests.stats_world.Recount``) and count each unit's figures from their
+aggregates (``tests.stats_recount.Recount``) and count each unit's figures from their
 definitions (``projections/unit_stats.py`` states them; this module restates them from the
 aggregates' own state, not from the projection's code)."""
 
@@ -11,12 +11,13 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
+from bench.world import CODEC, china_day
 from domain.finding import Finding
 from domain.issue import Issue
 from domain.member import Member
 from domain.pairing import Pairing
 from infra.event_store import StoredEvent
-from tests.stats_world import CODEC, Recount, china_day
+from tests.stats_recount import Recount
 
 UNIT_COUNTS = (
     "active",

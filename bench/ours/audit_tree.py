@@ -10,7 +10,7 @@
   in the tree when writers stopped; ``.builder_cpu_per_event``: the builder process's CPU
   per event it appended to the tree (its Python side; its SQL runs in PostgreSQL).
 * ``audit_tree.bundle_verify``: ``civic_verify.verify_bundle`` of the evidence bundle of a
-  county of 10,000 events (100,000 in a full run) built by ``infra.evidence`` from the
+  county of 10,000 events (100,000 in a full run) built by ``infra.audit.evidence`` from the
   database (no HTTP): events/s of the offline verifier. ``.bundle_bytes``: the zip's size.
 * ``audit_tree.proof_hashes_10k`` / ``_1m``: hashes in an inclusion proof (leaf n/3) plus
   a consistency proof (n/3 → n) of a tree of 10,000 / 1,000,000 leaves; ``.bytes``: their
@@ -51,14 +51,14 @@ from civic_verify.tlog import (
     verify_inclusion,
 )
 from infra import directory, migrator
-from infra.audit_tree import consistency_proof, inclusion_proof, tree_state
-from infra.audit_verify import take_checkpoint
+from infra.audit.checkpoints import take_checkpoint
+from infra.audit.evidence import bundle_chunks
+from infra.audit.signing import Ed25519Signer, b64, key_id
+from infra.audit.tree import consistency_proof, inclusion_proof, tree_state
 from infra.chain import Sha256Chain
 from infra.database import create_pool, scoped_transaction
 from infra.event_codec import NewEvent
 from infra.event_store import AppendContext, EventStore, TxAppender
-from infra.evidence import bundle_chunks
-from infra.signing import Ed25519Signer, b64, key_id
 from projections.audit_tree import AuditTreeProjection
 from projections.runner import ProjectionRunner
 

@@ -1,7 +1,7 @@
 """Chain verification of a county (issue #6): events/s.
 
 The county world of ``bench/ours/stats.py`` (20 streets x 15 communities, 30 units; seeded
-generator of ``tests/stats_world.py`` → COPY with hash chains as ``civic_append`` makes them)
+generator of ``bench/world.py`` → COPY with hash chains as ``civic_append`` makes them)
 with 200k events (50k with ``--quick``), about 350 chains.
 
 * ``chain.verify``: what ``GET /v1/audit/verify`` of the county does in the database: a
@@ -24,11 +24,12 @@ import asyncpg
 
 from bench.ours.stats import COUNTY, EVENTS_PER_OP, SHAPE, START
 from bench.registry import Context, benchmark, group_fixture
+from bench.world import WorldGenerator
+from bench.world_writes import write_via_copy
 from infra import directory, migrator
-from infra.audit_verify import VerifyReport, verify_subtree
+from infra.audit.verify import VerifyReport, verify_subtree
 from infra.chain import Sha256Chain
 from infra.database import create_pool, scoped_transaction
-from tests.stats_world import WorldGenerator, write_via_copy
 
 GROUP = "chain"
 DAYS = 120

@@ -1,7 +1,7 @@
 """Roll-ups (issue 9): stats read latency at 10k and 1M events, and rebuild speed.
 
 A county of 20 streets x 15 communities (300 communities, 30 county units) gets a year of
-random governance work from the seeded generator of ``tests/stats_world.py`` (domain
+random governance work from the seeded generator of ``bench/world.py`` (domain
 aggregates → codec → COPY into ``events`` with positions and hash chains as
 ``civic_append`` makes them); the stats projection is then built with
 ``projections.rebuild.rebuild`` (that first build's rate is kept in the group's info).
@@ -34,12 +34,13 @@ import asyncpg
 
 from bench.registry import Context, benchmark, group_fixture
 from bench.timing import percentile
+from bench.world import WorldGenerator, WorldShape
+from bench.world_writes import write_via_copy
 from domain.refs import CHINA_TZ
 from infra import directory, migrator
 from infra.database import create_pool, scoped_transaction
 from projections import stats as rollups
 from projections.rebuild import rebuild
-from tests.stats_world import WorldGenerator, WorldShape, write_via_copy
 
 SHAPE = WorldShape(streets=20, communities=15, grids=0, units=30)
 COUNTY = "330106000000"

@@ -2,8 +2,8 @@
 
 All reads run in the caller's scoped, read-only transaction: verification, checkpoints and
 proofs see exactly the subtree row-level security lets the principal see. The SQL and the
-hashing live in ``infra.audit_verify``; signatures in ``infra.signing``; the offline checks
-clients can repeat in ``infra.proofs``.
+hashing live in ``infra.audit`` (``verify``, ``checkpoints``, ``inclusion``); signatures in
+``infra.audit.signing``; the offline checks clients can repeat in ``infra.audit.proof_checks``.
 """
 
 from __future__ import annotations
@@ -21,28 +21,30 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from civic_verify.hashing import by_name
 from civic_verify.note import NoteError, verify_note, vkey
-from infra.audit_tree import TreeUnavailable, root_at, tree_state
-from infra.audit_verify import (
+from infra.audit.checkpoints import (
     Checkpoint,
     HeadCheck,
-    Proof,
-    ProofUnavailable,
-    VerifyReport,
-    build_proof,
-    find_event,
     heads_extend,
     latest_checkpoint_covering,
     list_checkpoints,
     origin_of,
     stored_checkpoint,
-    tree_inclusion,
-    verify_subtree,
-    with_cosignatures,
 )
-from infra.merkle import Head
-from infra.proofs import checkpoint_problems
-from infra.signing import b64, key_id
-from services.api.deps import Caller, Ctx, read_scope, require
+from infra.audit.cosignatures import with_cosignatures
+from infra.audit.inclusion import (
+    Proof,
+    ProofUnavailable,
+    build_proof,
+    find_event,
+    tree_inclusion,
+)
+from infra.audit.merkle import Head
+from infra.audit.proof_checks import checkpoint_problems
+from infra.audit.signing import b64, key_id
+from infra.audit.tree import TreeUnavailable, root_at, tree_state
+from infra.audit.verify import VerifyReport, verify_subtree
+from services.api.deps import Caller, Ctx, read_scope
+from services.api.guards import needs
 from services.api.history import AUDITORS, MAX_BIGINT, aware, bad_request, subtree_node
 from services.api.paging import MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from services.checkpoints import Checkpointer
@@ -201,9 +203,9 @@ class AuditController(Controller):
             "Roles: inspector, admin, operator."
         ),
         operation_id="verifyAuditTrail",
+        guards=[needs(AUDITORS, "verifying the audit trail")],
     )
     async def verify(self, ctx: Ctx, principal: Caller, node: NodeParam = None) -> VerifyReport:
-        require(principal, AUDITORS, "verifying the audit trail")
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             target = await subtree_node(conn, scope, node)
             return await verify_subtree(conn, target, ctx.store.hasher)
@@ -217,11 +219,11 @@ class AuditController(Controller):
             "tells later whether the chains still extend it. Roles: inspector, admin, operator."
         ),
         operation_id="readCheckpoint",
+        guards=[needs(AUDITORS, "taking a checkpoint")],
     )
     async def checkpoint(
         self, ctx: Ctx, principal: Caller, checkpointer: CheckpointerDep, node: NodeParam = None
     ) -> Checkpoint:
-        require(principal, AUDITORS, "taking a checkpoint")
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             target = await subtree_node(conn, scope, node)
             taken = await checkpointer.take(conn, target)
@@ -256,6 +258,7 @@ class AuditController(Controller):
             "scope cannot be confirmed and count as not extending. Roles: inspector, admin, "
             "operator."
         ),
+        guards=[needs(AUDITORS, "verifying a checkpoint")],
     )
     async def verify_checkpoint(
         self,
@@ -264,7 +267,6 @@ class AuditController(Controller):
         principal: Caller,
         checkpointer: CheckpointerDep,
     ) -> CheckpointVerdict:
-        require(principal, AUDITORS, "verifying a checkpoint")
         heads = [Head(node_id=h.node_id, code=h.code, seq=h.seq, hash=h.hash) for h in data.heads]
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             checks = await heads_extend(conn, heads, ctx.store.hasher)
@@ -286,6 +288,7 @@ class AuditController(Controller):
             "`from`/`to` bound their time (inclusive/exclusive). Roles: inspector, admin, operator."
         ),
         operation_id="listCheckpoints",
+        guards=[needs(AUDITORS, "listing checkpoints")],
     )
     async def checkpoints(
         self,
@@ -302,7 +305,6 @@ class AuditController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 50,
         cursor: Cursor = None,
     ) -> CheckpointPage:
-        require(principal, AUDITORS, "listing checkpoints")
         before: tuple[datetime, int] | None = None
         key = decode_cursor(cursor)
         if key is not None:
@@ -337,9 +339,10 @@ class AuditController(Controller):
             "the node's head in the checkpoint, the Merkle path from that head to the root, and "
             "the signed checkpoint: the latest stored one covering the event, else a fresh one "
             "of the caller's scope; `checkpoint=<id>` picks a stored one. Check it offline with "
-            "infra.proofs.verify_proof (docs/audit.md). Roles: inspector, admin, operator."
+            "infra.audit.proof_checks.verify_proof (docs/audit.md). Roles: inspector, admin, operator."
         ),
         operation_id="readProof",
+        guards=[needs(AUDITORS, "proving an event")],
     )
     async def proof(
         self,
@@ -357,7 +360,6 @@ class AuditController(Controller):
             ),
         ] = None,
     ) -> Proof:
-        require(principal, AUDITORS, "proving an event")
         hasher = ctx.store.hasher
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
             found = await find_event(conn, scope.root_id, event_id, hasher)

@@ -1,5 +1,5 @@
 """/v1/audit consistency proofs, evidence bundles and witness cosignatures (the per-root
-transparency tree: ``infra.audit_tree``; its math and note format: ``civic_verify``).
+transparency tree: ``infra.audit.tree``; its math and note format: ``civic_verify``).
 
 The tree covers a whole root tenant; a caller scoped below the root reads its hashes (no
 content) and sizes, which tie the subtree's events to the signed root. Reads run in the
@@ -33,27 +33,25 @@ from civic_verify.note import (
     vkey,
 )
 from civic_verify.tlog import verify_consistency
-from infra.audit_tree import (
-    MAX_COSIGNATURES_PER_SIZE,
-    StoredCosignature,
-    TreeUnavailable,
-    consistency_proof,
-    count_cosignatures,
-    insert_cosignature,
-    root_at,
-    tree_state,
-)
-from infra.audit_verify import (
+from infra.audit.checkpoints import (
     Checkpoint,
     Cosignature,
     latest_tree_checkpoint,
     origin_of,
 )
+from infra.audit.cosignatures import (
+    MAX_COSIGNATURES_PER_SIZE,
+    StoredCosignature,
+    count_cosignatures,
+    insert_cosignature,
+)
+from infra.audit.evidence import bundle_chunks
+from infra.audit.signing import b64, key_id, unb64
+from infra.audit.tree import TreeUnavailable, consistency_proof, root_at, tree_state
 from infra.database import scoped_transaction
-from infra.evidence import bundle_chunks
-from infra.signing import b64, key_id, unb64
 from services.api.audit import CheckpointerDep, NodeParam, provide_checkpointer
-from services.api.deps import Caller, Ctx, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope
+from services.api.guards import needs
 from services.api.history import AUDITORS, MAX_BIGINT, bad_request, subtree_node
 from services.checkpoints import Checkpointer
 from services.problems import ProblemError, not_found
@@ -210,6 +208,7 @@ class AuditTreeController(Controller):
             "O(log n) hashes; both heads come with C2SP signed notes. The tree covers the "
             "node's root tenant. Roles: inspector, admin, operator."
         ),
+        guards=[needs(AUDITORS, "proving consistency")],
     )
     async def consistency(
         self,
@@ -220,7 +219,6 @@ class AuditTreeController(Controller):
         node: NodeParam = None,
         to: TreeRef = None,
     ) -> ConsistencyProof:
-        require(principal, AUDITORS, "proving consistency")
         first_ref = _parse_ref("from", from_)
         second_ref = None if to is None else _parse_ref("to", to)
         hasher = ctx.store.hasher.name
@@ -263,6 +261,7 @@ class AuditTreeController(Controller):
             "name those heads; `matches_stored`: this server's tree still has `to.root` at "
             "`to.size`. Roles: inspector, admin, operator."
         ),
+        guards=[needs(AUDITORS, "verifying a consistency proof")],
     )
     async def verify_consistency(
         self,
@@ -272,7 +271,6 @@ class AuditTreeController(Controller):
         checkpointer: CheckpointerDep,
         node: NodeParam = None,
     ) -> ConsistencyVerdict:
-        require(principal, AUDITORS, "verifying a consistency proof")
         details: list[str] = []
         try:
             h = by_name(data.hash_algorithm or ctx.store.hasher.name)
@@ -329,11 +327,11 @@ class AuditTreeController(Controller):
             "checkpoint, the public key and a manifest. Check it offline with `civic-verify "
             "BUNDLE.zip --key <trusted key>`. Roles: inspector, admin, operator."
         ),
+        guards=[needs(AUDITORS, "taking an evidence bundle")],
     )
     async def evidence(
         self, ctx: Ctx, principal: Caller, checkpointer: CheckpointerDep, node: NodeParam = None
     ) -> Stream:
-        require(principal, AUDITORS, "taking an evidence bundle")
         # The node and the heavy-read budget are checked before the answer starts, so a bad
         # node is still a 404 and a busy server a 503 (not a cut-off zip).
         async with read_scope(ctx, principal, heavy=True) as (conn, scope):
@@ -377,6 +375,7 @@ class AuditTreeController(Controller):
             "Stored cosignatures are served with checkpoints of that tree size (their lines "
             "appended to the note). Roles: inspector, admin, operator."
         ),
+        guards=[needs(AUDITORS, "cosigning a checkpoint")],
     )
     async def cosign(
         self,
@@ -385,7 +384,6 @@ class AuditTreeController(Controller):
         principal: Caller,
         checkpointer: CheckpointerDep,
     ) -> Cosignature:
-        require(principal, AUDITORS, "cosigning a checkpoint")
         log_name = ctx.settings.log_name
         try:
             checkpoint = verify_note(data.note, log_name, checkpointer.signer.public_key_raw())

@@ -8,12 +8,25 @@ nodes named by a record the caller can read — which the unfiltered list shows 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import asyncpg
+from litestar.params import QueryParameter
 
 from infra import directory
 from infra.database import Scope
 from infra.directory import DirectoryNode
 from services.problems import not_found
+
+#: a list's ``?node=``: the subtree it reads (``subtree_path``).
+SubtreeCode = Annotated[
+    str | None,
+    QueryParameter(
+        required=False,
+        max_length=40,
+        description="a node code of your subtree (default: your scope node)",
+    ),
+]
 
 
 async def visible_node(
@@ -38,12 +51,25 @@ async def visible_node(
     raise not_found(what)
 
 
+async def subtree_node(conn: asyncpg.Connection, scope: Scope, code: str | None) -> DirectoryNode:
+    """Node ``code`` of the caller's subtree, or the scope's own node when no code is given;
+    404 (as for an unknown code) outside it."""
+    found = await directory.find_by_code(conn, code if code is not None else scope.code)
+    if found is None or not scope.contains_path(found.path):
+        raise not_found(f"node {code}")
+    return found
+
+
 async def subtree_path(conn: asyncpg.Connection, scope: Scope, code: str | None) -> str:
     """The path of the subtree a list reads: node ``code`` of the caller's subtree, or the
     caller's scope when no code is given; 404 (as for an unknown code) outside it."""
     if code is None:
         return scope.path
-    found = await directory.find_by_code(conn, code)
-    if found is None or not scope.contains_path(found.path):
-        raise not_found(f"node {code}")
-    return found.path
+    return (await subtree_node(conn, scope, code)).path
+
+
+#: the ``?node=`` query parameter of the subtree lists (resolved by ``subtree_path``)
+NodeFilter = Annotated[
+    str | None,
+    QueryParameter(required=False, max_length=40, description="a subtree (default: your scope)"),
+]

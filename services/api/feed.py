@@ -33,7 +33,8 @@ from litestar.response.sse import ServerSentEventMessage
 
 from infra.feed import FeedPage, current_end, read_scoped
 from services import cloudevents
-from services.api.deps import Caller, Ctx, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope
+from services.api.guards import needs
 from services.api.paging import MAX_LIMIT
 from services.auth import Principal
 from services.cloudevents import CloudEvent, CloudEventDoc
@@ -176,6 +177,7 @@ class FeedController(Controller):
             )
         },
         operation_id="readFeed",
+        guards=[needs(INTEGRATORS, "following the feed")],
     )
     async def feed(
         self,
@@ -195,7 +197,6 @@ class FeedController(Controller):
             ),
         ] = False,
     ) -> Response[Any]:
-        require(principal, INTEGRATORS, "following the feed")
         if tail:
             async with read_scope(ctx, principal) as (conn, _):
                 after = await current_end(conn)

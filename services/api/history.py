@@ -19,11 +19,11 @@ from litestar import Controller, Response, get
 from litestar.params import FromPath, QueryParameter
 
 from infra import directory
-from infra.audit_verify import subtree_range
 from infra.database import Scope
 from infra.directory import DirectoryNode
 from infra.event_codec import decode_json
-from services.api.deps import Caller, Ctx, read_scope, require
+from services.api.deps import Caller, Ctx, read_scope
+from services.api.guards import needs
 from services.api.paging import MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from services.api.responses import ETAG
 from services.problems import FieldError, ProblemError, not_found
@@ -207,6 +207,7 @@ class HistoryController(Controller):
             "admin, operator."
         ),
         response_headers=ETAG,
+        guards=[needs(AUDITORS, "reading the ledger")],
     )
     async def stream_events(
         self,
@@ -216,7 +217,6 @@ class HistoryController(Controller):
         limit: Limit = MAX_LIMIT,
         cursor: Cursor = None,
     ) -> Response[EventPage]:
-        require(principal, AUDITORS, "reading the ledger")
         after_version = cursor_position(cursor, None)
         async with read_scope(ctx, principal) as (conn, scope):
             rows = await conn.fetch(
@@ -245,6 +245,7 @@ class HistoryController(Controller):
             "the ledger has settled past a position just written. Roles: inspector, admin, "
             "operator."
         ),
+        guards=[needs(AUDITORS, "reading the ledger")],
     )
     async def node_history(
         self,
@@ -277,7 +278,6 @@ class HistoryController(Controller):
             datetime | None, QueryParameter(required=False, description="Recorded before.")
         ] = None,
     ) -> EventPage:
-        require(principal, AUDITORS, "reading the ledger")
         position = cursor_position(cursor, after)
         types: list[str] | None = None
         if type_ is not None:
@@ -293,7 +293,7 @@ class HistoryController(Controller):
             rows = await conn.fetch(
                 SUBTREE_HISTORY,
                 scope.root_id,
-                *subtree_range(node),
+                *node.bounds,
                 position,
                 types,
                 since,

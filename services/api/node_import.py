@@ -17,21 +17,15 @@ from litestar.params import QueryParameter
 
 from infra import directory
 from services import node_import
-from services.api.deps import (
-    Caller,
-    Ctx,
-    command_request,
-    command_response,
-    read_scope,
-    require,
-)
+from services.api.code_filters import visible_node
+from services.api.deps import Caller, Ctx, command_request, command_response, read_scope
+from services.api.guards import needs
 from services.auth import Principal
 from services.commands.session import CommandSession, Decide, run_command
 from services.context import AppContext
 from services.problems import ProblemError, not_found
-from services.roles import Role
+from services.roles import ADMINS
 
-ADMINS = frozenset({Role.ADMIN})
 MEDIA_TYPES = ("text/csv", "text/plain", "application/csv", "application/octet-stream")
 
 
@@ -100,9 +94,7 @@ async def dry_run(ctx: AppContext, principal: Principal, root: str, data: bytes)
     """What importing ``data`` under ``root`` would do; writes nothing."""
     rows, errors = node_import.parse(data, root)
     async with read_scope(ctx, principal) as (conn, scope):
-        target = await directory.find_by_code(conn, root)
-        if target is None or not scope.contains_path(target.path):
-            raise not_found(f"node {root}")
+        target = await visible_node(conn, scope, root, f"node {root}")
         plan = await node_import.plan(conn, target, rows, errors)
     return report(target.code, plan, dry_run=True)
 
@@ -152,6 +144,7 @@ class NodeImportController(Controller):
             f"{node_import.MAX_BYTES // (1024 * 1024)} MB (413) and {node_import.MAX_ROWS} "
             "rows (422). Roles: admin whose scope contains the root."
         ),
+        guards=[needs(ADMINS, "importing division codes")],
     )
     async def import_nodes(
         self,
@@ -168,7 +161,6 @@ class NodeImportController(Controller):
             ),
         ] = False,
     ) -> Response[bytes]:
-        require(principal, ADMINS, "importing division codes")
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in MEDIA_TYPES:
             raise ProblemError(

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import asyncpg
 import msgspec
 from litestar import Controller, get
 from litestar.params import FromPath, QueryParameter
 
-from infra import directory
-from infra.audit_verify import subtree_range
-from services.api.deps import Caller, Ctx, read_scope, require
-from services.api.paging import Page, decode_cursor, page_of
+from services.api.code_filters import visible_node
+from services.api.deps import Caller, Ctx, read_scope
+from services.api.guards import needs
+from services.api.paging import Page, decode_cursor, invalid_cursor, page_of
 from services.auth import Principal
 from services.context import AppContext
 from services.fields import NodeKindName
-from services.problems import FieldError, ProblemError, not_found
+from services.problems import invalid_value
 from services.roles import READERS
 
 MAX_DEPTH = 4
@@ -76,25 +75,6 @@ LIMIT $5
 NODE_DEPTH = "SELECT depth FROM nodes WHERE id = $1"
 
 
-def _invalid(field: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Unprocessable Content",
-        f"{field}: {message}",
-        slug="invalid-value",
-        errors=[FieldError(field=field, message=message)],
-    )
-
-
-async def _node_in_scope(
-    conn: asyncpg.Connection, scope_path: str, code: str
-) -> directory.DirectoryNode:
-    found = await directory.find_by_code(conn, code)
-    if found is None or not found.path.startswith(scope_path):
-        raise not_found(f"node {code}")
-    return found
-
-
 Parent = Annotated[
     str | None,
     QueryParameter(required=False, max_length=40, description="The parent's code."),
@@ -116,20 +96,20 @@ async def list_children(
     limit: int,
     cursor: str | None,
 ) -> Page[NodeItem]:
-    """``GET /v1/nodes`` (routed by NodeController, which owns that path)."""
-    require(principal, READERS, "reading nodes")
+    """``GET /v1/nodes`` (routed by NodeController, which owns that path; its guard lets
+    every reader in)."""
     after = _code_cursor(cursor)
     async with read_scope(ctx, principal) as (conn, scope):
         if parent is None:
             if after is not None:
                 return Page(items=[], next_cursor=None)
-            own = await _node_in_scope(conn, scope.path, scope.code)
+            own = await visible_node(conn, scope, scope.code, f"node {scope.code}")
             if kind is not None and own.kind != kind:
                 return Page(items=[], next_cursor=None)
             count = await conn.fetchval(CHILD_COUNT, own.id)
             item = NodeItem(own.code, own.name, own.kind, int(count), own.closed)
             return Page(items=[item], next_cursor=None)
-        node = await _node_in_scope(conn, scope.path, parent)
+        node = await visible_node(conn, scope, parent, f"node {parent}")
         rows = await conn.fetch(CHILDREN, node.id, kind, after, limit + 1)
     items = [
         NodeItem(r["code"], r["name"], r["kind"], int(r["child_count"]), r["closed"]) for r in rows
@@ -150,20 +130,20 @@ class NodeNavigationController(Controller):
             "answers 422 (walk it with `GET /v1/nodes?parent=`). Roles: every reader of the "
             "scope."
         ),
+        guards=[needs(READERS, "reading nodes")],
     )
     async def tree(
         self, code: FromPath[str], ctx: Ctx, principal: Caller, depth: Depth = 1
     ) -> TreeNode:
-        require(principal, READERS, "reading nodes")
         async with read_scope(ctx, principal) as (conn, scope):
-            node = await _node_in_scope(conn, scope.path, code)
+            node = await visible_node(conn, scope, code, f"node {code}")
             base = await conn.fetchval(NODE_DEPTH, node.id)
-            lo, hi = subtree_range(node)
+            lo, hi = node.bounds
             rows = await conn.fetch(
                 SUBTREE_TO_DEPTH, node.root_id, lo, hi, base + depth, MAX_TREE_NODES + 1
             )
         if len(rows) > MAX_TREE_NODES:
-            raise _invalid(
+            raise invalid_value(
                 "depth",
                 f"more than {MAX_TREE_NODES} nodes to that depth; "
                 "ask for less depth or page with ?parent=",
@@ -180,11 +160,5 @@ def _code_cursor(cursor: str | None) -> str | None:
     if key is None:
         return None
     if len(key) != 1 or not isinstance(key[0], str) or not 0 < len(key[0]) <= 40:
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        )
+        raise invalid_cursor()
     return str(key[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -10,17 +11,17 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
 
 from domain.clock import instant
-from infra import directory
+from services.api.code_filters import visible_node
 from services.api.deps import (
     Caller,
+    Command,
     Ctx,
     MinPosition,
     command_request,
     command_response,
     read_scope,
-    require,
-    run_and_respond,
 )
+from services.api.guards import needs, require
 from services.api.node_navigation import (
     LIST_DESCRIPTION,
     LIST_SUMMARY,
@@ -32,31 +33,11 @@ from services.api.node_navigation import (
 from services.api.paging import Cursor, Limit, Page
 from services.api.responses import ETAG, documented
 from services.commands import nodes as node_commands
+from services.commands.nodes import NodeClose, NodeCreate, NodeMove, NodeRename
 from services.commands.session import run_command
-from services.fields import NodeCode, NodeKindName, Text, Title
-from services.problems import ProblemError, not_caught_up, not_found
-from services.roles import READERS, WRITERS, Role
-
-
-class NodeCreate(msgspec.Struct, forbid_unknown_fields=True):
-    code: NodeCode
-    name: Title
-    kind: NodeKindName
-    parent_code: NodeCode | None = None
-
-
-class NodeMove(msgspec.Struct, forbid_unknown_fields=True):
-    new_parent_code: NodeCode
-    reason: Text
-    new_code: NodeCode | None = None
-
-
-class NodeRename(msgspec.Struct, forbid_unknown_fields=True):
-    name: Title
-
-
-class NodeClose(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Text
+from services.fields import NodeKindName
+from services.problems import ProblemError, not_caught_up
+from services.roles import ADMINS, READERS, WRITERS
 
 
 class NodeView(msgspec.Struct):
@@ -108,41 +89,36 @@ class NodeController(Controller):
         request: Request[Any, Any, Any],
         ctx: Ctx,
         principal: Caller,
+        command: Command,
     ) -> Response[bytes]:
-        cmd = await command_request(request)
-        if data.parent_code is None:
-            # Bootstrapping a tenant: an admin whose token is scoped to the root to create.
-            require(principal, frozenset({Role.ADMIN}), "creating a root tenant")
-            if principal.scope != data.code:
-                raise ProblemError(
-                    403,
-                    "Forbidden",
-                    "a root tenant is created by an admin whose token scope is that root's code",
-                )
-            root_id = uuid4()
-            outcome = await run_command(
-                ctx,
-                principal,
-                cmd,
-                lambda s: node_commands.register_root(
-                    s, root_id=root_id, code=data.code, name=data.name, kind=data.kind
-                ),
-                bootstrap_root=root_id,
-            )
-        else:
+        # The role depends on the body (a root tenant, or a node under a parent): no guard.
+        if data.parent_code is not None:
             require(principal, WRITERS, "registering a node")
-            parent_code = data.parent_code
-            outcome = await run_command(
-                ctx,
-                principal,
-                cmd,
-                lambda s: node_commands.register_child(
-                    s, code=data.code, name=data.name, kind=data.kind, parent_code=parent_code
-                ),
+            return await command.run(node_commands.register_child, data)
+        # Bootstrapping a tenant: an admin whose token is scoped to the root to create.
+        require(principal, ADMINS, "creating a root tenant")
+        if principal.scope != data.code:
+            raise ProblemError(
+                403,
+                "Forbidden",
+                "a root tenant is created by an admin whose token scope is that root's code",
             )
+        root_id = uuid4()
+        outcome = await run_command(
+            ctx,
+            principal,
+            await command_request(request),
+            partial(node_commands.register_root, root_id=root_id, command=data),
+            bootstrap_root=root_id,
+        )
         return command_response(outcome, request)
 
-    @get("/", summary=LIST_SUMMARY, description=LIST_DESCRIPTION)
+    @get(
+        "/",
+        summary=LIST_SUMMARY,
+        description=LIST_DESCRIPTION,
+        guards=[needs(READERS, "reading nodes")],
+    )
     async def children(
         self,
         ctx: Ctx,
@@ -159,17 +135,15 @@ class NodeController(Controller):
         summary="Read a node (former codes resolve to the node's current code)",
         responses=documented(200, NodeView, "The node (ETag: its version)"),
         response_headers=ETAG,
+        guards=[needs(READERS, "reading nodes")],
     )
     async def read(
         self, code: FromPath[str], ctx: Ctx, principal: Caller, min_position: MinPosition = None
     ) -> Response[bytes]:
-        require(principal, READERS, "reading nodes")
         async with read_scope(
             ctx, principal, min_position=min_position, projections=("nodes",)
         ) as (conn, scope):
-            found = await directory.find_by_code(conn, code)
-            if found is None or not found.path.startswith(scope.path):
-                raise not_found(f"node {code}")
+            found = await visible_node(conn, scope, code, f"node {code}")
             row = await conn.fetchrow(READ_NODE, found.id)
         if row is None:
             # Registered, but the read model has not caught up yet.
@@ -200,58 +174,33 @@ class NodeController(Controller):
         status_code=200,
         summary="Re-parent a node, optionally reissuing its code",
         responses=CHANGED,
+        guards=[needs(WRITERS, "moving a node")],
     )
     async def move(
-        self,
-        code: FromPath[str],
-        data: JSONBody[NodeMove],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        self, code: FromPath[str], data: JSONBody[NodeMove], command: Command
     ) -> Response[bytes]:
-        require(principal, WRITERS, "moving a node")
-        return await run_and_respond(
-            request,
-            ctx,
-            principal,
-            lambda s: node_commands.move(
-                s,
-                code=code,
-                new_parent_code=data.new_parent_code,
-                new_code=data.new_code,
-                reason=data.reason,
-            ),
-        )
+        return await command.run(node_commands.move, code, data)
 
-    @post("/{code:str}/rename", status_code=200, summary="Rename a node", responses=CHANGED)
+    @post(
+        "/{code:str}/rename",
+        status_code=200,
+        summary="Rename a node",
+        responses=CHANGED,
+        guards=[needs(WRITERS, "renaming a node")],
+    )
     async def rename(
-        self,
-        code: FromPath[str],
-        data: JSONBody[NodeRename],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        self, code: FromPath[str], data: JSONBody[NodeRename], command: Command
     ) -> Response[bytes]:
-        require(principal, WRITERS, "renaming a node")
-        return await run_and_respond(
-            request, ctx, principal, lambda s: node_commands.rename(s, code=code, name=data.name)
-        )
+        return await command.run(node_commands.rename, code, data)
 
     @post(
         "/{code:str}/close",
         status_code=200,
         summary="Close a node (its history stays)",
         responses=CHANGED,
+        guards=[needs(ADMINS, "closing a node")],
     )
     async def close(
-        self,
-        code: FromPath[str],
-        data: JSONBody[NodeClose],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        self, code: FromPath[str], data: JSONBody[NodeClose], command: Command
     ) -> Response[bytes]:
-        require(principal, frozenset({Role.ADMIN}), "closing a node")
-        return await run_and_respond(
-            request, ctx, principal, lambda s: node_commands.close(s, code=code, reason=data.reason)
-        )
+        return await command.run(node_commands.close, code, data)

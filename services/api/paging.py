@@ -48,7 +48,7 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
     except (binascii.Error, ValueError, msgspec.DecodeError):
         key = None
     if not isinstance(key, list):
-        raise _invalid_cursor()
+        raise invalid_cursor()
     return key
 
 
@@ -61,10 +61,10 @@ def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
         at, ident = key
         return datetime.fromisoformat(at), UUID(ident)
     except (TypeError, ValueError):
-        raise _invalid_cursor() from None
+        raise invalid_cursor() from None
 
 
-def _invalid_cursor() -> ProblemError:
+def invalid_cursor() -> ProblemError:
     return ProblemError(
         400,
         "Bad Request",

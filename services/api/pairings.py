@@ -25,7 +25,7 @@ from domain.pairing import ACTIVE, RATINGS
 from domain.refs import business_date
 from infra.database import Scope
 from infra.paths import subtree_bounds
-from services.api.code_filters import subtree_path
+from services.api.code_filters import SubtreeCode, subtree_path
 from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
 from services.api.guards import needs
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
@@ -276,14 +276,7 @@ class PairingController(Controller):
         self,
         ctx: Ctx,
         principal: Caller,
-        node: Annotated[
-            str | None,
-            QueryParameter(
-                required=False,
-                max_length=40,
-                description="a node code of your subtree (default: your scope node)",
-            ),
-        ] = None,
+        node: SubtreeCode = None,
         status: Annotated[
             Literal["active", "terminated"] | None, QueryParameter(required=False)
         ] = None,

@@ -43,6 +43,20 @@ class Where:
         lo, hi = self.subtree(path)
         return f"({column} >= {lo} AND {column} < {hi})"
 
+    def recorded_in_subtree(self, alias: str, path: str, *, parties: bool = False) -> None:
+        """Rows of ``alias`` (with ``node_id``, ``id``, ``root_id``) recorded at a node of
+        ``path``'s subtree; with ``parties`` also the streams a node of the subtree takes part
+        in (``stream_parties``: what a unit principal sees of work that names it)."""
+        lo, hi = self.subtree(path)
+        nodes = f"SELECT id FROM nodes WHERE path >= {lo} AND path < {hi}"
+        clause = f"{alias}.node_id IN ({nodes})"
+        if parties:
+            clause = (
+                f"({clause} OR {alias}.id IN (SELECT p.stream_id FROM stream_parties p"
+                f" WHERE p.root_id = {alias}.root_id AND p.node_id IN ({nodes})))"
+            )
+        self.add(clause)
+
     def before(self, columns: Sequence[str], values: Sequence[Any], casts: Sequence[str]) -> None:
         """Keyset paging, newest first: rows whose ``columns`` sort before the cursor's key."""
         marks = ", ".join(self.arg(v, c) for v, c in zip(values, casts, strict=True))

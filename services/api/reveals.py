@@ -18,10 +18,11 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from infra import directory
-from services.api.deps import Caller, Ctx, read_scope, require
-from services.api.paging import Cursor, Limit, Page, decode_cursor, page_of
-from services.problems import FieldError, ProblemError, not_found
+from infra.paths import subtree_bounds
+from services.api.code_filters import subtree_path
+from services.api.deps import Caller, Ctx, read_scope
+from services.api.guards import needs
+from services.api.paging import Cursor, Limit, Page, decode_cursor, invalid_cursor, page_of
 from services.roles import INSPECTORS
 
 LIST_REVEALS = """
@@ -57,13 +58,7 @@ def _after(cursor: str | None) -> int:
     if key is None:
         return 0
     if len(key) != 1 or not isinstance(key[0], int) or isinstance(key[0], bool):
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "the cursor is not one this API returned",
-            slug="validation",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-        )
+        raise invalid_cursor()
     return key[0]
 
 
@@ -76,6 +71,7 @@ class RevealAuditController(Controller):
         summary="Clear-text reads of personal data (who, when, whose, where, why)",
         description="Roles: inspector, admin. Reveals of members whose community lies in "
         "your subtree (or in ?node=), oldest first.",
+        guards=[needs(INSPECTORS, "reading the audit of personal-data reveals")],
     )
     async def list_reveals(
         self,
@@ -100,20 +96,13 @@ class RevealAuditController(Controller):
         limit: Limit = 100,
         cursor: Cursor = None,
     ) -> Page[RevealView]:
-        require(principal, INSPECTORS, "reading the audit of personal-data reveals")
         after = _after(cursor)
         async with read_scope(ctx, principal) as (conn, scope):
-            path = scope.path
-            if node is not None:
-                found = await directory.find_by_code(conn, node)
-                if found is None or not scope.contains_path(found.path):
-                    raise not_found(f"node {node}")
-                path = found.path
+            path = await subtree_path(conn, scope, node)
             rows = await conn.fetch(
                 LIST_REVEALS,
                 scope.root_id,
-                path,
-                path[:-1] + "0",
+                *subtree_bounds(path),
                 member,
                 from_,
                 to,

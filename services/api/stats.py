@@ -23,8 +23,8 @@ from services.api.deps import (
     Ctx,
     MinPosition,
     read_scope,
-    require,
 )
+from services.api.guards import needs
 from services.api.responses import documented
 from services.problems import FieldError, ProblemError, not_found
 from services.roles import READERS
@@ -205,6 +205,7 @@ class StatsController(Controller):
             "the children as the tree stood then. Roles: every reader of the scope."
         ),
         operation_id="readStats",
+        guards=[needs(READERS, "reading statistics")],
     )
     async def stats(
         self,
@@ -214,7 +215,6 @@ class StatsController(Controller):
         as_of: AsOf = None,
         min_position: MinPosition = None,
     ) -> Response[bytes]:
-        require(principal, READERS, "reading statistics")
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
@@ -245,6 +245,7 @@ class StatsController(Controller):
             "of the scope."
         ),
         operation_id="readDailyStats",
+        guards=[needs(READERS, "reading statistics")],
     )
     async def daily(
         self,
@@ -261,7 +262,6 @@ class StatsController(Controller):
         ] = None,
         min_position: MinPosition = None,
     ) -> Response[bytes]:
-        require(principal, READERS, "reading statistics")
         last = to or business_date(ctx.clock())
         first = from_ or date.fromordinal(max(1, last.toordinal() - (DEFAULT_DAYS - 1)))
         if first > last:

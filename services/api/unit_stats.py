@@ -31,11 +31,11 @@ from services.api.deps import (
     Ctx,
     MinPosition,
     read_scope,
-    require,
 )
 
 # the ledger's OpenAPI operation: a file in one of two media types, by ``format``
-from services.api.findings import _LedgerOperation as FileOperation
+from services.api.findings import SpreadsheetOperation as FileOperation
+from services.api.guards import needs
 from services.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from services.api.stats import AsOf, MemberFigures, PairingFigures, RectificationFigures
 from services.problems import FieldError, ProblemError, not_found
@@ -167,8 +167,7 @@ async def ranking(
     conn: Any, node: DirectoryNode, sort: str, order: str, as_of: date | None
 ) -> list[Ranked]:
     """Every unit of the node's subtree with its figures, in ranking order."""
-    hi = node.path[:-1] + "0"
-    units = await conn.fetch(UNITS_OF_SUBTREE, node.root_id, node.path, hi, MAX_UNITS + 1)
+    units = await conn.fetch(UNITS_OF_SUBTREE, node.root_id, *node.bounds, MAX_UNITS + 1)
     if len(units) > MAX_UNITS:
         raise _invalid("code", f"more than {MAX_UNITS} units under this node; rank a smaller one")
     figures = await unit_stats.many_unit_figures(
@@ -234,6 +233,7 @@ class UnitStatsController(Controller):
             "`as_of=YYYY-MM-DD`: at the end of that China-local day. Roles: every reader "
             "whose scope contains the unit (a unit principal: its own)."
         ),
+        guards=[needs(READERS, "reading a unit's record")],
     )
     async def unit(
         self,
@@ -243,7 +243,6 @@ class UnitStatsController(Controller):
         as_of: AsOf = None,
         min_position: MinPosition = None,
     ) -> UnitStats:
-        require(principal, READERS, "reading a unit's record")
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
@@ -261,6 +260,7 @@ class UnitStatsController(Controller):
             f"One item per China-local day from `from` to `to` (both included, at most "
             f"{MAX_DAYS} days; default: the {DEFAULT_DAYS} days up to today)."
         ),
+        guards=[needs(READERS, "reading a unit's record")],
     )
     async def unit_daily(
         self,
@@ -277,7 +277,6 @@ class UnitStatsController(Controller):
         ] = None,
         min_position: MinPosition = None,
     ) -> UnitDaily:
-        require(principal, READERS, "reading a unit's record")
         last = to or business_date(ctx.clock())
         first = from_ or date.fromordinal(max(1, last.toordinal() - (DEFAULT_DAYS - 1)))
         if first > last:
@@ -305,6 +304,7 @@ class UnitStatsController(Controller):
             "sorted by `sort` (units whose rate has no denominator last), ties by code. "
             "Roles: every reader of the scope."
         ),
+        guards=[needs(READERS, "ranking units")],
     )
     async def ranked(
         self,
@@ -318,7 +318,6 @@ class UnitStatsController(Controller):
         cursor: Cursor = None,
         min_position: MinPosition = None,
     ) -> UnitRanking:
-        require(principal, READERS, "ranking units")
         after = _after(cursor)
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
@@ -345,6 +344,7 @@ class UnitStatsController(Controller):
             "reader of the scope."
         ),
         response_description="the ranking file (XLSX or CSV), as an attachment",
+        guards=[needs(READERS, "exporting the units' ranking")],
     )
     async def export_ranking(
         self,
@@ -359,7 +359,6 @@ class UnitStatsController(Controller):
         as_of: AsOf = None,
         min_position: MinPosition = None,
     ) -> Response[Any]:
-        require(principal, READERS, "exporting the units' ranking")
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):

@@ -25,21 +25,20 @@ from domain.clock import instant
 from infra import outbox
 from services.api.deps import (
     Caller,
+    Command,
     Ctx,
     command_request,
-    command_response,
     read_scope,
-    require,
 )
-from services.api.paging import Cursor, Page, decode_cursor, page_of
+from services.api.guards import needs
+from services.api.paging import Cursor, Page, decode_cursor, decode_time_id_cursor, page_of
 from services.api.responses import documented
 from services.cloudevents import contract_name_of
 from services.commands.session import CommandSession, run_command
-from services.problems import FieldError, ProblemError, not_found
-from services.roles import INTEGRATORS, Role
+from services.problems import FieldError, ProblemError, invalid_value, not_found
+from services.roles import ADMINS, INTEGRATORS
 from services.webhooks.addresses import AddressPolicy
 
-ADMINS = frozenset({Role.ADMIN})
 DELIVERY_STATUSES = ("delivered", "retrying", "dead", "queued")
 
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000)]
@@ -140,33 +139,23 @@ def delivery_of(d: outbox.DeliveryView) -> DeliveryItem:
     )
 
 
-def _invalid(field: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Unprocessable Content",
-        f"{field}: {message}",
-        slug="invalid-value",
-        errors=[FieldError(field=field, message=message)],
-    )
-
-
 def validate_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise _invalid("url", "not a valid URL") from None
+        raise invalid_value("url", "not a valid URL") from None
     if parts.scheme not in ("http", "https"):
-        raise _invalid("url", "must be an http:// or https:// URL")
+        raise invalid_value("url", "must be an http:// or https:// URL")
     if not host:
-        raise _invalid("url", "must name a host")
+        raise invalid_value("url", "must name a host")
     if parts.username is not None or parts.password is not None:
-        raise _invalid("url", "must not carry credentials; the secret signs every delivery")
+        raise invalid_value("url", "must not carry credentials; the secret signs every delivery")
     if parts.fragment:
-        raise _invalid("url", "must not have a fragment")
+        raise invalid_value("url", "must not have a fragment")
     if any(ch.isspace() for ch in url):
-        raise _invalid("url", "must not contain whitespace")
+        raise invalid_value("url", "must not contain whitespace")
     return url
 
 
@@ -177,7 +166,7 @@ def normalise_types(requested: list[str] | None, known: frozenset[str]) -> list[
         parsed = contract_name_of(raw)
         name = parsed[0] if parsed is not None else raw
         if name not in known:
-            raise _invalid("types", f"unknown event type {raw!r}")
+            raise invalid_value("types", f"unknown event type {raw!r}")
         names.add(name)
     return sorted(names)
 
@@ -201,18 +190,14 @@ class WebhookController(Controller):
         responses=documented(
             201, WebhookView, "The subscription (its secret is never shown again)"
         ),
+        guards=[needs(INTEGRATORS, "managing webhooks")],
     )
     async def create(
-        self,
-        data: JSONBody[WebhookCreate],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
+        self, data: JSONBody[WebhookCreate], ctx: Ctx, principal: Caller, command: Command
     ) -> Response[bytes]:
-        require(principal, INTEGRATORS, "managing webhooks")
         url = validate_url(data.url)
         if not await AddressPolicy(ctx.settings.webhook_allow_hosts).check_url(url):
-            raise _invalid(
+            raise invalid_value(
                 "url",
                 "must reach a public address (loopback, private and internal ones are refused)",
             )
@@ -236,41 +221,39 @@ class WebhookController(Controller):
             )
             return 201, view_of(view)
 
-        outcome = await run_command(ctx, principal, await command_request(request), decide)
-        return command_response(outcome, request)
+        return await command.run(decide)
 
     @get(
         "/",
         summary="Your subtree's webhook subscriptions (secrets are never shown)",
         operation_id="listWebhooks",
+        guards=[needs(INTEGRATORS, "managing webhooks")],
     )
     async def list_all(
         self, ctx: Ctx, principal: Caller, limit: ListLimit = 100, cursor: Cursor = None
     ) -> Page[WebhookView]:
-        require(principal, INTEGRATORS, "managing webhooks")
-        key = decode_cursor(cursor)
-        after: tuple[datetime, UUID] | None = None
-        if key is not None:
-            try:
-                after = (datetime.fromisoformat(key[0]), UUID(key[1]))
-            except (IndexError, TypeError, ValueError):
-                raise ProblemError(
-                    400, "Bad Request", "the cursor is not one this API returned", slug="validation"
-                ) from None
+        after = decode_time_id_cursor(cursor)
         async with read_scope(ctx, principal) as (conn, scope):
             rows = await outbox.list_subscriptions(conn, scope.path, after, limit + 1)
         return page_of([view_of(r) for r in rows], limit, lambda v: [v.created_at, str(v.id)])
 
-    @get("/{webhook_id:uuid}", summary="One webhook subscription with its delivery counts")
+    @get(
+        "/{webhook_id:uuid}",
+        summary="One webhook subscription with its delivery counts",
+        guards=[needs(INTEGRATORS, "managing webhooks")],
+    )
     async def read(self, webhook_id: FromPath[UUID], ctx: Ctx, principal: Caller) -> WebhookView:
-        require(principal, INTEGRATORS, "managing webhooks")
         async with read_scope(ctx, principal) as (conn, scope):
             view = await outbox.read_subscription(conn, webhook_id, scope.path)
         if view is None:
             raise not_found(f"webhook {webhook_id}")
         return view_of(view)
 
-    @delete("/{webhook_id:uuid}", summary="Stop and remove a webhook subscription")
+    @delete(
+        "/{webhook_id:uuid}",
+        summary="Stop and remove a webhook subscription",
+        guards=[needs(INTEGRATORS, "managing webhooks")],
+    )
     async def remove(
         self,
         webhook_id: FromPath[UUID],
@@ -278,7 +261,6 @@ class WebhookController(Controller):
         ctx: Ctx,
         principal: Caller,
     ) -> None:
-        require(principal, INTEGRATORS, "managing webhooks")
 
         async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
             assert s.scope is not None
@@ -292,6 +274,7 @@ class WebhookController(Controller):
         "/{webhook_id:uuid}/deliveries",
         summary="Delivery records of a subscription (status=dead lists the dead letters); integrator or admin",
         operation_id="listDeliveries",
+        guards=[needs(INTEGRATORS, "reading webhook deliveries")],
     )
     async def deliveries(
         self,
@@ -307,7 +290,6 @@ class WebhookController(Controller):
         limit: ListLimit = 100,
         cursor: Cursor = None,
     ) -> Page[DeliveryItem]:
-        require(principal, INTEGRATORS, "reading webhook deliveries")
         if status is not None and status not in DELIVERY_STATUSES:
             raise ProblemError(
                 400,
@@ -331,20 +313,12 @@ class WebhookController(Controller):
         status_code=200,
         summary="Queue a subscription's dead letters again (delivered before newer events); admin",
         responses=documented(200, Redriven, "How many dead letters were queued again"),
+        guards=[needs(ADMINS, "re-driving webhook dead letters")],
     )
-    async def redrive(
-        self,
-        webhook_id: FromPath[UUID],
-        request: Request[Any, Any, Any],
-        ctx: Ctx,
-        principal: Caller,
-    ) -> Response[bytes]:
-        require(principal, ADMINS, "re-driving webhook dead letters")
-
+    async def redrive(self, webhook_id: FromPath[UUID], command: Command) -> Response[bytes]:
         async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
             await _visible(s, webhook_id)
             requeued = await outbox.redrive(s.conn, webhook_id)
             return 200, Redriven(id=webhook_id, requeued=requeued)
 
-        outcome = await run_command(ctx, principal, await command_request(request), decide)
-        return command_response(outcome, request)
+        return await command.run(decide)

@@ -1,7 +1,7 @@
 """Commands on inspection findings (巡视整改): the ledger 建账 → 更新 → 销号 with double review
 and 回头看, plus the deadline sweep that records RectificationOverdue.
 
-Who may do what (the controller has checked the roles already; here the scope):
+Who may do what (the routes' guards have checked the roles already; here the scope):
 * record: operator/admin whose subtree holds the finding's node;
 * progress, complete (the assignee side): operator/admin of the finding's subtree, or a
   principal whose scope holds the responsible unit (role unit, or operator/admin of the unit);
@@ -11,26 +11,77 @@ Who may do what (the controller has checked the roles already; here the scope):
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 import asyncpg
 import msgspec
 
-from domain.finding import Finding
+from domain.finding import MAX_EVIDENCE, MAX_MEASURES, Finding
 from domain.finding import warning as warning_of
-from domain.refs import NodeRef, business_date
-from infra import directory
-from infra.directory import DirectoryNode
-from infra.event_store import AppendResult
+from domain.refs import business_date
 from services.commands.lookup import node_in_root, node_in_scope
-from services.commands.session import CommandSession
-from services.deadlines import DueItem
-from services.problems import forbidden, not_found
+from services.commands.session import CommandSession, Saved
+from services.deadline_sweep import DueItem
+from services.fields import NodeCode, Text, Title
+from services.problems import forbidden
 from services.roles import ASSIGNEES, WRITERS
 
 #: the stream_parties role of the responsible unit.
 PARTY_ROLE = "responsible_unit"
+
+Authorize = Callable[[Finding], Awaitable[None]]
+Category = Literal["immediate", "deadline", "long_term"]
+
+
+# -- the commands (request bodies, passed through as they were decoded) ----------------------
+
+
+class FindingCreate(msgspec.Struct, forbid_unknown_fields=True):
+    node_code: Annotated[NodeCode, msgspec.Meta(description="the node the finding concerns")]
+    source: Annotated[Title, msgspec.Meta(description="e.g. 省委第三巡视组")]
+    description: Text
+    responsible_unit_code: Annotated[
+        NodeCode, msgspec.Meta(description="a unit node of the same root tenant")
+    ]
+    due_on: Annotated[date, msgspec.Meta(description="may lie in the past (imported ledgers)")]
+    measures: Annotated[list[Text], msgspec.Meta(min_length=1, max_length=MAX_MEASURES)]
+    category: Annotated[
+        Category | None,
+        msgspec.Meta(description="立行立改 / 限期整改 (default) / 长期坚持"),
+    ] = None
+    round: Annotated[Title | None, msgspec.Meta(description="巡视轮次, e.g. 2024年第一轮")] = None
+
+
+class ProgressReport(msgspec.Struct, forbid_unknown_fields=True):
+    note: Text
+    evidence: (
+        Annotated[
+            str, msgspec.Meta(max_length=MAX_EVIDENCE, description="a reference to the evidence")
+        ]
+        | None
+    ) = None
+
+
+class Completion(msgspec.Struct, forbid_unknown_fields=True):
+    summary: Text
+
+
+class Verification(msgspec.Struct, forbid_unknown_fields=True):
+    accepted: Annotated[bool, msgspec.Meta(description="true: 销号; false: back to work")]
+    comment: Annotated[Text, msgspec.Meta(description="the reviewer's opinion or the reason")]
+
+
+class Reopen(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Text
+    due_on: Annotated[
+        date | None, msgspec.Meta(description="default: 30 days from today (China date)")
+    ] = None
+
+
+# -- the answer ------------------------------------------------------------------------------
 
 
 class FindingChanged(msgspec.Struct):
@@ -41,143 +92,135 @@ class FindingChanged(msgspec.Struct):
     due_on: date | None
     warning: str
 
-
-def node_ref(node: DirectoryNode) -> NodeRef:
-    return NodeRef(
-        id=node.id,
-        code=node.code,
-        kind=node.kind,
-        root_id=node.root_id,
-        parent_id=node.parent_id,
-        closed=node.closed,
-    )
-
-
-def _changed(finding: Finding, result: AppendResult, now: datetime) -> FindingChanged:
-    due_on = finding.due_on
-    return FindingChanged(
-        id=finding.id,
-        version=result.version,
-        position=result.position,
-        status=finding.status,
-        due_on=due_on,
-        warning=warning_of(due_on, business_date(now), finding.status) if due_on else "none",
-    )
+    @classmethod
+    def of(cls, saved: Saved[Finding], now: datetime) -> FindingChanged:
+        """The answer, its warning band as of ``now``'s China date."""
+        finding = saved.aggregate
+        due_on = finding.due_on
+        return cls(
+            id=finding.id,
+            version=saved.version,
+            position=saved.position,
+            status=finding.status,
+            due_on=due_on,
+            warning=warning_of(due_on, business_date(now), finding.status) if due_on else "none",
+        )
 
 
-async def _load(session: CommandSession, finding_id: UUID) -> Finding:
-    finding = await session.load(Finding, finding_id)  # RLS: invisible → None
-    if finding is None:
-        raise not_found(f"finding {finding_id}")
-    return finding
+# -- placement -------------------------------------------------------------------------------
 
 
 async def _holds(session: CommandSession, node_id: UUID | None) -> bool:
     """Is the node inside the caller's subtree?"""
-    if node_id is None or session.scope is None:
-        return False
-    node = await directory.find_by_id(session.conn, node_id)
-    return node is not None and node.path.startswith(session.scope.path)
+    return session.in_scope(await session.node(node_id))
 
 
-async def _require_assignee_side(session: CommandSession, finding: Finding, action: str) -> None:
-    principal = session.principal
-    if principal.has_any(WRITERS) and await _holds(session, finding.scope_id):
-        return
-    if principal.has_any(ASSIGNEES) and await _holds(session, finding.responsible_unit_id):
-        return
-    raise forbidden(
-        f"{action} is for the responsible unit {finding.responsible_unit_code} or an "
-        "operator/admin of the finding's scope"
-    )
-
-
-async def _require_review_side(session: CommandSession, finding: Finding, action: str) -> None:
-    if not await _holds(session, finding.scope_id):
+def _assignee_side(session: CommandSession, action: str) -> Authorize:
+    async def authorize(finding: Finding) -> None:
+        principal = session.principal
+        if principal.has_any(WRITERS) and await _holds(session, finding.scope_id):
+            return
+        if principal.has_any(ASSIGNEES) and await _holds(session, finding.responsible_unit_id):
+            return
         raise forbidden(
-            f"{action} is for an inspector or admin whose scope holds the finding's node "
-            f"{finding.scope_code}; the responsible unit cannot review its own rectification"
+            f"{action} is for the responsible unit {finding.responsible_unit_code} or an "
+            "operator/admin of the finding's scope"
         )
 
+    return authorize
 
-async def record(
+
+def _review_side(session: CommandSession, action: str) -> Authorize:
+    async def authorize(finding: Finding) -> None:
+        if not await _holds(session, finding.scope_id):
+            raise forbidden(
+                f"{action} is for an inspector or admin whose scope holds the finding's node "
+                f"{finding.scope_code}; the responsible unit cannot review its own rectification"
+            )
+
+    return authorize
+
+
+async def _changed(
     session: CommandSession,
-    *,
-    node_code: str,
-    source: str,
-    description: str,
-    responsible_unit_code: str,
-    due_on: date,
-    measures: list[str],
-    category: str | None,
-    round: str | None,
+    finding_id: UUID,
+    act: Callable[[Finding], object],
+    authorize: Authorize,
 ) -> tuple[int, FindingChanged]:
+    """A command on a finding: ``session.update``, answered with the new version."""
+    saved = await session.update(Finding, finding_id, act, authorize=authorize, what="finding")
+    return 200, FindingChanged.of(saved, session.now)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+async def record(session: CommandSession, command: FindingCreate) -> tuple[int, FindingChanged]:
     """建账: FindingRecorded + RectificationAssigned in one append; the unit becomes a party."""
-    scope = await node_in_scope(session, node_code, f"node {node_code}")
-    unit = await node_in_root(
-        session, responsible_unit_code, f"responsible unit {responsible_unit_code}"
-    )
+    scope = await node_in_scope(session, command.node_code, f"node {command.node_code}")
+    code = command.responsible_unit_code
+    unit = await node_in_root(session, code, f"responsible unit {code}")
     finding = Finding.record(
         finding_id=uuid4(),
-        scope=node_ref(scope),
-        source=source,
-        description=description,
-        responsible_unit=node_ref(unit),
-        due_on=due_on,
-        measures=measures,
-        category=category,
-        round=round,
+        scope=scope.ref(),
+        source=command.source,
+        description=command.description,
+        responsible_unit=unit.ref(),
+        due_on=command.due_on,
+        measures=list(command.measures),
+        category=command.category,
+        round=command.round,
         at=session.now,
     )
-    result = await session.save(finding)
-    await directory.add_party(session.conn, session.root_id, unit.id, finding.id, PARTY_ROLE)
-    return 201, _changed(finding, result, session.now)
+    saved = await session.create(finding)
+    await session.add_party(unit.id, finding.id, PARTY_ROLE)
+    return 201, FindingChanged.of(saved, session.now)
 
 
 async def report_progress(
-    session: CommandSession, *, finding_id: UUID, note: str, evidence: str | None
+    session: CommandSession, finding_id: UUID, command: ProgressReport
 ) -> tuple[int, FindingChanged]:
-    finding = await _load(session, finding_id)
-    await _require_assignee_side(session, finding, "reporting progress")
-    session.check_if_match(finding)
-    finding.report_progress(note=note, evidence=evidence, at=session.now)
-    result = await session.save(finding)
-    return 200, _changed(finding, result, session.now)
+    return await _changed(
+        session,
+        finding_id,
+        lambda f: f.report_progress(note=command.note, evidence=command.evidence, at=session.now),
+        _assignee_side(session, "reporting progress"),
+    )
 
 
 async def complete(
-    session: CommandSession, *, finding_id: UUID, summary: str
+    session: CommandSession, finding_id: UUID, command: Completion
 ) -> tuple[int, FindingChanged]:
-    finding = await _load(session, finding_id)
-    await _require_assignee_side(session, finding, "completing a rectification")
-    session.check_if_match(finding)
-    finding.complete(summary, session.now)
-    result = await session.save(finding)
-    return 200, _changed(finding, result, session.now)
+    return await _changed(
+        session,
+        finding_id,
+        lambda f: f.complete(command.summary, session.now),
+        _assignee_side(session, "completing a rectification"),
+    )
 
 
 async def verify(
-    session: CommandSession, *, finding_id: UUID, accepted: bool, comment: str | None
+    session: CommandSession, finding_id: UUID, command: Verification
 ) -> tuple[int, FindingChanged]:
     """销号 (accepted) or back to work (rejected, the comment is the reason)."""
-    finding = await _load(session, finding_id)
-    await _require_review_side(session, finding, "verifying a rectification")
-    session.check_if_match(finding)
-    finding.verify(accepted=accepted, comment=comment, at=session.now)
-    result = await session.save(finding)
-    return 200, _changed(finding, result, session.now)
+    return await _changed(
+        session,
+        finding_id,
+        lambda f: f.verify(accepted=command.accepted, comment=command.comment, at=session.now),
+        _review_side(session, "verifying a rectification"),
+    )
 
 
 async def reopen(
-    session: CommandSession, *, finding_id: UUID, reason: str, due_on: date | None
+    session: CommandSession, finding_id: UUID, command: Reopen
 ) -> tuple[int, FindingChanged]:
     """回头看 found a relapse after 销号: back to in_progress with a new due date."""
-    finding = await _load(session, finding_id)
-    await _require_review_side(session, finding, "reopening a finding")
-    session.check_if_match(finding)
-    finding.reopen(reason, session.now, due_on=due_on)
-    result = await session.save(finding)
-    return 200, _changed(finding, result, session.now)
+    return await _changed(
+        session,
+        finding_id,
+        lambda f: f.reopen(command.reason, session.now, due_on=command.due_on),
+        _review_side(session, "reopening a finding"),
+    )
 
 
 # -- the clock ------------------------------------------------------------------------------

@@ -8,29 +8,28 @@ Who may do what (docs/issues.md has the matrix):
   the assigned unit — accepts, returns, extends, notes progress and resolves;
 * a whistle (吹哨) is answered by the whistled level (a principal whose scope contains the
   street or county it was blown to) or by the assigned unit.
-Controllers check the coarse role first; these handlers check the placement, which needs the
-loaded issue. Every handler runs inside ``run_command`` (scope, idempotency, If-Match, retries).
+The routes' guards check the coarse role first; these handlers check the placement, which
+needs the loaded issue. Every handler runs inside ``run_command`` (scope, idempotency,
+If-Match, retries).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID, uuid4
 
 import asyncpg
 import msgspec
 
 from domain.errors import InvalidValue
-from domain.issue import Issue
-from domain.refs import NodeRef
-from infra import directory
-from infra.database import scoped_transaction
+from domain.issue import MAX_RESPOND_MINUTES, Issue
 from infra.directory import DirectoryNode
-from services.auth import Principal
 from services.commands.lookup import node_in_root, node_in_scope
-from services.commands.session import FIND_KEY, CommandRequest, CommandSession, stored_answer
-from services.context import AppContext
-from services.deadlines import DueItem
+from services.commands.session import CommandSession, Saved
+from services.deadline_sweep import DueItem
+from services.fields import IssueSource, NodeCode, Satisfaction, Text, Title
 from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 
@@ -39,6 +38,146 @@ from services.roles import ASSIGNEES, WRITERS
 ASSIGNEE_ROLE = "assignee"
 ESCALATION_ROLE = "escalation"
 
+Authorize = Callable[[Issue], Awaitable[None]]
+
+ExternalId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=200,
+        description="The pushing platform's own work-order number (工单编号), kept for correlation.",
+    ),
+]
+Deadline = Annotated[
+    datetime,
+    msgspec.Meta(
+        description="RFC 3339 with offset, e.g. 2024-05-01T18:00:00+08:00",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+
+
+# -- the commands (request bodies, passed through as they were decoded) ----------------------
+
+
+class IssueCreate(msgspec.Struct, forbid_unknown_fields=True):
+    node_code: NodeCode
+    title: Title
+    category: Title
+    source: IssueSource
+    due_at: Deadline | None = None
+    description: Text | None = None
+    external_id: ExternalId | None = None
+
+
+class IssueAssign(msgspec.Struct, forbid_unknown_fields=True):
+    assignee_code: NodeCode
+    due_at: Deadline
+
+
+class IssueReturn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Text
+
+
+class IssueExtend(msgspec.Struct, forbid_unknown_fields=True):
+    due_at: Deadline
+    reason: Text
+
+
+class IssueProgress(msgspec.Struct, forbid_unknown_fields=True):
+    note: Text
+
+
+class IssueEscalate(msgspec.Struct, forbid_unknown_fields=True):
+    to_code: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=40,
+            description="the street or county node the issue's node lies in",
+        ),
+    ]
+    respond_within_minutes: Annotated[
+        int, msgspec.Meta(description=f"1-{MAX_RESPOND_MINUTES}, e.g. 30")
+    ]
+
+
+class IssueAnswer(msgspec.Struct, forbid_unknown_fields=True):
+    note: Text
+
+
+class IssueResolve(msgspec.Struct, forbid_unknown_fields=True):
+    result: Text
+
+
+class IssueEvaluate(msgspec.Struct, forbid_unknown_fields=True):
+    satisfaction: Satisfaction
+    resolved: bool
+    comment: Text | None = None
+
+
+class IssueClose(msgspec.Struct, forbid_unknown_fields=True):
+    override_reason: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=2000,
+                description="admin only: closes despite a dissatisfied or unresolved callback",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class IssueReopen(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Text
+    due_at: (
+        Annotated[
+            datetime,
+            msgspec.Meta(description="default: as much time as the latest assignment gave"),
+        ]
+        | None
+    ) = None
+
+
+class BatchItem(msgspec.Struct, forbid_unknown_fields=True):
+    """One work order of ``POST /v1/issues:batch``: an ``IssueCreate`` with its own key.
+
+    Its fields are listed (not inherited) so that the item's JSON, which an item's
+    Idempotency-Key fingerprints, keeps the key first."""
+
+    idempotency_key: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=200,
+            description="unique per work order: a retried batch re-creates nothing",
+        ),
+    ]
+    node_code: NodeCode
+    title: Title
+    category: Title
+    source: IssueSource
+    due_at: Deadline | None = None
+    description: Text | None = None
+    external_id: ExternalId | None = None
+
+    def command(self) -> IssueCreate:
+        """The report this item asks for."""
+        return IssueCreate(
+            node_code=self.node_code,
+            title=self.title,
+            category=self.category,
+            source=self.source,
+            due_at=self.due_at,
+            description=self.description,
+            external_id=self.external_id,
+        )
+
+
+# -- the answer ------------------------------------------------------------------------------
+
 
 class IssueChanged(msgspec.Struct):
     id: UUID
@@ -46,254 +185,269 @@ class IssueChanged(msgspec.Struct):
     position: int
     status: str
 
-
-def node_ref(node: DirectoryNode) -> NodeRef:
-    return NodeRef(
-        id=node.id,
-        code=node.code,
-        kind=node.kind,
-        root_id=node.root_id,
-        parent_id=node.parent_id,
-        closed=node.closed,
-    )
+    @classmethod
+    def of(cls, saved: Saved[Issue]) -> IssueChanged:
+        return cls(saved.aggregate.id, saved.version, saved.position, saved.aggregate.status)
 
 
-# -- placement checks --------------------------------------------------------------------------
+# -- placement ---------------------------------------------------------------------------------
 
 
-async def _load(session: CommandSession, issue_id: UUID) -> Issue:
-    issue = await session.load(Issue, issue_id)  # row-level security: invisible → None
-    if issue is None:
-        raise not_found(f"issue {issue_id}")
-    return issue
-
-
-async def _node(session: CommandSession, node_id: UUID | None) -> DirectoryNode | None:
-    if node_id is None:
-        return None
-    return await directory.find_by_id(session.conn, node_id)
-
-
-def _scope_contains(session: CommandSession, node: DirectoryNode | None) -> bool:
-    return (
-        node is not None and session.scope is not None and node.path.startswith(session.scope.path)
-    )
-
-
-async def _dispatcher(session: CommandSession, issue: Issue, action: str) -> DirectoryNode:
+async def _dispatching(session: CommandSession, issue: Issue, action: str) -> DirectoryNode:
     """Operator or admin over the issue's node; returns that node."""
-    node = await _node(session, issue.node_id)
+    node = await session.node(issue.node_id)
     if node is None:
         raise not_found(f"issue {issue.id}")
-    if not (session.principal.has_any(WRITERS) and _scope_contains(session, node)):
+    if not (session.principal.has_any(WRITERS) and session.in_scope(node)):
         raise forbidden(f"{action} needs the role operator or admin over the issue's node")
     return node
 
 
-async def _assignee_side(session: CommandSession, issue: Issue, action: str) -> None:
+def _dispatcher(session: CommandSession, action: str) -> Authorize:
+    async def authorize(issue: Issue) -> None:
+        await _dispatching(session, issue, action)
+
+    return authorize
+
+
+def _assignee_side(session: CommandSession, action: str) -> Authorize:
     """The assigned unit (unit/operator/admin over it), or the dispatching side."""
-    principal = session.principal
-    if principal.has_any(WRITERS) and _scope_contains(session, await _node(session, issue.node_id)):
-        return
-    if issue.assignee_id is None:
-        return  # nothing is assigned: the domain refuses the command with the current state
-    assignee = await _node(session, issue.assignee_id)
-    if principal.has_any(ASSIGNEES) and _scope_contains(session, assignee):
-        return
-    raise forbidden(f"{action} is for the assigned unit ({issue.assignee_code}) or the dispatcher")
+
+    async def authorize(issue: Issue) -> None:
+        principal = session.principal
+        if principal.has_any(WRITERS) and session.in_scope(await session.node(issue.node_id)):
+            return
+        if issue.assignee_id is None:
+            return  # nothing is assigned: the domain refuses the command with the current state
+        if principal.has_any(ASSIGNEES) and session.in_scope(await session.node(issue.assignee_id)):
+            return
+        raise forbidden(
+            f"{action} is for the assigned unit ({issue.assignee_code}) or the dispatcher"
+        )
+
+    return authorize
 
 
-async def _done(
-    session: CommandSession, issue: Issue, status: int = 200
+async def _changed(
+    session: CommandSession,
+    issue_id: UUID,
+    act: Callable[[Issue], object],
+    authorize: Authorize,
 ) -> tuple[int, IssueChanged]:
-    result = await session.save(issue)
-    return status, IssueChanged(issue.id, result.version, result.position, issue.status)
+    """A command on an issue: ``session.update``, answered with the new version."""
+    saved = await session.update(Issue, issue_id, act, authorize=authorize, what="issue")
+    return 200, IssueChanged.of(saved)
 
 
 # -- commands ----------------------------------------------------------------------------------
 
 
-async def report(
-    session: CommandSession,
-    *,
-    node_code: str,
-    title: str,
-    category: str,
-    source: str,
-    due_at: datetime | None = None,
-    description: str | None = None,
-    external_id: str | None = None,
-) -> tuple[int, IssueChanged]:
+async def report(session: CommandSession, command: IssueCreate) -> tuple[int, IssueChanged]:
     """IssueReported (受理) at a node of the caller's subtree."""
-    node = await node_in_scope(session, node_code, f"node {node_code}")
+    node = await node_in_scope(session, command.node_code, f"node {command.node_code}")
     issue = Issue.report(
         issue_id=uuid4(),
-        node=node_ref(node),
-        title=title,
-        category=category,
-        source=source,
-        due_at=due_at,
-        description=description,
-        external_id=external_id,
+        node=node.ref(),
+        title=command.title,
+        category=command.category,
+        source=command.source,
+        due_at=command.due_at,
+        description=command.description,
+        external_id=command.external_id,
         at=session.now,
     )
-    return await _done(session, issue, 201)
+    return 201, IssueChanged.of(await session.create(issue))
 
 
 async def assign(
-    session: CommandSession, *, issue_id: UUID, assignee_code: str, due_at: datetime
+    session: CommandSession, issue_id: UUID, command: IssueAssign
 ) -> tuple[int, IssueChanged]:
     """IssueAssigned (派单) to a unit anywhere in the root tenant; the unit becomes a party."""
-    issue = await _load(session, issue_id)
-    await _dispatcher(session, issue, "assigning an issue")
-    session.check_if_match(issue)
-    unit = await node_in_root(session, assignee_code, f"unit {assignee_code}")
-    issue.assign(assignee=node_ref(unit), due_at=due_at, at=session.now)
-    answer = await _done(session, issue)
+    unit: DirectoryNode | None = None
+
+    async def authorize(issue: Issue) -> None:
+        nonlocal unit
+        await _dispatching(session, issue, "assigning an issue")
+        code = command.assignee_code
+        unit = await node_in_root(session, code, f"unit {code}")
+
+    def act(issue: Issue) -> None:
+        assert unit is not None
+        issue.assign(assignee=unit.ref(), due_at=command.due_at, at=session.now)
+
+    answer = await _changed(session, issue_id, act, authorize)
+    assert unit is not None
     # one assignee at a time: a reassignment ends the former unit's view of the issue
-    await directory.set_party(session.conn, session.root_id, issue.id, ASSIGNEE_ROLE, unit.id)
+    await session.set_party(issue_id, ASSIGNEE_ROLE, unit.id)
     return answer
 
 
 async def return_(
-    session: CommandSession, *, issue_id: UUID, reason: str
+    session: CommandSession, issue_id: UUID, command: IssueReturn
 ) -> tuple[int, IssueChanged]:
     """IssueReturned (退单): the assignee hands the issue back before signing for it."""
-    issue = await _load(session, issue_id)
-    await _assignee_side(session, issue, "returning an issue")
-    session.check_if_match(issue)
-    issue.return_(reason, session.now)
-    answer = await _done(session, issue)
-    await directory.set_party(session.conn, session.root_id, issue.id, ASSIGNEE_ROLE, None)
+    answer = await _changed(
+        session,
+        issue_id,
+        lambda i: i.return_(command.reason, session.now),
+        _assignee_side(session, "returning an issue"),
+    )
+    await session.set_party(issue_id, ASSIGNEE_ROLE, None)
     return answer
 
 
-async def accept(session: CommandSession, *, issue_id: UUID) -> tuple[int, IssueChanged]:
+async def accept(session: CommandSession, issue_id: UUID) -> tuple[int, IssueChanged]:
     """IssueAccepted (签收)."""
-    issue = await _load(session, issue_id)
-    await _assignee_side(session, issue, "accepting an issue")
-    session.check_if_match(issue)
-    issue.accept(session.now)
-    return await _done(session, issue)
+    return await _changed(
+        session,
+        issue_id,
+        lambda i: i.accept(session.now),
+        _assignee_side(session, "accepting an issue"),
+    )
 
 
 async def extend(
-    session: CommandSession, *, issue_id: UUID, due_at: datetime, reason: str
+    session: CommandSession, issue_id: UUID, command: IssueExtend
 ) -> tuple[int, IssueChanged]:
     """IssueExtended (延期), asked before the deadline in force passes."""
-    issue = await _load(session, issue_id)
-    await _assignee_side(session, issue, "extending an issue's deadline")
-    session.check_if_match(issue)
-    issue.extend(due_at=due_at, reason=reason, at=session.now)
-    return await _done(session, issue)
+    return await _changed(
+        session,
+        issue_id,
+        lambda i: i.extend(due_at=command.due_at, reason=command.reason, at=session.now),
+        _assignee_side(session, "extending an issue's deadline"),
+    )
 
 
 async def note_progress(
-    session: CommandSession, *, issue_id: UUID, note: str
+    session: CommandSession, issue_id: UUID, command: IssueProgress
 ) -> tuple[int, IssueChanged]:
     """IssueProgressNoted (办理情况)."""
-    issue = await _load(session, issue_id)
-    await _assignee_side(session, issue, "noting progress")
-    session.check_if_match(issue)
-    issue.note_progress(note, session.now)
-    return await _done(session, issue)
+    return await _changed(
+        session,
+        issue_id,
+        lambda i: i.note_progress(command.note, session.now),
+        _assignee_side(session, "noting progress"),
+    )
 
 
 async def escalate(
-    session: CommandSession, *, issue_id: UUID, to_code: str, respond_within_minutes: int
+    session: CommandSession, issue_id: UUID, command: IssueEscalate
 ) -> tuple[int, IssueChanged]:
     """IssueEscalated (吹哨) to the street or county the issue's node lies in."""
-    issue = await _load(session, issue_id)
-    node = await _dispatcher(session, issue, "blowing the whistle on an issue")
-    session.check_if_match(issue)
-    target = await node_in_root(session, to_code, f"node {to_code}")
-    if not target.contains(node):
-        raise InvalidValue(
-            "to_code",
-            f"{to_code} is not above the issue's node {node.code}: a whistle goes to the street "
-            "or county the issue lies in",
+    target: DirectoryNode | None = None
+
+    async def authorize(issue: Issue) -> None:
+        nonlocal target
+        node = await _dispatching(session, issue, "blowing the whistle on an issue")
+        code = command.to_code
+        target = await node_in_root(session, code, f"node {code}")
+        if not target.contains(node):
+            raise InvalidValue(
+                "to_code",
+                f"{code} is not above the issue's node {node.code}: a whistle goes to the "
+                "street or county the issue lies in",
+            )
+
+    def act(issue: Issue) -> None:
+        assert target is not None
+        issue.escalate(
+            to=target.ref(),
+            respond_within_minutes=command.respond_within_minutes,
+            at=session.now,
         )
-    issue.escalate(
-        to=node_ref(target), respond_within_minutes=respond_within_minutes, at=session.now
-    )
-    answer = await _done(session, issue)
-    await directory.set_party(session.conn, session.root_id, issue.id, ESCALATION_ROLE, target.id)
+
+    answer = await _changed(session, issue_id, act, authorize)
+    assert target is not None
+    await session.set_party(issue_id, ESCALATION_ROLE, target.id)
     return answer
 
 
 async def answer_escalation(
-    session: CommandSession, *, issue_id: UUID, note: str
+    session: CommandSession, issue_id: UUID, command: IssueAnswer
 ) -> tuple[int, IssueChanged]:
     """IssueEscalationAnswered (报到): the whistled level (or the assigned unit) reports in; the
     responder recorded is the caller's scope node."""
-    issue = await _load(session, issue_id)
-    escalation = issue.escalation
-    if escalation is not None:
-        target = await _node(session, escalation.to_id)
-        assignee = await _node(session, issue.assignee_id)
-        if not (
+    responder: DirectoryNode | None = None
+
+    async def authorize(issue: Issue) -> None:
+        nonlocal responder
+        escalation = issue.escalation
+        if escalation is not None and not (
             session.principal.has_any(ASSIGNEES)
-            and (_scope_contains(session, target) or _scope_contains(session, assignee))
+            and (
+                session.in_scope(await session.node(escalation.to_id))
+                or session.in_scope(await session.node(issue.assignee_id))
+            )
         ):
             raise forbidden(
                 f"answering the whistle is for the level it was blown to ({escalation.to_code}) "
                 "or the assigned unit"
             )
-    session.check_if_match(issue)
-    assert session.scope is not None
-    responder = await _node(session, session.scope.node_id)
-    assert responder is not None
-    issue.answer_escalation(responder=node_ref(responder), note=note, at=session.now)
-    return await _done(session, issue)
+        assert session.scope is not None
+        responder = await session.node(session.scope.node_id)
+
+    def act(issue: Issue) -> None:
+        assert responder is not None
+        issue.answer_escalation(responder=responder.ref(), note=command.note, at=session.now)
+
+    return await _changed(session, issue_id, act, authorize)
 
 
 async def resolve(
-    session: CommandSession, *, issue_id: UUID, result: str
+    session: CommandSession, issue_id: UUID, command: IssueResolve
 ) -> tuple[int, IssueChanged]:
     """IssueResolved (办结)."""
-    issue = await _load(session, issue_id)
-    await _assignee_side(session, issue, "resolving an issue")
-    session.check_if_match(issue)
-    issue.resolve(result, session.now)
-    return await _done(session, issue)
+    return await _changed(
+        session,
+        issue_id,
+        lambda i: i.resolve(command.result, session.now),
+        _assignee_side(session, "resolving an issue"),
+    )
 
 
 async def evaluate(
-    session: CommandSession,
-    *,
-    issue_id: UUID,
-    satisfaction: str,
-    resolved: bool,
-    comment: str | None = None,
+    session: CommandSession, issue_id: UUID, command: IssueEvaluate
 ) -> tuple[int, IssueChanged]:
     """IssueEvaluated (回访)."""
-    issue = await _load(session, issue_id)
-    await _dispatcher(session, issue, "recording the callback")
-    session.check_if_match(issue)
-    issue.evaluate(satisfaction=satisfaction, resolved=resolved, comment=comment, at=session.now)
-    return await _done(session, issue)
+    return await _changed(
+        session,
+        issue_id,
+        lambda i: i.evaluate(
+            satisfaction=command.satisfaction,
+            resolved=command.resolved,
+            comment=command.comment,
+            at=session.now,
+        ),
+        _dispatcher(session, "recording the callback"),
+    )
 
 
 async def close(
-    session: CommandSession, *, issue_id: UUID, override_reason: str | None = None
+    session: CommandSession, issue_id: UUID, command: IssueClose
 ) -> tuple[int, IssueChanged]:
     """IssueClosed (归档/销号); an admin may override a negative callback with a reason."""
-    issue = await _load(session, issue_id)
-    await _dispatcher(session, issue, "closing an issue")
-    session.check_if_match(issue)
-    issue.close(session.now, is_admin=session.principal.is_admin, override_reason=override_reason)
-    return await _done(session, issue)
+    return await _changed(
+        session,
+        issue_id,
+        lambda i: i.close(
+            session.now,
+            is_admin=session.principal.is_admin,
+            override_reason=command.override_reason,
+        ),
+        _dispatcher(session, "closing an issue"),
+    )
 
 
 async def reopen(
-    session: CommandSession, *, issue_id: UUID, reason: str, due_at: datetime | None = None
+    session: CommandSession, issue_id: UUID, command: IssueReopen
 ) -> tuple[int, IssueChanged]:
     """IssueReopened (重办): back to the same unit with a new deadline."""
-    issue = await _load(session, issue_id)
-    await _dispatcher(session, issue, "reopening an issue")
-    session.check_if_match(issue)
-    issue.reopen(reason, session.now, due_at=due_at)
-    return await _done(session, issue)
+    return await _changed(
+        session,
+        issue_id,
+        lambda i: i.reopen(command.reason, session.now, due_at=command.due_at),
+        _dispatcher(session, "reopening an issue"),
+    )
 
 
 # -- the deadline clock ------------------------------------------------------------------------
@@ -354,90 +508,3 @@ class EscalationOverdueSweep:
         issue.mark_escalation_overdue(session.now)
         await session.save(issue)
         return True
-
-
-# -- the batch's own Idempotency-Key ------------------------------------------------------------
-# Each batch item carries its own key and runs through ``run_command``; a key on the batch
-# request itself replays the whole first answer, like any other POST.
-#
-# Twins racing with one key: the answer is stored only when the batch is done, so a twin
-# that started meanwhile finds nothing to replay. Each batch therefore first *claims* its
-# key: a row under a key of its own namespace, holding the request's fingerprint, committed
-# before any item runs. Exactly one twin inserts it; the others read it and answer 422 when
-# their body differs. A twin with the same body goes on: its items replay the winner's one
-# by one (their own keys settle that), so nothing is created twice. The claim is never
-# replayed as an answer (only this check reads it).
-
-SAVE_BATCH_KEY = """
-INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
-VALUES ($1, $2, $3, $4, $5)
-"""
-CLAIM_BATCH_KEY = """
-INSERT INTO idempotency_keys (principal, key, request_hash, status, response)
-VALUES ($1, $2, $3, 202, '') ON CONFLICT (principal, key) DO NOTHING
-RETURNING true
-"""
-BATCH_CLAIM_PREFIX = "issues:batch-claim:"
-
-
-async def batch_replay(
-    ctx: AppContext, principal: Principal, request: CommandRequest
-) -> tuple[int, bytes] | None:
-    """The stored answer to this batch request's Idempotency-Key (422 if the body differs),
-    else None, having claimed the key for this request (422 if a twin with another body
-    claimed it first).
-
-    Enters the caller's scope even without a key, so a token whose scope node does not exist
-    is refused (401) once for the batch, not once per item.
-    """
-    async with (
-        ctx.db.acquire() as conn,
-        scoped_transaction(
-            conn,
-            principal.scope,
-            statement_timeout_ms=ctx.settings.statement_timeout_ms,
-            cache=ctx.scopes,
-        ),
-    ):
-        if request.idempotency_key is None:
-            return None
-        owner = principal.idempotency_owner
-        row = await conn.fetchrow(FIND_KEY, owner, request.idempotency_key)
-        if row is None:
-            claim = BATCH_CLAIM_PREFIX + request.idempotency_key
-            # A concurrent twin's insert waits for ours to commit, then does nothing.
-            if not await conn.fetchval(CLAIM_BATCH_KEY, owner, claim, request.fingerprint):
-                claimed = await conn.fetchrow(FIND_KEY, owner, claim)
-                if claimed is not None:
-                    stored_answer(request, claimed)  # 422 for another body
-                return None
-    replay = stored_answer(request, row)
-    return None if replay is None else (replay.status, replay.body)
-
-
-async def batch_remember(
-    ctx: AppContext, principal: Principal, request: CommandRequest, status: int, body: bytes
-) -> None:
-    """Keep the batch's answer under its Idempotency-Key (a racing twin's answer wins)."""
-    if request.idempotency_key is None:
-        return
-    try:
-        async with (
-            ctx.db.acquire() as conn,
-            scoped_transaction(
-                conn,
-                principal.scope,
-                statement_timeout_ms=ctx.settings.statement_timeout_ms,
-                cache=ctx.scopes,
-            ),
-        ):
-            await conn.execute(
-                SAVE_BATCH_KEY,
-                principal.idempotency_owner,
-                request.idempotency_key,
-                request.fingerprint,
-                status,
-                body,
-            )
-    except asyncpg.UniqueViolationError:
-        pass  # the twin's items replayed ours one by one; its answer is equivalent

@@ -16,7 +16,7 @@ from services.problems import not_found
 async def node_in_scope(session: CommandSession, code: str, what: str) -> DirectoryNode:
     """A node of the caller's subtree; anything else is 404 (existence is not revealed)."""
     node = await directory.find_by_code(session.conn, code)
-    if node is None or session.scope is None or not node.path.startswith(session.scope.path):
+    if node is None or not session.in_scope(node):
         raise not_found(what)
     return _open(node, what)
 

@@ -2,11 +2,10 @@
 registers, records service, gains or loses points, transfers, deregisters, is erased.
 
 The same person (ID-card number, else mobile) is registered once per community. The rule
-is kept race-free by ``member_identities`` (migration 0011), written in the command's own
-transaction: a partial unique index on (root, community, identity_hash) WHERE active, where
-identity_hash is a keyed HMAC (never the plaintext; see ``services.personal_data_view``).
-Of two concurrent registrations of one person, the second's insert waits for the first
-and then finds the slot taken: exactly one MemberRegistered, the other request 409.
+is kept race-free by the member blind index (``infra.member_identities``), written in the
+command's own transaction; the identity is a keyed HMAC (never the plaintext; see
+``services.personal_data_view``). Of two concurrent registrations of one person exactly one
+is MemberRegistered, the other request 409.
 
 The same row records the member's current community. A member's history stays on the
 chains of the communities where it happened; a transfer marks the row ``transferred`` so
@@ -15,18 +14,20 @@ that the new community may load the whole stream (see the events policy of migra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import Annotated
 from uuid import UUID, uuid4
 
-import asyncpg
 import msgspec
 
-from domain.member import Member, UnitRegistration
-from domain.refs import NodeRef
-from infra import directory
+from domain.member import MAX_HOURS_PER_ENTRY, MAX_POINTS_PER_ENTRY, Member, UnitRegistration
+from domain.personal_data import MAX_NAME
+from infra import member_identities
 from infra.directory import DirectoryNode
 from services.commands.lookup import node_in_root, node_in_scope
-from services.commands.session import CommandSession
+from services.commands.session import CommandSession, Saved
+from services.fields import NodeCode, Text, Title
 from services.personal_data_view import identity_hash, new_person
 from services.problems import forbidden, not_found
 from services.roles import WRITERS
@@ -35,27 +36,81 @@ from services.roles import WRITERS
 HOME_UNIT_ROLE = "home_unit"
 UNIT_ROLE = "unit"
 
-CLAIM_IDENTITY = """
-INSERT INTO member_identities (root_id, member_id, community_id, identity_hash)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (root_id, community_id, identity_hash) WHERE active DO NOTHING
-RETURNING member_id
-"""
-CURRENT_COMMUNITY = """
-SELECT community_id FROM member_identities WHERE root_id = $1 AND member_id = $2
-"""
-# No RETURNING: the moved row may leave the caller's subtree (and so its visibility).
-MOVE_IDENTITY = """
-UPDATE member_identities SET community_id = $3, transferred = true
-WHERE root_id = $1 AND member_id = $2
-"""
-RELEASE_IDENTITY = (
-    "UPDATE member_identities SET active = false WHERE root_id = $1 AND member_id = $2"
-)
-SHRED_IDENTITY = """
-UPDATE member_identities SET active = false, identity_hash = NULL
-WHERE root_id = $1 AND member_id = $2
-"""
+
+# -- the commands (request bodies, passed through as they were decoded) ----------------------
+
+
+class UnitRegister(msgspec.Struct, forbid_unknown_fields=True):
+    community_code: Annotated[
+        NodeCode, msgspec.Meta(description="the community (or village) the unit reports to")
+    ]
+
+
+class MemberRegister(msgspec.Struct, forbid_unknown_fields=True):
+    community_code: Annotated[
+        NodeCode, msgspec.Meta(description="the member's residential community, in your scope")
+    ]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
+    phone: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=20, description="mainland mobile: 11 digits starting with 1"
+        ),
+    ]
+    home_unit_code: Annotated[
+        NodeCode, msgspec.Meta(description="the unit the member works at (same root tenant)")
+    ]
+    id_number: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                max_length=20, description="18-character resident ID number (GB 11643 check digit)"
+            ),
+        ]
+        | None
+    ) = None
+    grid_code: Annotated[NodeCode, msgspec.Meta(description="a grid of the community")] | None = (
+        None
+    )
+
+
+class ServiceRecord(msgspec.Struct, forbid_unknown_fields=True):
+    served_on: Annotated[date, msgspec.Meta(description="not in the future (China date)")]
+    hours: Annotated[
+        float, msgspec.Meta(description=f"more than 0, at most {MAX_HOURS_PER_ENTRY} per entry")
+    ]
+    kind: Annotated[Title, msgspec.Meta(description="e.g. 志愿服务, 文明劝导, 扫楼走访")]
+
+
+class PointsAdjust(msgspec.Struct, forbid_unknown_fields=True):
+    delta: Annotated[
+        int,
+        msgspec.Meta(
+            description=f"positive awards (PointsAwarded), negative deducts (PointsDeducted); "
+            f"not 0; |delta| ≤ {MAX_POINTS_PER_ENTRY}"
+        ),
+    ]
+    reason: Text
+
+
+class MemberTransfer(msgspec.Struct, forbid_unknown_fields=True):
+    to_community_code: Annotated[
+        NodeCode, msgspec.Meta(description="another community of the same root tenant")
+    ]
+    grid_code: (
+        Annotated[NodeCode, msgspec.Meta(description="a grid of the new community")] | None
+    ) = None
+
+
+class MemberDeregister(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Text
+
+
+class MemberErase(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Text | None = None
+
+
+# -- the answers -----------------------------------------------------------------------------
 
 
 class MemberChanged(msgspec.Struct):
@@ -69,6 +124,19 @@ class MemberChanged(msgspec.Struct):
     service_hours: float
     points: int
 
+    @classmethod
+    def of(cls, saved: Saved[Member]) -> MemberChanged:
+        member = saved.aggregate
+        return cls(
+            id=member.id,
+            version=saved.version,
+            position=saved.position,
+            status=member.status,
+            community_code=member.community_code,
+            service_hours=member.service_hours,
+            points=member.points,
+        )
+
 
 class UnitRegistrationChanged(msgspec.Struct):
     id: UUID
@@ -77,57 +145,57 @@ class UnitRegistrationChanged(msgspec.Struct):
     unit_code: str
     community_code: str
 
-
-def _node_ref(node: DirectoryNode) -> NodeRef:
-    return NodeRef(
-        id=node.id,
-        code=node.code,
-        kind=node.kind,
-        root_id=node.root_id,
-        parent_id=node.parent_id,
-        closed=node.closed,
-    )
-
-
-def _changed(member: Member, version: int, position: int) -> MemberChanged:
-    return MemberChanged(
-        id=member.id,
-        version=version,
-        position=position,
-        status=member.status,
-        community_code=member.community_code,
-        service_hours=member.service_hours,
-        points=member.points,
-    )
+    @classmethod
+    def of(cls, saved: Saved[UnitRegistration]) -> UnitRegistrationChanged:
+        registration = saved.aggregate
+        return cls(
+            id=registration.id,
+            version=saved.version,
+            position=saved.position,
+            unit_code=registration.unit_code,
+            community_code=registration.community_code,
+        )
 
 
-async def _load(session: CommandSession, member_id: UUID) -> Member:
-    """The member, when its current community lies in the caller's scope (else 404).
+# -- placement -------------------------------------------------------------------------------
 
-    The current community is checked first (from member_identities): only then does row-level
-    security show the member's whole stream, wherever its earlier events were chained.
+
+async def current_community(session: CommandSession, member_id: UUID) -> DirectoryNode:
+    """The member's current community, when it lies in the caller's scope (else 404).
+
+    Checked before the member is loaded: only then does row-level security show the
+    member's whole stream, wherever its earlier events were chained.
     """
-    community_id = await session.conn.fetchval(CURRENT_COMMUNITY, session.root_id, member_id)
-    community = await directory.find_by_id(session.conn, community_id) if community_id else None
-    if (
-        community is None
-        or session.scope is None
-        or not session.scope.contains_path(community.path)
-    ):
+    community_id = await member_identities.current_community(
+        session.conn, session.root_id, member_id
+    )
+    community = await session.node(community_id)
+    if community is None or not session.in_scope(community):
         raise not_found(f"member {member_id}")
-    member = await session.load(Member, member_id)
-    if member is None:
-        raise not_found(f"member {member_id}")
-    session.check_if_match(member)
-    return member
+    return community
+
+
+async def _update(
+    session: CommandSession,
+    member_id: UUID,
+    act: Callable[[Member], object],
+    *,
+    node_id: UUID | None = None,
+) -> Saved[Member]:
+    await current_community(session, member_id)
+    return await session.update(Member, member_id, act, what="member", node_id=node_id)
+
+
+# -- commands --------------------------------------------------------------------------------
 
 
 async def register_unit(
-    session: CommandSession, *, unit_code: str, community_code: str
+    session: CommandSession, unit_code: str, command: UnitRegister
 ) -> tuple[int, UnitRegistrationChanged]:
     """UnitRegistered. A unit principal reports its own unit to any community of the root
     tenant; an operator/admin records a unit reporting to a community of its subtree."""
     assert session.scope is not None
+    community_code = command.community_code
     if session.scope.is_unit:
         unit = await node_in_scope(session, unit_code, f"unit {unit_code}")
         community = await node_in_root(session, community_code, f"community {community_code}")
@@ -140,41 +208,30 @@ async def register_unit(
         unit = await node_in_root(session, unit_code, f"unit {unit_code}")
     stream_id = UnitRegistration.stream_id(unit.id, community.id)
     # The unit is a party first, so a unit principal sees an earlier registration too.
-    await directory.add_party(session.conn, session.root_id, unit.id, stream_id, UNIT_ROLE)
+    await session.add_party(unit.id, stream_id, UNIT_ROLE)
     existing = await session.load(UnitRegistration, stream_id)
     registration = UnitRegistration.register(
-        unit=_node_ref(unit),
-        community=_node_ref(community),
+        unit=unit.ref(),
+        community=community.ref(),
         already_registered=existing is not None,
         at=session.now,
     )
-    result = await session.save(registration)
-    return 201, UnitRegistrationChanged(
-        id=registration.id,
-        version=result.version,
-        position=result.position,
-        unit_code=registration.unit_code,
-        community_code=registration.community_code,
+    return 201, UnitRegistrationChanged.of(await session.create(registration))
+
+
+async def register(session: CommandSession, command: MemberRegister) -> tuple[int, MemberChanged]:
+    person = new_person(command.name, command.phone, command.id_number)
+    community_code, home_unit_code, grid_code = (
+        command.community_code,
+        command.home_unit_code,
+        command.grid_code,
     )
-
-
-async def register(
-    session: CommandSession,
-    *,
-    community_code: str,
-    name: str,
-    phone: str,
-    id_number: str | None,
-    home_unit_code: str,
-    grid_code: str | None,
-) -> tuple[int, MemberChanged]:
-    person = new_person(name, phone, id_number)
     community = await node_in_scope(session, community_code, f"community {community_code}")
     home_unit = await node_in_root(session, home_unit_code, f"unit {home_unit_code}")
     grid = await node_in_scope(session, grid_code, f"grid {grid_code}") if grid_code else None
     member_id = uuid4()
-    claimed = await session.conn.fetchval(
-        CLAIM_IDENTITY,
+    claimed = await member_identities.claim(
+        session.conn,
         session.root_id,
         member_id,
         community.id,
@@ -183,39 +240,40 @@ async def register(
     member = Member.register(
         member_id=member_id,
         person=person,
-        community=_node_ref(community),
-        home_unit=_node_ref(home_unit),
-        grid=_node_ref(grid) if grid else None,
-        person_already_registered=claimed is None,
+        community=community.ref(),
+        home_unit=home_unit.ref(),
+        grid=grid.ref() if grid else None,
+        person_already_registered=not claimed,
         at=session.now,
     )
-    await directory.add_party(
-        session.conn, session.root_id, home_unit.id, member.id, HOME_UNIT_ROLE
-    )
-    result = await session.save(member)
-    return 201, _changed(member, result.version, result.position)
+    await session.add_party(home_unit.id, member.id, HOME_UNIT_ROLE)
+    return 201, MemberChanged.of(await session.create(member))
 
 
 async def record_service(
-    session: CommandSession, *, member_id: UUID, served_on: date, hours: float, kind: str
+    session: CommandSession, member_id: UUID, command: ServiceRecord
 ) -> tuple[int, MemberChanged]:
-    member = await _load(session, member_id)
-    member.record_service(served_on=served_on, hours=hours, kind=kind, at=session.now)
-    result = await session.save(member)
-    return 200, _changed(member, result.version, result.position)
+    saved = await _update(
+        session,
+        member_id,
+        lambda m: m.record_service(
+            served_on=command.served_on, hours=command.hours, kind=command.kind, at=session.now
+        ),
+    )
+    return 200, MemberChanged.of(saved)
 
 
 async def adjust_points(
-    session: CommandSession, *, member_id: UUID, delta: int, reason: str
+    session: CommandSession, member_id: UUID, command: PointsAdjust
 ) -> tuple[int, MemberChanged]:
-    member = await _load(session, member_id)
-    member.adjust_points(delta, reason, session.now)
-    result = await session.save(member)
-    return 200, _changed(member, result.version, result.position)
+    saved = await _update(
+        session, member_id, lambda m: m.adjust_points(command.delta, command.reason, session.now)
+    )
+    return 200, MemberChanged.of(saved)
 
 
 async def transfer(
-    session: CommandSession, *, member_id: UUID, to_community_code: str, grid_code: str | None
+    session: CommandSession, member_id: UUID, command: MemberTransfer
 ) -> tuple[int, MemberChanged]:
     """MemberTransferred joins the *old* community's chain; later events the new one's.
 
@@ -224,53 +282,45 @@ async def transfer(
     could move people into a sibling street unasked, and the "already registered" 409 would
     tell it who is registered there.
     """
-    member = await _load(session, member_id)
-    to_community = await node_in_scope(session, to_community_code, f"community {to_community_code}")
+    to_code, grid_code = command.to_community_code, command.grid_code
+    old_community = await current_community(session, member_id)
+    to_community = await node_in_scope(session, to_code, f"community {to_code}")
     grid = await node_in_scope(session, grid_code, f"grid {grid_code}") if grid_code else None
-    old_community_id = member.community_id
-    conn = session.conn
-    taken = False
-    # A savepoint: the person already holding a slot in the new community is an answer
-    # (409 from the domain), not a failed transaction.
-    await conn.execute("SAVEPOINT member_identity")
-    try:
-        moved = await conn.execute(MOVE_IDENTITY, session.root_id, member.id, to_community.id)
-    except asyncpg.UniqueViolationError:
-        await conn.execute("ROLLBACK TO SAVEPOINT member_identity")
-        taken = True
-    else:
-        await conn.execute("RELEASE SAVEPOINT member_identity")
-        if moved != "UPDATE 1":
-            raise RuntimeError(f"member {member.id} has no identity index row")
-    member.transfer(
-        to_community=_node_ref(to_community),
-        grid=_node_ref(grid) if grid else None,
-        person_already_registered=taken,
-        at=session.now,
+    # The slot in the new community is taken before the member is loaded (the act decides
+    # synchronously); a refused transfer rolls the move back with the transaction.
+    taken = not await member_identities.move(
+        session.conn, session.root_id, member_id, to_community.id
     )
-    result = await session.save(member, node_id=old_community_id)
-    return 200, _changed(member, result.version, result.position)
+    saved = await session.update(
+        Member,
+        member_id,
+        lambda m: m.transfer(
+            to_community=to_community.ref(),
+            grid=grid.ref() if grid else None,
+            person_already_registered=taken,
+            at=session.now,
+        ),
+        what="member",
+        node_id=old_community.id,
+    )
+    return 200, MemberChanged.of(saved)
 
 
 async def deregister(
-    session: CommandSession, *, member_id: UUID, reason: str
+    session: CommandSession, member_id: UUID, command: MemberDeregister
 ) -> tuple[int, MemberChanged]:
-    member = await _load(session, member_id)
-    member.deregister(reason, session.now)
-    await session.conn.execute(RELEASE_IDENTITY, session.root_id, member.id)
-    result = await session.save(member)
-    return 200, _changed(member, result.version, result.position)
+    saved = await _update(session, member_id, lambda m: m.deregister(command.reason, session.now))
+    await member_identities.release(session.conn, session.root_id, member_id)
+    return 200, MemberChanged.of(saved)
 
 
 async def erase(
-    session: CommandSession, *, member_id: UUID, reason: str | None
+    session: CommandSession, member_id: UUID, command: MemberErase
 ) -> tuple[int, MemberChanged]:
     """MemberErased; in the same transaction the person's data key is deleted
     (crypto-shredding: the sealed personal data in the events can no longer be opened) and
     the blind index goes too (it is personal data)."""
-    member = await _load(session, member_id)
-    member.erase(session.now, reason=reason)
-    await session.conn.execute(SHRED_IDENTITY, session.root_id, member.id)
-    await session.shred_personal_data(member.id)
-    result = await session.save(member)
-    return 200, _changed(member, result.version, result.position)
+    saved = await _update(session, member_id, lambda m: m.erase(session.now, reason=command.reason))
+    await member_identities.shred(session.conn, session.root_id, member_id)
+    await session.shred_personal_data(member_id)
+    return 200, MemberChanged.of(saved)

@@ -19,7 +19,10 @@ order's event and with that event as their causation.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Annotated
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -28,14 +31,21 @@ import msgspec
 from domain.errors import IllegalTransition, InvalidValue
 from domain.member import Member
 from domain.refs import MAX_TITLE, business_date
-from domain.service import ServiceOffer, ServiceOrder, accept_window, parse_points_rule
-from infra import directory
+from domain.service import (
+    MAX_HOURS,
+    MAX_RATING,
+    MIN_RATING,
+    ServiceOffer,
+    ServiceOrder,
+    accept_window,
+    parse_points_rule,
+)
+from infra import member_identities
 from infra.directory import DirectoryNode
-from services.commands.issues import node_ref
 from services.commands.lookup import node_in_root, node_in_scope
-from services.commands.members import CURRENT_COMMUNITY
-from services.commands.session import CommandSession
-from services.deadlines import DueItem
+from services.commands.session import CommandSession, Saved
+from services.deadline_sweep import DueItem
+from services.fields import NodeCode, Text, Title
 from services.problems import forbidden, not_found
 from services.roles import ASSIGNEES, WRITERS
 
@@ -44,12 +54,71 @@ ASSIGNEE_ROLE = "assignee"
 #: ... and of an offer: the unit that publishes it
 PROVIDER_ROLE = "provider"
 
+Authorize = Callable[[ServiceOrder], Awaitable[None]]
+
+
+# -- the commands (request bodies, passed through as they were decoded) ----------------------
+
+
+class OfferCreate(msgspec.Struct, forbid_unknown_fields=True):
+    community_code: NodeCode
+    title: Annotated[Title, msgspec.Meta(description="e.g. 义务理发, 法律咨询, 家电维修")]
+    category: Title
+    provider_code: Annotated[NodeCode, msgspec.Meta(description="the unit offering")] | None = None
+    member_id: Annotated[UUID, msgspec.Meta(description="the member offering")] | None = None
+
+
+class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
+    community_code: NodeCode
+    title: Title
+    description: Text
+    offer_id: UUID | None = None
+    due_on: date | None = None
+
+
+class OrderDispatch(msgspec.Struct, forbid_unknown_fields=True):
+    member_id: Annotated[UUID, msgspec.Meta(description="exactly one of member_id, unit_code")] | (
+        None
+    ) = None
+    unit_code: NodeCode | None = None
+
+
+class OrderComplete(msgspec.Struct, forbid_unknown_fields=True):
+    summary: Text
+    hours: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                description=f"more than 0, at most {MAX_HOURS}; a member's hours are recorded "
+                "as their service (双报到)"
+            ),
+        ]
+        | None
+    ) = None
+
+
+class OrderEvaluate(msgspec.Struct, forbid_unknown_fields=True):
+    rating: Annotated[int, msgspec.Meta(description=f"{MIN_RATING}..{MAX_RATING}")]
+    comment: Text | None = None
+
+
+class OrderCancel(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Text
+
+
+# -- the answers -----------------------------------------------------------------------------
+
 
 class ServiceOfferChanged(msgspec.Struct):
     id: UUID
     version: int
     position: int
     community_code: str
+
+    @classmethod
+    def of(cls, saved: Saved[ServiceOffer]) -> ServiceOfferChanged:
+        offer = saved.aggregate
+        return cls(offer.id, saved.version, saved.position, offer.community_code)
 
 
 class ServiceOrderChanged(msgspec.Struct):
@@ -62,44 +131,44 @@ class ServiceOrderChanged(msgspec.Struct):
     #: the member's PointsAwarded this command recorded (评单), if any
     points_awarded: int = 0
 
+    @classmethod
+    def of(cls, saved: Saved[ServiceOrder]) -> ServiceOrderChanged:
+        order = saved.aggregate
+        return cls(order.id, saved.version, saved.position, order.status)
 
-# -- placement ---------------------------------------------------------------------------------
 
-
-def _contains(session: CommandSession, node: DirectoryNode | None) -> bool:
-    return node is not None and session.scope is not None and session.scope.contains_path(node.path)
+# -- placement -------------------------------------------------------------------------------
 
 
 async def _member(session: CommandSession, member_id: UUID) -> Member | None:
     """The member, when the caller may act on it: its current community in the caller's
     scope, or (a unit principal) its home unit. ``None`` otherwise."""
-    community_id = await session.conn.fetchval(CURRENT_COMMUNITY, session.root_id, member_id)
+    community_id = await member_identities.current_community(
+        session.conn, session.root_id, member_id
+    )
     if community_id is None:
         return None
-    community = await directory.find_by_id(session.conn, community_id)
+    community = await session.node(community_id)
     member = await session.load(Member, member_id)
     if member is None:
         return None
-    if _contains(session, community):
+    if session.in_scope(community):
         return member
-    if session.scope is not None and session.scope.is_unit:
-        home = await directory.find_by_id(session.conn, member.home_unit_id)
-        if _contains(session, home):
-            return member
+    is_unit = session.scope is not None and session.scope.is_unit
+    if is_unit and session.in_scope(await session.node(member.home_unit_id)):
+        return member
     return None
 
 
-async def _load(session: CommandSession, order_id: UUID) -> ServiceOrder:
-    order = await session.load(ServiceOrder, order_id)  # row-level security: invisible → None
-    if order is None:
-        raise not_found(f"service order {order_id}")
-    return order
+def _community_side(session: CommandSession, action: str) -> Authorize:
+    """Operator or admin over the order's community."""
 
+    async def authorize(order: ServiceOrder) -> None:
+        community = await session.node(order.community_id)
+        if not (session.principal.has_any(WRITERS) and session.in_scope(community)):
+            raise forbidden(f"{action} needs the role operator or admin over the order's community")
 
-async def _community_side(session: CommandSession, order: ServiceOrder, action: str) -> None:
-    node = await directory.find_by_id(session.conn, order.community_id)
-    if not (session.principal.has_any(WRITERS) and _contains(session, node)):
-        raise forbidden(f"{action} needs the role operator or admin over the order's community")
+    return authorize
 
 
 async def _assignee_unit_id(session: CommandSession, order: ServiceOrder) -> UUID | None:
@@ -111,40 +180,56 @@ async def _assignee_unit_id(session: CommandSession, order: ServiceOrder) -> UUI
     return None
 
 
-async def _assignee_side(session: CommandSession, order: ServiceOrder, action: str) -> None:
-    principal = session.principal
-    community = await directory.find_by_id(session.conn, order.community_id)
-    if principal.has_any(WRITERS) and _contains(session, community):
-        return
-    if order.member_id is None and order.unit_id is None:
-        return  # not dispatched: the domain refuses with the current state
-    unit_id = await _assignee_unit_id(session, order)
-    unit = await directory.find_by_id(session.conn, unit_id) if unit_id else None
-    if principal.has_any(ASSIGNEES) and _contains(session, unit):
-        return
-    raise forbidden(f"{action} is for the assigned unit or member's unit, or the community")
+def _assignee_side(session: CommandSession, action: str) -> Authorize:
+    """The community's side, or a principal over the assigned unit or member's home unit."""
+
+    async def authorize(order: ServiceOrder) -> None:
+        principal = session.principal
+        if principal.has_any(WRITERS) and session.in_scope(await session.node(order.community_id)):
+            return
+        if order.member_id is None and order.unit_id is None:
+            return  # not dispatched: the domain refuses with the current state
+        unit = await session.node(await _assignee_unit_id(session, order))
+        if principal.has_any(ASSIGNEES) and session.in_scope(unit):
+            return
+        raise forbidden(f"{action} is for the assigned unit or member's unit, or the community")
+
+    return authorize
 
 
-async def _done(
-    session: CommandSession, order: ServiceOrder, status: int = 200
-) -> tuple[int, ServiceOrderChanged]:
-    result = await session.save(order)
-    return status, ServiceOrderChanged(order.id, result.version, result.position, order.status)
+@dataclass(frozen=True)
+class _Assignee:
+    """Whom an order is dispatched to, and the unit that then sees it."""
+
+    member_id: UUID | None
+    unit: DirectoryNode | None
+    party: UUID
+
+
+async def _assignee(
+    session: CommandSession, order: ServiceOrder, command: OrderDispatch
+) -> _Assignee:
+    """A member the caller may act on (active), or a unit of the root tenant."""
+    if (command.member_id is None) == (command.unit_code is None):
+        raise InvalidValue("member_id", "give exactly one of member_id and unit_code")
+    if command.member_id is not None:
+        member = await _member(session, command.member_id)
+        if member is None:
+            raise not_found(f"member {command.member_id}")
+        if member.status != "active":
+            raise IllegalTransition(f"the member is {member.status}", current_state=order.status)
+        return _Assignee(command.member_id, None, member.home_unit_id)
+    assert command.unit_code is not None
+    unit = await node_in_root(session, command.unit_code, f"unit {command.unit_code}")
+    return _Assignee(None, unit, unit.id)
 
 
 # -- offers (亮单) ------------------------------------------------------------------------------
 
 
-async def offer(
-    session: CommandSession,
-    *,
-    community_code: str,
-    provider_code: str | None,
-    member_id: UUID | None,
-    title: str,
-    category: str,
-) -> tuple[int, ServiceOfferChanged]:
+async def offer(session: CommandSession, command: OfferCreate) -> tuple[int, ServiceOfferChanged]:
     assert session.scope is not None
+    community_code, provider_code = command.community_code, command.provider_code
     if session.scope.is_unit and not session.principal.has_any(WRITERS):
         # a unit publishes its own offer, to any community of its root tenant
         if provider_code is None:
@@ -163,172 +248,176 @@ async def offer(
             else None
         )
     party = provider.id if provider is not None else None
-    if member_id is not None:
-        member = await _member(session, member_id)
+    if command.member_id is not None:
+        member = await _member(session, command.member_id)
         if member is None:
-            raise not_found(f"member {member_id}")
+            raise not_found(f"member {command.member_id}")
         party = member.home_unit_id  # the member's unit sees its members' offers
     service_offer = ServiceOffer.offer(
         offer_id=uuid4(),
-        community=node_ref(community),
-        provider=node_ref(provider) if provider is not None else None,
-        member_id=member_id,
-        title=title,
-        category=category,
+        community=community.ref(),
+        provider=provider.ref() if provider is not None else None,
+        member_id=command.member_id,
+        title=command.title,
+        category=command.category,
         at=session.now,
     )
     if party is not None:
         # a party first: a unit principal may append to its own offer's stream only so
-        await directory.add_party(
-            session.conn, session.root_id, party, service_offer.id, PROVIDER_ROLE
-        )
-    result = await session.save(service_offer)
-    return 201, ServiceOfferChanged(
-        service_offer.id, result.version, result.position, service_offer.community_code
-    )
+        await session.add_party(party, service_offer.id, PROVIDER_ROLE)
+    return 201, ServiceOfferChanged.of(await session.create(service_offer))
 
 
-# -- orders -------------------------------------------------------------------------------------
+# -- orders ----------------------------------------------------------------------------------
 
 
-async def request(
-    session: CommandSession,
-    *,
-    community_code: str,
-    title: str,
-    description: str,
-    offer_id: UUID | None,
-    due_on: date | None,
-) -> tuple[int, ServiceOrderChanged]:
+async def request(session: CommandSession, command: OrderCreate) -> tuple[int, ServiceOrderChanged]:
     """ServiceRequested (点单) at a community of the caller's subtree."""
-    community = await node_in_scope(session, community_code, f"community {community_code}")
+    community = await node_in_scope(
+        session, command.community_code, f"community {command.community_code}"
+    )
     service_offer = None
-    if offer_id is not None:
-        service_offer = await session.load(ServiceOffer, offer_id)
+    if command.offer_id is not None:
+        service_offer = await session.load(ServiceOffer, command.offer_id)
         if service_offer is None:
-            raise not_found(f"service offer {offer_id}")
+            raise not_found(f"service offer {command.offer_id}")
     order = ServiceOrder.request(
         order_id=uuid4(),
-        community=node_ref(community),
-        title=title,
-        description=description,
+        community=community.ref(),
+        title=command.title,
+        description=command.description,
         offer=service_offer,
-        due_on=due_on,
+        due_on=command.due_on,
         at=session.now,
     )
-    return await _done(session, order, 201)
+    return 201, ServiceOrderChanged.of(await session.create(order))
 
 
 async def dispatch(
-    session: CommandSession, *, order_id: UUID, member_id: UUID | None, unit_code: str | None
+    session: CommandSession, order_id: UUID, command: OrderDispatch
 ) -> tuple[int, ServiceOrderChanged]:
     """ServiceDispatched (派单) to a member the caller may act on, or a unit of the root."""
-    order = await _load(session, order_id)
-    await _community_side(session, order, "dispatching a service order")
-    session.check_if_match(order)
-    party: UUID | None = None
-    unit = None
-    if (member_id is None) == (unit_code is None):
-        raise InvalidValue("member_id", "give exactly one of member_id and unit_code")
-    if member_id is not None:
-        member = await _member(session, member_id)
-        if member is None:
-            raise not_found(f"member {member_id}")
-        if member.status != "active":
-            raise IllegalTransition(f"the member is {member.status}", current_state=order.status)
-        party = member.home_unit_id
-    else:
-        assert unit_code is not None
-        unit = await node_in_root(session, unit_code, f"unit {unit_code}")
-        party = unit.id
-    order.dispatch(
-        member_id=member_id,
-        unit=node_ref(unit) if unit is not None else None,
-        accept_within=accept_window(session.ctx.settings.service_accept_minutes),
-        at=session.now,
+    chosen: list[_Assignee] = []
+    community_side = _community_side(session, "dispatching a service order")
+
+    async def authorize(order: ServiceOrder) -> None:
+        await community_side(order)
+        session.check_if_match(order)  # a stale version is 412 before the assignee is looked up
+        chosen.append(await _assignee(session, order, command))
+
+    saved = await session.update(
+        ServiceOrder,
+        order_id,
+        lambda o: o.dispatch(
+            member_id=chosen[0].member_id,
+            unit=chosen[0].unit.ref() if chosen[0].unit is not None else None,
+            accept_within=accept_window(session.ctx.settings.service_accept_minutes),
+            at=session.now,
+        ),
+        authorize=authorize,
+        what="service order",
     )
-    answer = await _done(session, order)
     # One assignee at a time: a re-dispatch ends the former unit's view of the order.
-    await directory.set_party(session.conn, session.root_id, order.id, ASSIGNEE_ROLE, party)
-    return answer
+    await session.set_party(order_id, ASSIGNEE_ROLE, chosen[0].party)
+    return 200, ServiceOrderChanged.of(saved)
 
 
-async def accept(session: CommandSession, *, order_id: UUID) -> tuple[int, ServiceOrderChanged]:
+async def accept(session: CommandSession, order_id: UUID) -> tuple[int, ServiceOrderChanged]:
     """ServiceAccepted (接单)."""
-    order = await _load(session, order_id)
-    await _assignee_side(session, order, "accepting a service order")
-    session.check_if_match(order)
-    order.accept(session.now)
-    return await _done(session, order)
+    saved = await session.update(
+        ServiceOrder,
+        order_id,
+        lambda o: o.accept(session.now),
+        authorize=_assignee_side(session, "accepting a service order"),
+        what="service order",
+    )
+    return 200, ServiceOrderChanged.of(saved)
 
 
 async def complete(
-    session: CommandSession, *, order_id: UUID, summary: str, hours: float | None
+    session: CommandSession, order_id: UUID, command: OrderComplete
 ) -> tuple[int, ServiceOrderChanged]:
     """ServiceCompleted; with ``hours`` for a member, their ServiceRecorded in the same
     transaction, caused by the completion."""
-    order = await _load(session, order_id)
-    await _assignee_side(session, order, "completing a service order")
-    session.check_if_match(order)
-    order.complete(summary=summary, hours=hours, at=session.now)
+    saved = await session.update(
+        ServiceOrder,
+        order_id,
+        lambda o: o.complete(summary=command.summary, hours=command.hours, at=session.now),
+        authorize=_assignee_side(session, "completing a service order"),
+        what="service order",
+    )
+    order = saved.aggregate
+    answer = ServiceOrderChanged.of(saved)
     credited = order.hours_for_member()
-    member = None
-    if credited is not None:
-        assert order.member_id is not None
-        member = await _member(session, order.member_id)
-        if member is not None and member.status == "active":
-            member.record_service(
-                served_on=business_date(session.now),
-                hours=credited,
-                kind=f"五单: {order.title}"[:MAX_TITLE],
-                at=session.now,
-            )
-        else:
-            member = None
-    result = await session.save(order)
-    answer = ServiceOrderChanged(order.id, result.version, result.position, order.status)
-    if member is not None:
+    if credited is None:
+        return 200, answer
+    assert order.member_id is not None
+    member = await _member(session, order.member_id)
+    if member is not None and member.status == "active":
+        member.record_service(
+            served_on=business_date(session.now),
+            hours=credited,
+            kind=f"五单: {order.title}"[:MAX_TITLE],
+            at=session.now,
+        )
         # the answer's position covers the member's event too (read-your-writes on the member)
-        answer.position = (await session.save(member, caused_by=result.event_ids[-1])).position
+        answer.position = (
+            await session.save(member, caused_by=saved.result.event_ids[-1])
+        ).position
         answer.member_service_hours = credited
     return 200, answer
 
 
 async def evaluate(
-    session: CommandSession, *, order_id: UUID, rating: int, comment: str | None
+    session: CommandSession, order_id: UUID, command: OrderEvaluate
 ) -> tuple[int, ServiceOrderChanged]:
     """ServiceEvaluated (评单); the member who served earns points by the configured rule
     (``CIVIC_POINTS_PER_RATING``), recorded as their PointsAwarded caused by the evaluation."""
-    order = await _load(session, order_id)
-    await _community_side(session, order, "evaluating a service order")
-    session.check_if_match(order)
-    member = await _member(session, order.member_id) if order.member_id is not None else None
-    order.evaluate(
-        rating=rating,
-        comment=comment,
-        points_rule=parse_points_rule(session.ctx.settings.points_per_rating),
-        member_active=member is not None and member.status == "active",
-        at=session.now,
+    served: list[Member] = []
+    community_side = _community_side(session, "evaluating a service order")
+
+    async def authorize(order: ServiceOrder) -> None:
+        await community_side(order)
+        member = None if order.member_id is None else await _member(session, order.member_id)
+        if member is not None:
+            served.append(member)
+
+    saved = await session.update(
+        ServiceOrder,
+        order_id,
+        lambda o: o.evaluate(
+            rating=command.rating,
+            comment=command.comment,
+            points_rule=parse_points_rule(session.ctx.settings.points_per_rating),
+            member_active=bool(served) and served[0].status == "active",
+            at=session.now,
+        ),
+        authorize=authorize,
+        what="service order",
     )
-    result = await session.save(order)
-    answer = ServiceOrderChanged(order.id, result.version, result.position, order.status)
+    order = saved.aggregate
+    answer = ServiceOrderChanged.of(saved)
     awarded = order.points_awarded
-    if member is not None and awarded > 0:
-        member.award_points(awarded, f"五单评单 {rating}星: {order.title}", session.now)
-        answer.position = (await session.save(member, caused_by=result.event_ids[-1])).position
+    if served and awarded > 0:
+        served[0].award_points(awarded, f"五单评单 {command.rating}星: {order.title}", session.now)
+        caused_by = saved.result.event_ids[-1]
+        answer.position = (await session.save(served[0], caused_by=caused_by)).position
         answer.points_awarded = awarded
     return 200, answer
 
 
 async def cancel(
-    session: CommandSession, *, order_id: UUID, reason: str
+    session: CommandSession, order_id: UUID, command: OrderCancel
 ) -> tuple[int, ServiceOrderChanged]:
     """ServiceCancelled, before completion."""
-    order = await _load(session, order_id)
-    await _community_side(session, order, "cancelling a service order")
-    session.check_if_match(order)
-    order.cancel(reason, session.now)
-    return await _done(session, order)
+    saved = await session.update(
+        ServiceOrder,
+        order_id,
+        lambda o: o.cancel(command.reason, session.now),
+        authorize=_community_side(session, "cancelling a service order"),
+        what="service order",
+    )
+    return 200, ServiceOrderChanged.of(saved)
 
 
 # -- the accept-deadline clock -------------------------------------------------------------------

@@ -10,17 +10,46 @@ this transaction); erasing it deletes that key.
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 import msgspec
 
 from domain.issue import Issue
-from domain.survey import Survey, issue_category
-from infra import directory
-from services.commands.issues import node_ref
+from domain.survey import FLAGS, MAX_RESIDENTS, Survey, issue_category
 from services.commands.lookup import node_in_scope
-from services.commands.session import CommandSession
-from services.problems import not_found
+from services.commands.session import CommandSession, Saved
+from services.fields import NodeCode, Text, Title
+
+Flag = Literal["group_rental", "safety_hazard", "needs_help", "vacant", "other"]
+
+
+# -- the commands (request bodies, passed through as they were decoded) ----------------------
+
+
+class SurveyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    node_code: Annotated[NodeCode, msgspec.Meta(description="a community or one of its grids")]
+    building: Annotated[Title, msgspec.Meta(description="e.g. 3幢")]
+    room: Annotated[Title, msgspec.Meta(description="e.g. 2单元301")]
+    visited_on: Annotated[date, msgspec.Meta(description="not in the future (China date)")]
+    flags: Annotated[list[Flag], msgspec.Meta(max_length=len(FLAGS))] = msgspec.field(
+        default_factory=list
+    )
+    residents: Annotated[int, msgspec.Meta(ge=0, le=MAX_RESIDENTS)] | None = None
+    note: (
+        Annotated[Text, msgspec.Meta(description="personal data: sealed, masked for non-admins")]
+        | None
+    ) = None
+    raise_issue: Annotated[
+        bool, msgspec.Meta(description="with at least one flag: also report an issue (survey)")
+    ] = False
+
+
+class SurveyErase(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Text | None = None
+
+
+# -- the answer ------------------------------------------------------------------------------
 
 
 class SurveyChanged(msgspec.Struct):
@@ -30,47 +59,41 @@ class SurveyChanged(msgspec.Struct):
     #: the issue raised from the visit (``raise_issue``), if any
     issue_id: UUID | None = None
 
+    @classmethod
+    def of(cls, saved: Saved[Survey]) -> SurveyChanged:
+        survey = saved.aggregate
+        return cls(survey.id, saved.version, saved.position, survey.issue_id)
 
-async def visit(
-    session: CommandSession,
-    *,
-    node_code: str,
-    building: str,
-    room: str,
-    visited_on: date,
-    residents: int | None,
-    flags: list[str],
-    note: str | None,
-    raise_issue: bool,
-) -> tuple[int, SurveyChanged]:
-    node = await node_in_scope(session, node_code, f"node {node_code}")
+
+# -- commands --------------------------------------------------------------------------------
+
+
+async def visit(session: CommandSession, command: SurveyCreate) -> tuple[int, SurveyChanged]:
+    node = await node_in_scope(session, command.node_code, f"node {command.node_code}")
     community = node
-    if node.kind == "grid" and node.parent_id is not None:
-        parent = await directory.find_by_id(session.conn, node.parent_id)
-        if parent is not None:
-            community = parent
-    survey_id = uuid4()
-    clean = Survey.clean_flags(flags)
-    issue_id = uuid4() if raise_issue else None  # without a flag the domain refuses (422)
+    if node.kind == "grid":
+        community = await session.node(node.parent_id) or node
+    clean = Survey.clean_flags(list(command.flags))
+    issue_id = uuid4() if command.raise_issue else None  # without a flag the domain refuses (422)
     survey = Survey.visit(
-        survey_id=survey_id,
-        node=node_ref(node),
-        community=node_ref(community),
-        building=building,
-        room=room,
-        visited_on=visited_on,
-        residents=residents,
+        survey_id=uuid4(),
+        node=node.ref(),
+        community=community.ref(),
+        building=command.building,
+        room=command.room,
+        visited_on=command.visited_on,
+        residents=command.residents,
         flags=clean,
-        note=note,
+        note=command.note,
         issue_id=issue_id,
         at=session.now,
     )
-    result = await session.save(survey)
-    answer = SurveyChanged(survey.id, result.version, result.position)
+    saved = await session.create(survey)
+    answer = SurveyChanged.of(saved)
     if issue_id is not None:
         issue = Issue.report(
             issue_id=issue_id,
-            node=node_ref(node),
+            node=node.ref(),
             title=survey.issue_title(),
             category=issue_category(clean),
             source="survey",
@@ -78,20 +101,19 @@ async def visit(
             at=session.now,
         )
         # the answer's position covers the issue too (a read waiting for it sees both)
-        answer.position = (await session.save(issue, caused_by=result.event_ids[-1])).position
-        answer.issue_id = issue_id
+        answer.position = (await session.save(issue, caused_by=saved.result.event_ids[-1])).position
     return 201, answer
 
 
 async def erase_note(
-    session: CommandSession, *, survey_id: UUID, reason: str | None
+    session: CommandSession, survey_id: UUID, command: SurveyErase | None
 ) -> tuple[int, SurveyChanged]:
     """SurveyNoteErased (admin); the survey's data key is deleted in the same transaction."""
-    survey = await session.load(Survey, survey_id)
-    if survey is None:
-        raise not_found(f"survey {survey_id}")
-    session.check_if_match(survey)
-    survey.erase_note(session.now, reason=reason)
-    await session.shred_personal_data(survey.id)
-    result = await session.save(survey)
-    return 200, SurveyChanged(survey.id, result.version, result.position, survey.issue_id)
+    saved = await session.update(
+        Survey,
+        survey_id,
+        lambda s: s.erase_note(session.now, reason=command.reason if command else None),
+        what="survey",
+    )
+    await session.shred_personal_data(survey_id)
+    return 200, SurveyChanged.of(saved)

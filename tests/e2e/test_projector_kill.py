@@ -24,6 +24,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bench.world import WorldGenerator, WorldShape
+from bench.world_writes import write_via_copy
 from domain.refs import CHINA_TZ
 from infra import migrator
 from infra.database import create_pool
@@ -31,15 +33,7 @@ from infra.dsn import with_database
 from projections import stats as rollups
 from projections.rebuild import drop_scratch, prepare_scratch, replay, replica
 from projections.runner import _LOCK_CLASS, lock_key
-from tests.stats_world import (
-    WorldGenerator,
-    WorldShape,
-    canonical_daily,
-    expected_groups,
-    load_events,
-    recount_by_day,
-    write_via_copy,
-)
+from tests.stats_recount import canonical_daily, expected_groups, load_events, recount_by_day
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(600)]
 

@@ -20,9 +20,9 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from infra.audit.proof_checks import proof_problems, verify_proof
 from infra.chain import Sha256Chain, canonical_event
 from infra.event_codec import decode_json
-from infra.proofs import proof_problems, verify_proof
 from services.api.paging import encode_cursor
 from services.checkpoints import Checkpointer
 from tests.support import Tree, auth, build_tree, post_ok
@@ -255,7 +255,7 @@ async def test_a_rewritten_link_is_broken(client, jwt, pool):
 
 async def test_verification_streams_with_a_small_prefetch(client, jwt, pool, ctx):
     """The cursor path (many fetches per chain) gives the same answer as one big fetch."""
-    from infra.audit_verify import verify_subtree
+    from infra.audit.verify import verify_subtree
     from infra.database import scoped_transaction
     from infra.directory import find_by_code
 
@@ -347,8 +347,8 @@ async def check(client: Any, jwt: Any, scope: str, checkpoint: dict[str, Any]) -
 async def test_checkpoint_heads_root_and_signature(client, jwt, pool):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from infra.merkle import merkle_root
-    from infra.proofs import checkpoint_message
+    from infra.audit.merkle import merkle_root
+    from infra.audit.proof_checks import checkpoint_message
 
     t = await audit_tree(client, jwt)
     cp = await get_checkpoint(client, jwt, t.county)
@@ -411,9 +411,9 @@ async def test_checkpoint_verification(client, jwt, pool):
     verdict = await check(client, jwt, t.county, dict(cp, heads=heads))
     assert verdict["signature_valid"] and not verdict["root_matches"] and not verdict["extends"]
     # signed by someone else's key
-    from infra.audit_verify import sign_checkpoint
-    from infra.merkle import Head
-    from infra.signing import Ed25519Signer
+    from infra.audit.checkpoints import sign_checkpoint
+    from infra.audit.merkle import Head
+    from infra.audit.signing import Ed25519Signer
 
     forger = Ed25519Signer.from_pem(Ed25519Signer.generate_pem())
     forged = msgspec.to_builtins(

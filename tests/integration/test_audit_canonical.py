@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from infra.audit_verify import verify_subtree
+from infra.audit.verify import verify_subtree
 from infra.chain import GENESIS, Sha256Chain, canonical_event
 from infra.database import create_pool, scoped_transaction
 from infra.directory import find_by_code

@@ -14,7 +14,7 @@ from infra.dsn import with_database
 from infra.migrator import Migration, MigrationError
 
 # NNNN_<verb>_<object>: the verb says what the file does to the schema.
-_VERBS = ("create", "add", "alter", "replace", "drop", "rename", "backfill", "grant")
+_VERBS = ("create", "add", "alter", "replace", "drop", "rename", "backfill", "grant", "revoke")
 _NAME = re.compile(rf"^(?:{'|'.join(_VERBS)})_[a-z0-9_]+$")
 
 

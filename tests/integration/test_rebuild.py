@@ -18,6 +18,8 @@ from uuid import UUID
 
 import pytest
 
+from bench.world import WorldGenerator
+from bench.world_writes import write_via_store
 from domain.refs import CHINA_TZ
 from infra.event_store import StoredEvent
 from projections.base import Projection
@@ -25,14 +27,7 @@ from projections.nodes import NodesProjection
 from projections.rebuild import RebuildError, rebuild, scratch_schema
 from projections.runner import lag_seconds, projection_status, wait_for_position
 from projections.stats import StatsProjection
-from tests.stats_world import (
-    WorldGenerator,
-    canonical_daily,
-    expected_groups,
-    load_events,
-    recount_by_day,
-    write_via_store,
-)
+from tests.stats_recount import canonical_daily, expected_groups, load_events, recount_by_day
 from tests.support import auth, fresh_county_code, metrics_auth
 
 REPO = Path(__file__).resolve().parents[2]

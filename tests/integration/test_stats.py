@@ -17,21 +17,18 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from bench.world import CODEC, WorldGenerator, Write, china_day
+from bench.world_writes import write_via_store
 from domain.issue import Issue
 from domain.refs import CHINA_TZ, NodeRef
 from infra.database import scoped_transaction
 from projections.runner import wait_for_position
-from tests.stats_world import (
-    CODEC,
+from tests.stats_recount import (
     COUNT_NAMES,
     Recount,
-    WorldGenerator,
-    Write,
-    china_day,
     expected_groups,
     load_events,
     recount_by_day,
-    write_via_store,
 )
 from tests.support import auth, build_tree, fresh_county_code
 

@@ -1,6 +1,6 @@
 """Each unit's record (考核): /v1/units/{code}/stats, its daily series, the ranking
 /v1/nodes/{code}/units and a unit's entry among a node's children — against a brute-force
-recount of the seeded world of ``tests.stats_world`` (see test_stats.py)."""
+recount of the seeded world of ``bench.world`` (see test_stats.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 
 from openpyxl import load_workbook
 
+from bench.world import china_day
 from projections.runner import wait_for_position
 from services.api.unit_stats import rank_key
 from tests.integration import test_stats
 from tests.spreadsheet_checks import csv_rows, xlsx_cells
-from tests.stats_world import china_day, load_events
+from tests.stats_recount import load_events
 from tests.support import auth, build_tree
 from tests.unit_recount import (
     UnitRecount,

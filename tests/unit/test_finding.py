@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
-from functools import reduce
 from typing import Any
 from uuid import UUID, uuid4
 
+import hypothesis
 import pytest
-from hypothesis import given, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from domain.errors import Conflict, DomainError, IllegalTransition, InvalidValue
@@ -28,6 +28,7 @@ from domain.finding import (
     warning,
 )
 from domain.refs import NodeRef, business_date
+from tests.domain_spec import given, history, replay
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
@@ -45,10 +46,6 @@ FOREIGN_UNIT = NodeRef(id=uuid4(), code="U110101-X", kind="unit", root_id=OTHER_
 MEASURES = ("建立困难群众动态监测台账", "每季度开展一次走访核查")
 
 
-def replay(events: Sequence[Any]) -> Any:
-    return reduce(lambda agg, e: e.mutate(agg), events, None)
-
-
 def record(**overrides: Any) -> Finding:
     args: dict[str, Any] = dict(
         finding_id=uuid4(), scope=COUNTY, source="省委第三巡视组", round="2024年第一轮",
@@ -57,19 +54,6 @@ def record(**overrides: Any) -> Finding:
     )
     args.update(overrides)
     return Finding.record(**args)
-
-
-def given_events(*commands: Callable[[Finding], None], **record_args: Any) -> list[Any]:
-    f = record(**record_args)
-    for command in commands:
-        command(f)
-    return list(f.collect_events())
-
-
-def when(events: list[Any], command: Callable[[Finding], None]) -> list[Any]:
-    f = replay(events)
-    command(f)
-    return list(f.collect_events())
 
 
 def progress(f: Finding) -> None:
@@ -186,15 +170,13 @@ def test_transition_table_covers_every_command() -> None:
 @pytest.mark.parametrize("status", list(PATHS))
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_transition_table(status: str, command: str) -> None:
-    events = given_events(*PATHS[status])
+    events = history(record(), *PATHS[status])
     assert replay(events).status == status
     table_entry, run, event_class = COMMANDS[command]
     if status in TRANSITIONS[table_entry]:
-        [e] = when(events, run)
-        assert isinstance(e, event_class)
+        given(events).when(run).then(event_class)
     else:
-        with pytest.raises(IllegalTransition) as err:
-            when(events, run)
+        err = given(events).when(run).then_raises(IllegalTransition)
         assert err.value.current_state == status
 
 
@@ -202,13 +184,15 @@ def test_transition_table(status: str, command: str) -> None:
 
 
 def test_progress() -> None:
-    events = given_events()
-    [e] = when(events, progress)
+    events = history(record())
+    [e] = given(events).when(progress).then(Finding.ProgressReported)
     assert type(e).TOPIC == "RectificationProgressReported.v1"
     assert (e.note, e.evidence) == ("已完成全县低保对象复核", "doc://ledger/2024-031")
     f = replay([*events, e])
     assert f.status == IN_PROGRESS and f.progress_count == 1
-    [e2] = when(events, lambda f: f.report_progress(note="继续推进", evidence="  ", at=T0))
+    [e2] = given(events).when(
+        lambda f: f.report_progress(note="继续推进", evidence="  ", at=T0)
+    ).then(Finding.ProgressReported)
     assert e2.evidence is None
 
 
@@ -218,34 +202,35 @@ def test_progress() -> None:
      (dict(note="ok", evidence="e" * 501), "evidence")],
 )
 def test_progress_refusals(kwargs: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda f: f.report_progress(at=T0, **kwargs))
+    e = given(history(record())).when(
+        lambda f: f.report_progress(at=T0, **kwargs)
+    ).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_complete_directly_from_assigned() -> None:
-    events = given_events()
-    [e] = when(events, complete)
-    assert isinstance(e, Finding.Completed) and e.summary.startswith("应退未退")
+    events = history(record())
+    [e] = given(events).when(complete).then(Finding.Completed)
+    assert e.summary.startswith("应退未退")
     f = replay([*events, e])
     assert f.status == COMPLETED and f.completed_at == T0 + 10 * D
 
 
 def test_verify_closes_the_entry() -> None:
-    events = given_events(progress, complete)
-    [e] = when(events, verify)
+    events = history(record(), progress, complete)
+    [e] = given(events).when(verify).then(Finding.Verified)
     assert type(e).TOPIC == "RectificationVerified.v1" and e.comment == "材料齐全，同意销号"
     f = replay([*events, e])
     assert f.status == VERIFIED and f.verified_at == T0 + 12 * D
     assert f.warning_on(date(2030, 1, 1)) == "none" and f.overdue_days(date(2030, 1, 1)) == 0
-    [e2] = when(events, lambda f: f.verify(accepted=True, at=T0))
+    [e2] = given(events).when(lambda f: f.verify(accepted=True, at=T0)).then(Finding.Verified)
     assert e2.comment is None
 
 
 def test_reject_sends_it_back_with_the_reason() -> None:
-    events = given_events(progress, complete)
-    [e] = when(events, reject)
-    assert isinstance(e, Finding.Rejected) and type(e).TOPIC == "RectificationRejected.v1"
+    events = history(record(), progress, complete)
+    [e] = given(events).when(reject).then(Finding.Rejected)
+    assert type(e).TOPIC == "RectificationRejected.v1"
     assert e.reason == "缺少清退对象名单"
     f = replay([*events, e])
     assert f.status == IN_PROGRESS and f.completed_at is None
@@ -257,14 +242,16 @@ def test_reject_sends_it_back_with_the_reason() -> None:
 
 @pytest.mark.parametrize("comment", [None, "", "  "])
 def test_a_rejection_needs_a_reason(comment: str | None) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(complete), lambda f: f.verify(accepted=False, comment=comment, at=T0))
+    e = given(history(record(), complete)).when(
+        lambda f: f.verify(accepted=False, comment=comment, at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == "comment"
 
 
 def test_verify_needs_a_boolean() -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(complete), lambda f: f.verify(accepted="yes", at=T0))  # type: ignore[arg-type]
+    e = given(history(record(), complete)).when(
+        lambda f: f.verify(accepted="yes", at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == "accepted"
 
 
@@ -272,7 +259,8 @@ def test_verify_needs_a_boolean() -> None:
 
 
 def test_reopen_after_verification() -> None:
-    events = given_events(
+    events = history(
+        record(),
         progress,
         lambda f: f.mark_overdue(LATE),
         lambda f: f.complete("逾期完成", LATE + D),
@@ -281,7 +269,7 @@ def test_reopen_after_verification() -> None:
     f0 = replay(events)
     assert f0.overdue and f0.status == VERIFIED  # verified late
     at = T0 + 200 * D
-    [e] = when(events, lambda f: f.reopen("回头看发现部分对象重新纳入", at))
+    [e] = given(events).when(lambda f: f.reopen("回头看发现部分对象重新纳入", at)).then(Finding.Reopened)
     assert type(e).TOPIC == "FindingReopened.v1"
     assert e.due_on == business_date(at) + timedelta(days=REOPEN_DEFAULT_DAYS)
     f = replay([*events, e])
@@ -290,15 +278,17 @@ def test_reopen_after_verification() -> None:
 
 
 def test_reopen_with_a_due_date() -> None:
-    events = given_events(progress, complete, verify)
+    events = history(record(), progress, complete, verify)
     at = T0 + 100 * D
-    [e] = when(events, lambda f: f.reopen("反弹", at, due_on=business_date(at)))
+    [e] = given(events).when(
+        lambda f: f.reopen("反弹", at, due_on=business_date(at))
+    ).then(Finding.Reopened)
     assert e.due_on == business_date(at)
-    with pytest.raises(InvalidValue) as err:
-        when(events, lambda f: f.reopen("反弹", at, due_on=business_date(at) - D))
+    err = given(events).when(
+        lambda f: f.reopen("反弹", at, due_on=business_date(at) - D)
+    ).then_raises(InvalidValue)
     assert err.value.field == "due_on"
-    with pytest.raises(InvalidValue) as err:
-        when(events, lambda f: f.reopen(" ", at))
+    err = given(events).when(lambda f: f.reopen(" ", at)).then_raises(InvalidValue)
     assert err.value.field == "reason"
 
 
@@ -306,13 +296,12 @@ def test_reopen_with_a_due_date() -> None:
 
 
 def test_overdue_starts_the_day_after_the_due_date_in_china() -> None:
-    events = given_events()
+    events = history(record())
     on_due_day = datetime(2024, 5, 31, 23, 59, tzinfo=CST)
     next_day_in_china = datetime(2024, 5, 31, 16, 0, tzinfo=UTC)  # 2024-06-01 00:00 CST
-    with pytest.raises(IllegalTransition):
-        when(events, lambda f: f.mark_overdue(on_due_day))
-    [e] = when(events, lambda f: f.mark_overdue(next_day_in_china))
-    assert isinstance(e, Finding.Overdue) and type(e).TOPIC == "RectificationOverdue.v1"
+    given(events).when(lambda f: f.mark_overdue(on_due_day)).then_raises(IllegalTransition)
+    [e] = given(events).when(lambda f: f.mark_overdue(next_day_in_china)).then(Finding.Overdue)
+    assert type(e).TOPIC == "RectificationOverdue.v1"
     assert e.due_on == DUE
     f = replay([*events, e])
     assert f.overdue
@@ -321,9 +310,8 @@ def test_overdue_starts_the_day_after_the_due_date_in_china() -> None:
 
 
 def test_a_completed_but_unverified_finding_can_be_overdue() -> None:
-    events = given_events(complete)
-    [e] = when(events, lambda f: f.mark_overdue(LATE))
-    assert isinstance(e, Finding.Overdue)
+    events = history(record(), complete)
+    given(events).when(lambda f: f.mark_overdue(LATE)).then(Finding.Overdue)
 
 
 @pytest.mark.parametrize(
@@ -345,7 +333,7 @@ def test_warning(today: date, status: str, expected: str) -> None:
     assert warning(DUE, today, status) == expected
 
 
-@given(st.dates(), st.dates(), st.sampled_from(STATUSES))
+@hypothesis.given(st.dates(), st.dates(), st.sampled_from(STATUSES))
 def test_warning_is_total_and_ordered(due_on: date, today: date, status: str) -> None:
     w = warning(due_on, today, status)
     assert w in ("none", "green", "yellow", "red")
@@ -397,7 +385,7 @@ def check_invariants(f: Finding) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(-30, 120), st.data())
+@hypothesis.given(st.integers(-30, 120), st.data())
 def test_random_command_sequences_stay_valid_and_replay(due_in: int, data: st.DataObject) -> None:
     f = record(due_on=TODAY + timedelta(days=due_in))
     history = list(f.collect_events())

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from services.api.findings_ledger import (
+from services.api.findings.ledger_format import (
     HEADERS,
     LedgerRow,
     content_disposition,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from functools import reduce
 from typing import Any
 from uuid import UUID, uuid4
 
+import hypothesis
 import pytest
-from hypothesis import given, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from domain.errors import Conflict, DomainError, IllegalTransition, InvalidValue
@@ -28,6 +28,7 @@ from domain.issue import (
     Issue,
 )
 from domain.refs import NodeRef
+from tests.domain_spec import given, history, replay
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
@@ -48,10 +49,6 @@ FOREIGN_STREET = NodeRef(id=uuid4(), code="330107001000", kind="street", root_id
 CLOSED_UNIT = NodeRef(id=uuid4(), code="U330106-OLD", kind="unit", root_id=ROOT, closed=True)
 
 
-def replay(events: Sequence[Any]) -> Any:
-    return reduce(lambda agg, e: e.mutate(agg), events, None)
-
-
 def report(**overrides: Any) -> Issue:
     args: dict[str, Any] = dict(
         issue_id=uuid4(), node=GRID, title="楼道堆放杂物存在消防隐患", category="消防安全",
@@ -59,19 +56,6 @@ def report(**overrides: Any) -> Issue:
     )
     args.update(overrides)
     return Issue.report(**args)
-
-
-def given_events(*commands: Callable[[Issue], None], **report_args: Any) -> list[Any]:
-    issue = report(**report_args)
-    for command in commands:
-        command(issue)
-    return list(issue.collect_events())
-
-
-def when(events: list[Any], command: Callable[[Issue], None]) -> list[Any]:
-    issue = replay(events)
-    command(issue)
-    return list(issue.collect_events())
 
 
 def escalate(i: Issue) -> None:
@@ -143,14 +127,12 @@ def test_transition_table_covers_every_command() -> None:
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_transition_table(status: str, command: str) -> None:
     run, event_class, escalated = COMMANDS[command]
-    events = given_events(*([escalate] if escalated else []), *PATHS[status])
+    events = history(report(), *([escalate] if escalated else []), *PATHS[status])
     assert replay(events).status == status
     if status in TRANSITIONS[command]:
-        [e] = when(events, run)
-        assert isinstance(e, event_class)
+        given(events).when(run).then(event_class)
     else:
-        with pytest.raises(IllegalTransition) as err:
-            when(events, run)
+        err = given(events).when(run).then_raises(IllegalTransition)
         assert err.value.current_state == status
         assert status in err.value.detail
 
@@ -229,8 +211,8 @@ def test_an_issue_reported_before_external_ids_still_replays() -> None:
 
 
 def test_assign() -> None:
-    events = given_events()
-    [e] = when(events, assign)
+    events = history(report())
+    [e] = given(events).when(assign).then(Issue.Assigned)
     assert (e.assignee_id, e.assignee_code, e.due_at) == (UNIT.id, "U330106-CGJ", DUE)
     issue = replay([*events, e])
     assert issue.status == ASSIGNED and issue.due_at == DUE and issue.assigned_at == T0 + H
@@ -246,20 +228,23 @@ def test_assign() -> None:
     ],
 )
 def test_assign_refusals(assignee: NodeRef, due_at: datetime, error: type[InvalidValue], field: str) -> None:
-    with pytest.raises(error) as e:
-        when(given_events(), lambda i: i.assign(assignee=assignee, due_at=due_at, at=T0 + H))
+    e = given(history(report())).when(
+        lambda i: i.assign(assignee=assignee, due_at=due_at, at=T0 + H)
+    ).then_raises(error)
     assert e.value.field == field
 
 
 def test_assign_to_a_closed_unit() -> None:
-    with pytest.raises(Conflict, match="closed"):
-        when(given_events(), lambda i: i.assign(assignee=CLOSED_UNIT, due_at=DUE, at=T0 + H))
+    given(history(report())).when(
+        lambda i: i.assign(assignee=CLOSED_UNIT, due_at=DUE, at=T0 + H)
+    ).then_raises(Conflict, match="closed")
 
 
 def test_return_goes_back_to_reported_with_the_reported_deadline() -> None:
-    events = given_events(assign, due_at=T0 + 7 * D)
-    [e] = when(events, lambda i: i.return_("  非本单位职责，建议派住建局 ", T0 + 2 * H))
-    assert isinstance(e, Issue.Returned)
+    events = history(report(due_at=T0 + 7 * D), assign)
+    [e] = given(events).when(
+        lambda i: i.return_("  非本单位职责，建议派住建局 ", T0 + 2 * H)
+    ).then(Issue.Returned)
     assert (e.assignee_id, e.reason) == (UNIT.id, "非本单位职责，建议派住建局")
     issue = replay([*events, e])
     assert issue.status == REPORTED and issue.assignee_id is None
@@ -270,15 +255,16 @@ def test_return_goes_back_to_reported_with_the_reported_deadline() -> None:
 
 
 def test_return_needs_a_reason() -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(assign), lambda i: i.return_("", T0 + 2 * H))
+    e = given(history(report(), assign)).when(
+        lambda i: i.return_("", T0 + 2 * H)
+    ).then_raises(InvalidValue)
     assert e.value.field == "reason"
 
 
 def test_accept() -> None:
-    events = given_events(assign)
-    [e] = when(events, accept)
-    assert isinstance(e, Issue.Accepted) and e.assignee_id == UNIT.id
+    events = history(report(), assign)
+    [e] = given(events).when(accept).then(Issue.Accepted)
+    assert e.assignee_id == UNIT.id
     assert replay([*events, e]).accepted_at == T0 + 2 * H
 
 
@@ -287,8 +273,10 @@ def test_accept() -> None:
 
 @pytest.mark.parametrize("path", [[assign], [assign, accept]])
 def test_extend_before_the_deadline(path: list[Callable[[Issue], None]]) -> None:
-    events = given_events(*path)
-    [e] = when(events, lambda i: i.extend(due_at=DUE + D, reason="等待配件", at=DUE - H))
+    events = history(report(), *path)
+    [e] = given(events).when(
+        lambda i: i.extend(due_at=DUE + D, reason="等待配件", at=DUE - H)
+    ).then(Issue.Extended)
     assert (e.old_due_at, e.due_at, e.reason) == (DUE, DUE + D, "等待配件")
     issue = replay([*events, e])
     assert issue.due_at == DUE + D and issue.extension_count == 1
@@ -297,29 +285,33 @@ def test_extend_before_the_deadline(path: list[Callable[[Issue], None]]) -> None
 
 @pytest.mark.parametrize("at", [DUE, DUE + timedelta(seconds=1), DUE + D])
 def test_extend_after_the_deadline_is_refused(at: datetime) -> None:
-    with pytest.raises(IllegalTransition) as e:
-        when(given_events(assign), lambda i: i.extend(due_at=DUE + 2 * D, reason="晚了", at=at))
+    e = given(history(report(), assign)).when(
+        lambda i: i.extend(due_at=DUE + 2 * D, reason="晚了", at=at)
+    ).then_raises(IllegalTransition)
     assert e.value.current_state == ASSIGNED
     assert "before" in e.value.detail
 
 
 @pytest.mark.parametrize("new_due", [DUE, DUE - H])
 def test_extend_must_move_the_deadline_later(new_due: datetime) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(assign), lambda i: i.extend(due_at=new_due, reason="x", at=T0 + D))
+    e = given(history(report(), assign)).when(
+        lambda i: i.extend(due_at=new_due, reason="x", at=T0 + D)
+    ).then_raises(InvalidValue)
     assert e.value.field == "due_at"
 
 
 def test_extend_needs_a_reason() -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(assign), lambda i: i.extend(due_at=DUE + D, reason=" ", at=T0 + D))
+    e = given(history(report(), assign)).when(
+        lambda i: i.extend(due_at=DUE + D, reason=" ", at=T0 + D)
+    ).then_raises(InvalidValue)
     assert e.value.field == "reason"
 
 
 def test_extend_twice() -> None:
-    events = given_events(
-        assign, lambda i: i.extend(due_at=DUE + D, reason="一", at=T0 + D))
-    [e] = when(events, lambda i: i.extend(due_at=DUE + 3 * D, reason="二", at=DUE + H))
+    events = history(report(), assign, lambda i: i.extend(due_at=DUE + D, reason="一", at=T0 + D))
+    [e] = given(events).when(
+        lambda i: i.extend(due_at=DUE + 3 * D, reason="二", at=DUE + H)
+    ).then(Issue.Extended)
     assert e.old_due_at == DUE + D
 
 
@@ -328,14 +320,17 @@ def test_extend_twice() -> None:
 
 def test_progress_note_keeps_chinese() -> None:
     note = "已约谈物业公司负责人，限3日内清理；附：现场照片２张。"
-    [e] = when(given_events(assign, accept), lambda i: i.note_progress(note, T0 + D))
-    assert isinstance(e, Issue.ProgressNoted) and e.note == note
+    [e] = given(history(report(), assign, accept)).when(
+        lambda i: i.note_progress(note, T0 + D)
+    ).then(Issue.ProgressNoted)
+    assert e.note == note
 
 
 @pytest.mark.parametrize("note", ["", "  ", "记" * 2001, "含\x00"])
 def test_progress_note_refusals(note: str) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(assign), lambda i: i.note_progress(note, T0 + D))
+    e = given(history(report(), assign)).when(
+        lambda i: i.note_progress(note, T0 + D)
+    ).then_raises(InvalidValue)
     assert e.value.field == "note"
 
 
@@ -343,10 +338,12 @@ def test_progress_note_refusals(note: str) -> None:
 
 
 def test_escalate_keeps_the_status_and_records_level_and_limit() -> None:
-    events = given_events(assign, accept)
+    events = history(report(), assign, accept)
     at = T0 + D
-    [e] = when(events, lambda i: i.escalate(to=STREET, respond_within_minutes=30, at=at))
-    assert isinstance(e, Issue.Escalated) and type(e).TOPIC == "IssueEscalated.v1"
+    [e] = given(events).when(
+        lambda i: i.escalate(to=STREET, respond_within_minutes=30, at=at)
+    ).then(Issue.Escalated)
+    assert type(e).TOPIC == "IssueEscalated.v1"
     assert (e.to_id, e.to_code, e.level, e.respond_within_minutes, e.respond_by) == (
         STREET.id, STREET.code, "street", 30, at + timedelta(minutes=30))
     issue = replay([*events, e])
@@ -362,36 +359,38 @@ def test_escalate_keeps_the_status_and_records_level_and_limit() -> None:
      (STREET, 7 * 24 * 60 + 1, "respond_within_minutes")],
 )
 def test_escalate_refusals(to: NodeRef, minutes: int, field: str) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda i: i.escalate(to=to, respond_within_minutes=minutes, at=T0))
+    e = given(history(report())).when(
+        lambda i: i.escalate(to=to, respond_within_minutes=minutes, at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_a_second_whistle_waits_for_the_first() -> None:
-    events = given_events(escalate)  # street must respond by T0+40min
-    with pytest.raises(IllegalTransition) as e:
-        when(events, lambda i: i.escalate(to=COUNTY, respond_within_minutes=60,
-                                          at=T0 + timedelta(minutes=40)))
+    events = history(report(), escalate)  # street must respond by T0+40min
+    e = given(events).when(
+        lambda i: i.escalate(to=COUNTY, respond_within_minutes=60, at=T0 + timedelta(minutes=40))
+    ).then_raises(IllegalTransition)
     assert e.value.current_state == REPORTED
     # once the limit has passed unanswered, blow it to the county
-    [e2] = when(events, lambda i: i.escalate(to=COUNTY, respond_within_minutes=60,
-                                             at=T0 + timedelta(minutes=41)))
+    [e2] = given(events).when(lambda i: i.escalate(to=COUNTY, respond_within_minutes=60,
+                                             at=T0 + timedelta(minutes=41))).then(Issue.Escalated)
     assert e2.level == "county"
 
 
 def test_a_new_whistle_after_an_answer() -> None:
-    events = given_events(escalate, lambda i: i.answer_escalation(
+    events = history(report(), escalate, lambda i: i.answer_escalation(
         responder=UNIT, note="已报到", at=T0 + timedelta(minutes=20)))
-    [e] = when(events, lambda i: i.escalate(to=COUNTY, respond_within_minutes=30,
-                                            at=T0 + timedelta(minutes=25)))
+    [e] = given(events).when(lambda i: i.escalate(to=COUNTY, respond_within_minutes=30,
+                                            at=T0 + timedelta(minutes=25))).then(Issue.Escalated)
     assert replay([*events, e]).escalation_count == 2
 
 
 def test_answer_escalation_records_who_and_when() -> None:
-    events = given_events(escalate)
+    events = history(report(), escalate)
     t1 = T0 + timedelta(minutes=25)
-    [e] = when(events, lambda i: i.answer_escalation(responder=UNIT, note="城管局已到场", at=t1))
-    assert isinstance(e, Issue.EscalationAnswered)
+    [e] = given(events).when(
+        lambda i: i.answer_escalation(responder=UNIT, note="城管局已到场", at=t1)
+    ).then(Issue.EscalationAnswered)
     assert type(e).TOPIC == "IssueEscalationAnswered.v1"
     assert (e.responder_id, e.responder_code, e.note) == (UNIT.id, "U330106-CGJ", "城管局已到场")
     issue = replay([*events, e])
@@ -405,33 +404,37 @@ def test_answer_escalation_records_who_and_when() -> None:
 
 
 def test_answer_needs_a_whistle() -> None:
-    with pytest.raises(IllegalTransition) as e:
-        when(given_events(assign), lambda i: i.answer_escalation(
-            responder=UNIT, note="x", at=T0 + D))
+    e = given(history(report(), assign)).when(lambda i: i.answer_escalation(
+            responder=UNIT, note="x", at=T0 + D)).then_raises(IllegalTransition)
     assert e.value.current_state == ASSIGNED
 
 
 def test_answer_refusals() -> None:
-    events = given_events(escalate)
-    with pytest.raises(InvalidValue) as e:
-        when(events, lambda i: i.answer_escalation(responder=FOREIGN_UNIT, note="x", at=T0))
+    events = history(report(), escalate)
+    e = given(events).when(
+        lambda i: i.answer_escalation(responder=FOREIGN_UNIT, note="x", at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == "responder_code"
-    with pytest.raises(InvalidValue) as e:
-        when(events, lambda i: i.answer_escalation(responder=UNIT, note=" ", at=T0))
+    e = given(events).when(
+        lambda i: i.answer_escalation(responder=UNIT, note=" ", at=T0)
+    ).then_raises(InvalidValue)
     assert e.value.field == "note"
-    with pytest.raises(Conflict, match="closed"):
-        when(events, lambda i: i.answer_escalation(responder=CLOSED_UNIT, note="x", at=T0))
+    given(events).when(
+        lambda i: i.answer_escalation(responder=CLOSED_UNIT, note="x", at=T0)
+    ).then_raises(Conflict, match="closed")
 
 
 def test_escalation_overdue() -> None:
-    events = given_events(escalate)  # respond by T0+40min
+    events = history(report(), escalate)  # respond by T0+40min
     limit = T0 + timedelta(minutes=40)
     for early in (T0 + timedelta(minutes=39), limit):
         issue = replay(events)
         with pytest.raises(IllegalTransition):
             issue.mark_escalation_overdue(early)
-    [e] = when(events, lambda i: i.mark_escalation_overdue(limit + timedelta(seconds=1)))
-    assert isinstance(e, Issue.EscalationOverdue) and type(e).TOPIC == "EscalationOverdue.v1"
+    [e] = given(events).when(
+        lambda i: i.mark_escalation_overdue(limit + timedelta(seconds=1))
+    ).then(Issue.EscalationOverdue)
+    assert type(e).TOPIC == "EscalationOverdue.v1"
     assert (e.to_id, e.respond_by) == (STREET.id, limit)
     issue = replay([*events, e])
     assert issue.escalation_overdue and not issue.overdue and issue.status == REPORTED
@@ -443,27 +446,25 @@ def test_escalation_overdue() -> None:
 
 
 def test_an_answered_whistle_is_never_overdue() -> None:
-    events = given_events(escalate, lambda i: i.answer_escalation(
+    events = history(report(), escalate, lambda i: i.answer_escalation(
         responder=UNIT, note="到", at=T0 + timedelta(minutes=15)))
-    with pytest.raises(IllegalTransition):
-        when(events, lambda i: i.mark_escalation_overdue(LATE))
+    given(events).when(lambda i: i.mark_escalation_overdue(LATE)).then_raises(IllegalTransition)
 
 
 # -- resolve, evaluate, close --------------------------------------------------------------
 
 
 def test_resolve() -> None:
-    events = given_events(assign, accept)
-    [e] = when(events, resolve)
-    assert isinstance(e, Issue.Resolved) and e.result == "已清理楼道堆物，张贴消防提示"
+    events = history(report(), assign, accept)
+    [e] = given(events).when(resolve).then(Issue.Resolved)
+    assert e.result == "已清理楼道堆物，张贴消防提示"
     issue = replay([*events, e])
     assert issue.status == RESOLVED and issue.resolved_at == T0 + D
 
 
 def test_evaluate() -> None:
-    events = given_events(assign, accept, resolve)
-    [e] = when(events, evaluate_bad)
-    assert isinstance(e, Issue.Evaluated)
+    events = history(report(), assign, accept, resolve)
+    [e] = given(events).when(evaluate_bad).then(Issue.Evaluated)
     assert (e.satisfaction, e.resolved, e.comment) == ("dissatisfied", False, "仍有堆物")
     evaluation = replay([*events, e]).evaluation
     assert evaluation is not None and not evaluation.positive
@@ -477,32 +478,33 @@ def test_evaluate() -> None:
 def test_evaluate_refusals(kwargs: dict[str, Any], field: str) -> None:
     args: dict[str, Any] = dict(satisfaction="satisfied", resolved=True, at=T0 + 2 * D)
     args.update(kwargs)
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(assign, accept, resolve), lambda i: i.evaluate(**args))
+    e = given(history(report(), assign, accept, resolve)).when(
+        lambda i: i.evaluate(**args)
+    ).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_one_callback_per_resolution() -> None:
-    with pytest.raises(IllegalTransition) as e:
-        when(given_events(assign, accept, resolve, evaluate_ok), evaluate_ok)
+    e = given(history(report(), assign, accept, resolve, evaluate_ok)).when(
+        evaluate_ok
+    ).then_raises(IllegalTransition)
     assert e.value.current_state == RESOLVED
 
 
 @pytest.mark.parametrize("source", sorted(CALLBACK_SOURCES))
 def test_hotline_and_resident_issues_need_the_callback(source: str) -> None:
-    events = given_events(assign, accept, resolve, source=source)
-    with pytest.raises(IllegalTransition) as e:
-        when(events, close)
+    events = history(report(source=source), assign, accept, resolve)
+    e = given(events).when(close).then_raises(IllegalTransition)
     assert e.value.current_state == RESOLVED and "回访" in e.value.detail
-    [e2] = when([*events, *when(events, evaluate_ok)], close)
-    assert isinstance(e2, Issue.Closed) and e2.override_reason is None
+    evaluated = given(events).when(evaluate_ok).then(Issue.Evaluated)
+    [e2] = given(evaluated.all_events).when(close).then(Issue.Closed)
+    assert e2.override_reason is None
 
 
 @pytest.mark.parametrize("source", sorted(set(SOURCES) - CALLBACK_SOURCES))
 def test_other_sources_close_without_callback(source: str) -> None:
-    events = given_events(assign, accept, resolve, source=source)
-    [e] = when(events, close)
-    assert isinstance(e, Issue.Closed)
+    events = history(report(source=source), assign, accept, resolve)
+    [e] = given(events).when(close).then(Issue.Closed)
     issue = replay([*events, e])
     assert issue.status == CLOSED and issue.closed_at == T0 + D + 2 * H
 
@@ -515,24 +517,29 @@ def test_other_sources_close_without_callback(source: str) -> None:
 def test_a_negative_callback_needs_reopen_or_admin_override(
     satisfaction: str, resolved: bool,
 ) -> None:
-    events = given_events(assign, accept, resolve, lambda i: i.evaluate(
-        satisfaction=satisfaction, resolved=resolved, at=T0 + D + H), source="resident")
-    with pytest.raises(IllegalTransition) as e:
-        when(events, close)
+    events = history(report(source="resident"), assign, accept, resolve, lambda i: i.evaluate(
+        satisfaction=satisfaction, resolved=resolved, at=T0 + D + H))
+    e = given(events).when(close).then_raises(IllegalTransition)
     assert e.value.current_state == RESOLVED
-    with pytest.raises(IllegalTransition):  # a reason alone is not enough
-        when(events, lambda i: i.close(T0 + 2 * D, override_reason="领导同意"))
-    with pytest.raises(InvalidValue) as e2:  # an admin must still say why
-        when(events, lambda i: i.close(T0 + 2 * D, is_admin=True, override_reason="  "))
+    # a reason alone is not enough
+    given(events).when(
+        lambda i: i.close(T0 + 2 * D, override_reason="领导同意")
+    ).then_raises(IllegalTransition)
+    # an admin must still say why
+    e2 = given(events).when(
+        lambda i: i.close(T0 + 2 * D, is_admin=True, override_reason="  ")
+    ).then_raises(InvalidValue)
     assert e2.value.field == "override_reason"
-    [closed] = when(events, lambda i: i.close(
-        T0 + 2 * D, is_admin=True, override_reason="居民诉求超出政策范围，已解释说明"))
+    [closed] = given(events).when(lambda i: i.close(
+        T0 + 2 * D, is_admin=True, override_reason="居民诉求超出政策范围，已解释说明")).then(Issue.Closed)
     assert closed.override_reason == "居民诉求超出政策范围，已解释说明"
 
 
 def test_an_override_reason_is_not_recorded_when_not_needed() -> None:
-    events = given_events(assign, accept, resolve, evaluate_ok)
-    [e] = when(events, lambda i: i.close(T0 + 2 * D, is_admin=True, override_reason="无需"))
+    events = history(report(), assign, accept, resolve, evaluate_ok)
+    [e] = given(events).when(
+        lambda i: i.close(T0 + 2 * D, is_admin=True, override_reason="无需")
+    ).then(Issue.Closed)
     assert e.override_reason is None
 
 
@@ -540,10 +547,10 @@ def test_an_override_reason_is_not_recorded_when_not_needed() -> None:
 
 
 def test_reopen_goes_back_to_the_assignee_with_the_same_allowance() -> None:
-    events = given_events(assign, accept, resolve, evaluate_bad, source="hotline")
+    events = history(report(source="hotline"), assign, accept, resolve, evaluate_bad)
     at = T0 + 2 * D
-    [e] = when(events, lambda i: i.reopen("回访不满意，重新办理", at))
-    assert isinstance(e, Issue.Reopened) and type(e).TOPIC == "IssueReopened.v1"
+    [e] = given(events).when(lambda i: i.reopen("回访不满意，重新办理", at)).then(Issue.Reopened)
+    assert type(e).TOPIC == "IssueReopened.v1"
     assert e.due_at == at + (DUE - (T0 + H))  # the first assignment gave DUE - assigned_at
     issue = replay([*events, e])
     assert issue.status == ASSIGNED and issue.assignee_id == UNIT.id
@@ -559,14 +566,16 @@ def test_reopen_goes_back_to_the_assignee_with_the_same_allowance() -> None:
 
 
 def test_reopen_with_an_explicit_deadline() -> None:
-    events = given_events(assign, accept, resolve)
-    [e] = when(events, lambda i: i.reopen("重办", T0 + 2 * D, due_at=T0 + 4 * D))
+    events = history(report(), assign, accept, resolve)
+    [e] = given(events).when(
+        lambda i: i.reopen("重办", T0 + 2 * D, due_at=T0 + 4 * D)
+    ).then(Issue.Reopened)
     assert e.due_at == T0 + 4 * D
-    with pytest.raises(InvalidValue) as err:
-        when(events, lambda i: i.reopen("重办", T0 + 2 * D, due_at=T0 + D))
+    err = given(events).when(
+        lambda i: i.reopen("重办", T0 + 2 * D, due_at=T0 + D)
+    ).then_raises(InvalidValue)
     assert err.value.field == "due_at"
-    with pytest.raises(InvalidValue) as err:
-        when(events, lambda i: i.reopen("", T0 + 2 * D))
+    err = given(events).when(lambda i: i.reopen("", T0 + 2 * D)).then_raises(InvalidValue)
     assert err.value.field == "reason"
 
 
@@ -575,13 +584,14 @@ def test_reopen_with_an_explicit_deadline() -> None:
 
 @pytest.mark.parametrize("path", [[assign], [assign, accept]])
 def test_overdue_after_the_deadline(path: list[Callable[[Issue], None]]) -> None:
-    events = given_events(*path)
+    events = history(report(), *path)
     issue = replay(events)
     assert not issue.is_past_due(DUE) and issue.is_past_due(DUE + timedelta(seconds=1))
-    with pytest.raises(IllegalTransition):
-        when(events, lambda i: i.mark_overdue(DUE))
-    [e] = when(events, lambda i: i.mark_overdue(DUE + timedelta(seconds=30)))
-    assert isinstance(e, Issue.Overdue) and e.due_at == DUE
+    given(events).when(lambda i: i.mark_overdue(DUE)).then_raises(IllegalTransition)
+    [e] = given(events).when(
+        lambda i: i.mark_overdue(DUE + timedelta(seconds=30))
+    ).then(Issue.Overdue)
+    assert e.due_at == DUE
     issue = replay([*events, e])
     assert issue.overdue
     with pytest.raises(IllegalTransition):  # once per deadline
@@ -590,8 +600,13 @@ def test_overdue_after_the_deadline(path: list[Callable[[Issue], None]]) -> None
 
 
 def test_overdue_stays_after_a_late_resolution_and_resets_on_reopen() -> None:
-    events = given_events(assign, accept, lambda i: i.mark_overdue(DUE + H),
-                          lambda i: i.resolve("迟办结", DUE + 2 * H))
+    events = history(
+        report(),
+        assign,
+        accept,
+        lambda i: i.mark_overdue(DUE + H),
+        lambda i: i.resolve("迟办结", DUE + 2 * H),
+    )
     issue = replay(events)
     assert issue.overdue and issue.status == RESOLVED
     issue.reopen("重办", DUE + 3 * H)
@@ -599,7 +614,7 @@ def test_overdue_stays_after_a_late_resolution_and_resets_on_reopen() -> None:
 
 
 def test_a_reported_issue_with_a_requested_deadline_is_not_overdue() -> None:
-    events = given_events(due_at=T0 + H)
+    events = history(report(due_at=T0 + H))
     issue = replay(events)
     assert not issue.is_past_due(LATE)
     with pytest.raises(IllegalTransition):
@@ -607,7 +622,7 @@ def test_a_reported_issue_with_a_requested_deadline_is_not_overdue() -> None:
 
 
 def test_commands_need_aware_timestamps() -> None:
-    issue = replay(given_events(assign))
+    issue = replay(history(report(), assign))
     with pytest.raises(ValueError):
         issue.accept(datetime(2024, 3, 1, 12, 0))
 
@@ -714,7 +729,7 @@ def check_invariants(i: Issue) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(SOURCES), st.data())
+@hypothesis.given(st.sampled_from(SOURCES), st.data())
 def test_random_command_sequences_stay_valid_and_replay(source: str, data: st.DataObject) -> None:
     issue = report(source=source)
     history = list(issue.collect_events())

@@ -1,4 +1,5 @@
-"""The layer rule of DESIGN.md, checked: domain does no I/O, infra knows nothing of HTTP."""
+"""The layer rule of docs/development.md, checked: domain does no I/O, infra knows nothing of
+HTTP, and nothing but the tests imports ``tests``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ FORBIDDEN = {
     },
     "infra": {"litestar", "services", "projections", "httpx"},
     "projections": {"litestar", "services"},
+    "bench": {"tests"},
 }
 
 
@@ -47,3 +49,22 @@ def test_layer_imports_nothing_it_must_not(layer: str) -> None:
     }
     offences = {k: v for k, v in offences.items() if v}
     assert not offences, f"layer rule broken: {offences}"
+
+
+def code_outside_tests() -> list[Path]:
+    """Every Python file of the repository but the tests' own (hidden folders aside: the
+    virtualenv, caches)."""
+    tops = [p for p in ROOT.iterdir() if p.name != "tests" and not p.name.startswith(".")]
+    return sorted(
+        f
+        for top in tops
+        for f in ([top] if top.is_file() else top.rglob("*.py"))
+        if f.suffix == ".py"
+    )
+
+
+def test_nothing_outside_tests_imports_tests() -> None:
+    files = code_outside_tests()
+    assert any(f.relative_to(ROOT).parts[0] == "bench" for f in files)
+    offences = [str(f.relative_to(ROOT)) for f in files if "tests" in imported_modules(f)]
+    assert not offences, f"imports tests: {offences}"

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
-from functools import reduce
 from typing import Any
 from uuid import UUID, uuid4
 
+import hypothesis
 import pytest
-from hypothesis import given, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from domain.errors import Conflict, DomainError, IllegalTransition, InvalidValue
 from domain.member import ACTIVE, DEREGISTERED, ERASED, Member, UnitRegistration
 from domain.personal_data import PersonalData, personal_data
 from domain.refs import NodeRef, business_date
+from tests.domain_spec import given, history, replay
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
@@ -37,29 +38,12 @@ GRID_2 = NodeRef(id=uuid4(), code="330106001002G02", kind="grid", root_id=ROOT, 
 PERSON = PersonalData(name="张三", phone="13812341234", id_number="11010519491231002X")
 
 
-def replay(events: Sequence[Any]) -> Any:
-    return reduce(lambda agg, e: e.mutate(agg), events, None)
-
-
 def register(**overrides: Any) -> Member:
     args: dict[str, Any] = dict(
         member_id=uuid4(), person=PERSON, community=COMMUNITY, home_unit=UNIT, grid=GRID, at=T0
     )
     args.update(overrides)
     return Member.register(**args)
-
-
-def given_events(*commands: Callable[[Member], None]) -> list[Any]:
-    m = register()
-    for command in commands:
-        command(m)
-    return list(m.collect_events())
-
-
-def when(events: list[Any], command: Callable[[Member], None]) -> list[Any]:
-    m = replay(events)
-    command(m)
-    return list(m.collect_events())
 
 
 def deregister(m: Member) -> None:
@@ -153,9 +137,9 @@ def test_the_same_person_twice_in_a_community_is_a_conflict() -> None:
 
 
 def test_record_service() -> None:
-    events = given_events()
-    [e] = when(events, lambda m: m.record_service(
-        served_on=date(2024, 3, 1), hours=2.5, kind="环境整治志愿服务", at=T0))
+    events = history(register())
+    [e] = given(events).when(lambda m: m.record_service(
+        served_on=date(2024, 3, 1), hours=2.5, kind="环境整治志愿服务", at=T0)).then(Member.ServiceRecorded)
     assert isinstance(e, Member.ServiceRecorded) and type(e).TOPIC == "ServiceRecorded.v1"
     assert (e.served_on, e.hours, e.kind) == (date(2024, 3, 1), 2.5, "环境整治志愿服务")
     m = replay([*events, e])
@@ -164,8 +148,8 @@ def test_record_service() -> None:
 
 @pytest.mark.parametrize("hours", [24, 0.01, 1, 23.999])
 def test_service_hours_up_to_24(hours: float) -> None:
-    [e] = when(given_events(), lambda m: m.record_service(
-        served_on=date(2024, 3, 1), hours=hours, kind="巡逻", at=T0))
+    [e] = given(history(register())).when(lambda m: m.record_service(
+        served_on=date(2024, 3, 1), hours=hours, kind="巡逻", at=T0)).then(Member.ServiceRecorded)
     assert 0 < e.hours <= 24 and isinstance(e.hours, float)
 
 
@@ -182,23 +166,26 @@ def test_service_hours_up_to_24(hours: float) -> None:
 def test_record_service_refuses_bad_input(kwargs: dict[str, Any], field: str) -> None:
     args: dict[str, Any] = dict(served_on=date(2024, 3, 1), hours=2, kind="巡逻", at=T0)
     args.update(kwargs)
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda m: m.record_service(**args))
+    e = given(history(register())).when(
+        lambda m: m.record_service(**args)
+    ).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_service_day_is_the_china_calendar_day() -> None:
     at = datetime(2024, 3, 1, 16, 30, tzinfo=UTC)  # 2024-03-02 00:30 in Beijing
-    [e] = when(given_events(), lambda m: m.record_service(
-        served_on=date(2024, 3, 2), hours=1, kind="夜巡", at=at))
+    [e] = given(history(register())).when(lambda m: m.record_service(
+        served_on=date(2024, 3, 2), hours=1, kind="夜巡", at=at)).then(Member.ServiceRecorded)
     assert e.served_on == date(2024, 3, 2)
 
 
 def test_points_awarded_and_deducted() -> None:
-    events = given_events(lambda m: m.adjust_points(10, "参加社区志愿服务", T0))
+    events = history(register(), lambda m: m.adjust_points(10, "参加社区志愿服务", T0))
     assert isinstance(events[-1], Member.PointsAwarded) and events[-1].points == 10
-    [e] = when(events, lambda m: m.adjust_points(-4, "未按时参加活动", T0))
-    assert isinstance(e, Member.PointsDeducted) and type(e).TOPIC == "PointsDeducted.v1"
+    [e] = given(events).when(
+        lambda m: m.adjust_points(-4, "未按时参加活动", T0)
+    ).then(Member.PointsDeducted)
+    assert type(e).TOPIC == "PointsDeducted.v1"
     assert (e.points, e.reason) == (4, "未按时参加活动")
     assert replay([*events, e]).points == 6
 
@@ -209,18 +196,16 @@ def test_points_awarded_and_deducted() -> None:
      (10_001, "x", "delta"), (5, "  ", "reason")],
 )
 def test_points_refusals(delta: Any, reason: str, field: str) -> None:
-    events = given_events(lambda m: m.adjust_points(10, "奖励", T0))
-    with pytest.raises(InvalidValue) as e:
-        when(events, lambda m: m.adjust_points(delta, reason, T0))
+    events = history(register(), lambda m: m.adjust_points(10, "奖励", T0))
+    e = given(events).when(lambda m: m.adjust_points(delta, reason, T0)).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_award_and_deduct_directly() -> None:
-    events = given_events(lambda m: m.award_points(3, "奖励", T0))
-    [e] = when(events, lambda m: m.deduct_points(3, "扣减", T0))
+    events = history(register(), lambda m: m.award_points(3, "奖励", T0))
+    [e] = given(events).when(lambda m: m.deduct_points(3, "扣减", T0)).then(Member.PointsDeducted)
     assert replay([*events, e]).points == 0
-    with pytest.raises(InvalidValue) as err:
-        when(events, lambda m: m.deduct_points(4, "扣减", T0))
+    err = given(events).when(lambda m: m.deduct_points(4, "扣减", T0)).then_raises(InvalidValue)
     assert err.value.field == "points"
 
 
@@ -228,10 +213,12 @@ def test_award_and_deduct_directly() -> None:
 
 
 def test_transfer_moves_the_member_and_its_future_events() -> None:
-    events = given_events(lambda m: m.record_service(
+    events = history(register(), lambda m: m.record_service(
         served_on=date(2024, 3, 1), hours=2, kind="巡逻", at=T0))
-    [e] = when(events, lambda m: m.transfer(to_community=COMMUNITY_2, grid=GRID_2, at=T0))
-    assert isinstance(e, Member.Transferred) and type(e).TOPIC == "MemberTransferred.v1"
+    [e] = given(events).when(
+        lambda m: m.transfer(to_community=COMMUNITY_2, grid=GRID_2, at=T0)
+    ).then(Member.Transferred)
+    assert type(e).TOPIC == "MemberTransferred.v1"
     assert (e.from_community_id, e.to_community_id, e.to_grid_id) == (
         COMMUNITY.id, COMMUNITY_2.id, GRID_2.id)
     m = replay([*events, e])
@@ -250,33 +237,31 @@ def test_transfer_moves_the_member_and_its_future_events() -> None:
     ],
 )
 def test_transfer_refusals(kwargs: dict[str, Any], error: type[InvalidValue], field: str) -> None:
-    with pytest.raises(error) as e:
-        when(given_events(), lambda m: m.transfer(at=T0, **kwargs))
+    e = given(history(register())).when(lambda m: m.transfer(at=T0, **kwargs)).then_raises(error)
     assert e.value.field == field
 
 
 def test_transfer_to_a_community_where_the_person_is_registered() -> None:
-    with pytest.raises(Conflict):
-        when(given_events(), lambda m: m.transfer(
-            to_community=COMMUNITY_2, person_already_registered=True, at=T0))
+    given(history(register())).when(lambda m: m.transfer(
+            to_community=COMMUNITY_2, person_already_registered=True, at=T0)).then_raises(Conflict)
 
 
 # -- deregister, erase ---------------------------------------------------------------------
 
 
 def test_deregister_then_erase() -> None:
-    events = given_events(deregister)
+    events = history(register(), deregister)
     assert isinstance(events[-1], Member.Deregistered) and events[-1].reason == "调离本县"
     assert replay(events).status == DEREGISTERED
-    [e] = when(events, erase)
-    assert isinstance(e, Member.Erased) and type(e).TOPIC == "MemberErased.v1"
+    [e] = given(events).when(erase).then(Member.Erased)
+    assert type(e).TOPIC == "MemberErased.v1"
     m = replay([*events, e])
     assert m.status == ERASED and m.erased and m.person is None
 
 
 def test_replay_survives_a_shredded_person() -> None:
     """After crypto-shredding the privacy layer hands MemberRegistered back with person=None."""
-    events = given_events(erase)
+    events = history(register(), erase)
     shredded = [dataclasses.replace(events[0], person=None), *events[1:]]
     m = replay(shredded)
     assert m.person is None and m.status == ERASED
@@ -303,22 +288,19 @@ ALLOWED = {
 @pytest.mark.parametrize("state", list(STATES))
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_transition_table(state: str, command: str) -> None:
-    events = given_events(*STATES[state])
+    events = history(register(), *STATES[state])
     assert replay(events).status == state
     run, event_class = COMMANDS[command]
     if command in ALLOWED[state]:
-        [e] = when(events, run)
-        assert isinstance(e, event_class)
+        given(events).when(run).then(event_class)
     else:
-        with pytest.raises(IllegalTransition) as err:
-            when(events, run)
+        err = given(events).when(run).then_raises(IllegalTransition)
         assert err.value.current_state == state
 
 
 def test_deduct_is_refused_when_not_active() -> None:
-    events = given_events(lambda m: m.adjust_points(5, "奖励", T0), deregister)
-    with pytest.raises(IllegalTransition):
-        when(events, lambda m: m.adjust_points(-1, "扣", T0))
+    events = history(register(), lambda m: m.adjust_points(5, "奖励", T0), deregister)
+    given(events).when(lambda m: m.adjust_points(-1, "扣", T0)).then_raises(IllegalTransition)
 
 
 # -- properties ----------------------------------------------------------------------------
@@ -368,7 +350,7 @@ def check_invariants(m: Member) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(commands, st.integers(0, 60 * 24 * 10)), max_size=25))
+@hypothesis.given(st.lists(st.tuples(commands, st.integers(0, 60 * 24 * 10)), max_size=25))
 def test_random_command_sequences_stay_valid_and_replay(
     steps: list[tuple[tuple[Any, ...], int]],
 ) -> None:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from infra.merkle import (
+from infra.audit.merkle import (
     Head,
     canonical_head,
     inclusion_path,

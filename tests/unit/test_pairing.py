@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
-from functools import reduce
 from typing import Any
 from uuid import UUID, uuid4
 
+import hypothesis
 import pytest
-from hypothesis import given, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from domain.errors import Conflict, DomainError, IllegalTransition, InvalidValue
 from domain.pairing import ACTIVE, RATINGS, TERMINATED, Commitment, Pairing, Term
 from domain.refs import NodeRef, business_date
+from tests.domain_spec import given, history, replay
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
@@ -34,10 +35,6 @@ COMMITMENTS = (
 )
 
 
-def replay(events: Sequence[Any]) -> Any:
-    return reduce(lambda agg, e: e.mutate(agg), events, None)
-
-
 def sign(**overrides: Any) -> Pairing:
     args: dict[str, Any] = dict(
         pairing_id=uuid4(), unit=UNIT, community=COMMUNITY, starts_on=date(2024, 1, 1),
@@ -45,20 +42,6 @@ def sign(**overrides: Any) -> Pairing:
     )
     args.update(overrides)
     return Pairing.sign(**args)
-
-
-def given_events(*commands: Callable[[Pairing], None]) -> list[Any]:
-    p = sign()
-    for command in commands:
-        command(p)
-    return list(p.collect_events())
-
-
-def when(events: list[Any], command: Callable[[Pairing], None]) -> list[Any]:
-    """Replay ``events``, run ``command``, return the new events."""
-    p = replay(events)
-    command(p)
-    return list(p.collect_events())
 
 
 def terminate(p: Pairing) -> None:
@@ -153,10 +136,11 @@ def test_adjacent_terms_do_not_overlap() -> None:
 
 
 def test_fulfil_records_commitment_fulfilled() -> None:
-    events = given_events()
+    events = history(sign())
     at = T0 + timedelta(days=10)
-    [e] = when(events, lambda p: p.fulfil(1, "  已开展第一季度联合党日，附照片 ", at))
-    assert isinstance(e, Pairing.CommitmentFulfilled)
+    [e] = given(events).when(
+        lambda p: p.fulfil(1, "  已开展第一季度联合党日，附照片 ", at)
+    ).then(Pairing.CommitmentFulfilled)
     assert (e.index, e.title) == (1, "每季度开展一次联合党日活动")
     assert e.evidence == "已开展第一季度联合党日，附照片"
     p = replay([*events, e])
@@ -165,16 +149,14 @@ def test_fulfil_records_commitment_fulfilled() -> None:
 
 
 def test_a_commitment_is_fulfilled_once() -> None:
-    events = given_events(lambda p: p.fulfil(0, "已建成", T0))
-    with pytest.raises(IllegalTransition) as e:
-        when(events, lambda p: p.fulfil(0, "再次", T0))
+    events = history(sign(), lambda p: p.fulfil(0, "已建成", T0))
+    e = given(events).when(lambda p: p.fulfil(0, "再次", T0)).then_raises(IllegalTransition)
     assert e.value.current_state == "fulfilled"
 
 
 @pytest.mark.parametrize("index", [-1, 2, 99, True, "0"])
 def test_fulfil_refuses_unknown_index(index: Any) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda p: p.fulfil(index, "证据", T0))
+    e = given(history(sign())).when(lambda p: p.fulfil(index, "证据", T0)).then_raises(InvalidValue)
     assert e.value.field == "index"
 
 
@@ -186,13 +168,14 @@ def test_fulfil_without_commitments() -> None:
 
 @pytest.mark.parametrize("evidence", ["", "   ", "证" * 2001])
 def test_fulfil_needs_evidence(evidence: str) -> None:
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda p: p.fulfil(0, evidence, T0))
+    e = given(history(sign())).when(lambda p: p.fulfil(0, evidence, T0)).then_raises(InvalidValue)
     assert e.value.field == "evidence"
 
 
 def test_evidence_of_2000_characters_is_fine() -> None:
-    [e] = when(given_events(), lambda p: p.fulfil(0, "证" * 2000, T0))
+    [e] = given(history(sign())).when(
+        lambda p: p.fulfil(0, "证" * 2000, T0)
+    ).then(Pairing.CommitmentFulfilled)
     assert len(e.evidence) == 2000
 
 
@@ -200,14 +183,16 @@ def test_evidence_of_2000_characters_is_fine() -> None:
 
 
 def test_hold_activity() -> None:
-    [e] = when(given_events(), lambda p: p.hold_activity(
-        held_on=date(2024, 3, 1), title="主题党日：共建文明社区", participants=35, at=T0))
-    assert isinstance(e, Pairing.ActivityHeld) and type(e).TOPIC == "PairingActivityHeld.v1"
+    [e] = given(history(sign())).when(lambda p: p.hold_activity(
+        held_on=date(2024, 3, 1), title="主题党日：共建文明社区", participants=35, at=T0,
+    )).then(Pairing.ActivityHeld)
+    assert type(e).TOPIC == "PairingActivityHeld.v1"
     assert (e.held_on, e.title, e.participants) == (date(2024, 3, 1), "主题党日：共建文明社区", 35)
 
 
 def test_activity_counts_accumulate() -> None:
-    events = given_events(
+    events = history(
+        sign(),
         lambda p: p.hold_activity(held_on=date(2024, 2, 1), title="A", participants=10, at=T0),
         lambda p: p.hold_activity(held_on=date(2024, 1, 5), title="B", participants=5, at=T0),
     )
@@ -230,26 +215,30 @@ def test_activity_counts_accumulate() -> None:
 def test_hold_activity_refuses_bad_input(kwargs: dict[str, Any], field: str) -> None:
     args: dict[str, Any] = dict(held_on=date(2024, 3, 1), title="活动", participants=3, at=T0)
     args.update(kwargs)
-    with pytest.raises(InvalidValue) as e:
-        when(given_events(), lambda p: p.hold_activity(**args))
+    e = given(history(sign())).when(lambda p: p.hold_activity(**args)).then_raises(InvalidValue)
     assert e.value.field == field
 
 
 def test_activity_day_is_the_china_calendar_day() -> None:
     # 2024-03-01 17:00 UTC is already 2024-03-02 01:00 in Beijing.
     at = datetime(2024, 3, 1, 17, 0, tzinfo=UTC)
-    [e] = when(given_events(), lambda p: p.hold_activity(
-        held_on=date(2024, 3, 2), title="夜间巡逻", participants=4, at=at))
+    [e] = given(history(sign())).when(lambda p: p.hold_activity(
+        held_on=date(2024, 3, 2), title="夜间巡逻", participants=4, at=at)).then(Pairing.ActivityHeld)
     assert e.held_on == date(2024, 3, 2)
 
 
 def test_review() -> None:
-    [e] = when(given_events(), lambda p: p.review(rating="excellent", comment="成效明显", at=T0))
-    assert isinstance(e, Pairing.Reviewed) and (e.rating, e.comment) == ("excellent", "成效明显")
-    [e] = when(given_events(), lambda p: p.review(rating="fair", at=T0))
+    [e] = given(history(sign())).when(
+        lambda p: p.review(rating="excellent", comment="成效明显", at=T0)
+    ).then(Pairing.Reviewed)
+    assert (e.rating, e.comment) == ("excellent", "成效明显")
+    [e] = given(history(sign())).when(
+        lambda p: p.review(rating="fair", at=T0)
+    ).then(Pairing.Reviewed)
     assert e.comment is None
-    with pytest.raises(InvalidValue) as err:
-        when(given_events(), lambda p: p.review(rating="优秀", at=T0))
+    err = given(history(sign())).when(
+        lambda p: p.review(rating="优秀", at=T0)
+    ).then_raises(InvalidValue)
     assert err.value.field == "rating"
 
 
@@ -257,17 +246,16 @@ def test_review() -> None:
 
 
 def test_terminate() -> None:
-    events = given_events()
-    [e] = when(events, terminate)
-    assert isinstance(e, Pairing.Terminated) and e.reason == "单位机构改革撤并"
+    events = history(sign())
+    [e] = given(events).when(terminate).then(Pairing.Terminated)
+    assert e.reason == "单位机构改革撤并"
     p = replay([*events, e])
     assert p.status == TERMINATED and p.terminated_at == T0 + timedelta(days=30)
     assert not p.in_force_on(date(2024, 6, 1))
 
 
 def test_terminate_needs_a_reason() -> None:
-    with pytest.raises(InvalidValue):
-        when(given_events(), lambda p: p.terminate("  ", T0))
+    given(history(sign())).when(lambda p: p.terminate("  ", T0)).then_raises(InvalidValue)
 
 
 COMMANDS: dict[str, tuple[Callable[[Pairing], None], type]] = {
@@ -283,15 +271,13 @@ STATES: dict[str, list[Callable[[Pairing], None]]] = {ACTIVE: [], TERMINATED: [t
 @pytest.mark.parametrize("state", list(STATES))
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_transition_table(state: str, command: str) -> None:
-    events = given_events(*STATES[state])
+    events = history(sign(), *STATES[state])
     assert replay(events).status == state
     run, event_class = COMMANDS[command]
     if state == ACTIVE:
-        [e] = when(events, run)
-        assert isinstance(e, event_class)
+        given(events).when(run).then(event_class)
     else:
-        with pytest.raises(IllegalTransition) as err:
-            when(events, run)
+        err = given(events).when(run).then_raises(IllegalTransition)
         assert err.value.current_state == TERMINATED
 
 
@@ -338,7 +324,7 @@ def check_invariants(p: Pairing) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(commands, st.integers(0, 60 * 24 * 20)), max_size=25))
+@hypothesis.given(st.lists(st.tuples(commands, st.integers(0, 60 * 24 * 20)), max_size=25))
 def test_random_command_sequences_stay_valid_and_replay(
     steps: list[tuple[tuple[Any, ...], int]],
 ) -> None:

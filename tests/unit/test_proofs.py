@@ -13,11 +13,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from infra.audit_verify import Link, Proof, ProofEvent, sign_checkpoint
+from infra.audit.checkpoints import sign_checkpoint
+from infra.audit.inclusion import Link, Proof, ProofEvent
+from infra.audit.merkle import Head, inclusion_path, leaf_hash
+from infra.audit.proof_checks import checkpoint_problems, proof_problems, verify_proof
+from infra.audit.signing import Ed25519Signer, SigningKeyError, load_signer
 from infra.chain import GENESIS, Sha256Chain, canonical_event
-from infra.merkle import Head, inclusion_path, leaf_hash
-from infra.proofs import checkpoint_problems, proof_problems, verify_proof
-from infra.signing import Ed25519Signer, SigningKeyError, load_signer
 
 ROOT = Path(__file__).resolve().parents[2]
 hasher = Sha256Chain()

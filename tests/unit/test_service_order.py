@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
-from functools import reduce
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -26,6 +25,7 @@ from domain.service import (
     accept_window,
     parse_points_rule,
 )
+from tests.domain_spec import given, history, replay
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
@@ -42,29 +42,12 @@ MEMBER = uuid4()
 RULE = {5: 10, 4: 3}
 
 
-def replay(events: Sequence[Any]) -> Any:
-    return reduce(lambda agg, e: e.mutate(agg), events, None)
-
-
 def request(**overrides: Any) -> ServiceOrder:
     args: dict[str, Any] = dict(
         order_id=uuid4(), community=COMMUNITY, title="上门理发", description="独居老人", at=T0
     )
     args.update(overrides)
     return ServiceOrder.request(**args)
-
-
-def given_events(*commands: Callable[[ServiceOrder], None]) -> list[Any]:
-    order = request()
-    for command in commands:
-        command(order)
-    return list(order.collect_events())
-
-
-def when(events: list[Any], command: Callable[[ServiceOrder], None]) -> list[Any]:
-    order = replay(events)
-    command(order)
-    return list(order.collect_events())
 
 
 def to_member(o: ServiceOrder) -> None:
@@ -152,13 +135,13 @@ def test_requested_only_at_a_community() -> None:
 
 
 def test_dispatched_to_a_member_sets_the_accept_deadline() -> None:
-    (event,) = when(given_events(), to_member)
+    (event,) = given(history(request())).when(to_member).then(ServiceOrder.Dispatched)
     assert isinstance(event, ServiceOrder.Dispatched)
     assert (event.member_id, event.unit_id, event.accept_by) == (MEMBER, None, T0 + 3 * H)
 
 
 def test_dispatched_to_a_unit() -> None:
-    (event,) = when(given_events(), to_unit)
+    (event,) = given(history(request())).when(to_unit).then(ServiceOrder.Dispatched)
     assert (event.unit_id, event.unit_code, event.member_id) == (UNIT.id, UNIT.code, None)
 
 
@@ -168,13 +151,13 @@ def test_dispatched_to_a_unit() -> None:
     ids=["neither", "both"],
 )
 def test_dispatched_to_exactly_one(kwargs: dict[str, Any]) -> None:
-    order = replay(given_events())
+    order = replay(history(request()))
     with pytest.raises(InvalidValue, match="exactly one"):
         order.dispatch(accept_within=H, at=T0, **kwargs)
 
 
 def test_dispatch_refuses_a_foreign_or_non_unit_node() -> None:
-    order = replay(given_events())
+    order = replay(history(request()))
     with pytest.raises(InvalidValue, match="another root tenant"):
         order.dispatch(unit=FOREIGN_UNIT, accept_within=H, at=T0)
     with pytest.raises(InvalidValue, match="unit node"):
@@ -182,7 +165,7 @@ def test_dispatch_refuses_a_foreign_or_non_unit_node() -> None:
 
 
 def test_redispatch_clears_the_overdue_flag() -> None:
-    events = given_events(to_member, overdue)
+    events = history(request(), to_member, overdue)
     order = replay(events)
     assert order.overdue
     order.dispatch(unit=UNIT, accept_within=H, at=T0 + 5 * H)
@@ -190,12 +173,12 @@ def test_redispatch_clears_the_overdue_flag() -> None:
 
 
 def test_accepted() -> None:
-    (event,) = when(given_events(to_member), accept)
+    (event,) = given(history(request(), to_member)).when(accept).then(ServiceOrder.Accepted)
     assert isinstance(event, ServiceOrder.Accepted)
 
 
 def test_completed_credits_the_member_hours() -> None:
-    events = given_events(to_member, accept)
+    events = history(request(), to_member, accept)
     order = replay(events)
     complete(order)
     assert order.hours_for_member() == 1.5
@@ -204,56 +187,58 @@ def test_completed_credits_the_member_hours() -> None:
 
 
 def test_completed_by_a_unit_credits_no_member() -> None:
-    order = replay(given_events(to_unit, accept))
+    order = replay(history(request(), to_unit, accept))
     complete(order)
     assert order.hours_for_member() is None
 
 
 @pytest.mark.parametrize("hours", [0, -1, 24.5, float("nan")])
 def test_completed_hours_bounds(hours: float) -> None:
-    order = replay(given_events(to_member, accept))
+    order = replay(history(request(), to_member, accept))
     with pytest.raises(InvalidValue, match="hours"):
         order.complete(summary="done", hours=hours, at=T0)
 
 
 def test_evaluated_awards_points_by_the_rule() -> None:
-    (event,) = when(given_events(to_member, accept, complete), evaluate)
+    (event,) = given(history(request(), to_member, accept, complete)).when(
+        evaluate
+    ).then(ServiceOrder.Evaluated)
     assert isinstance(event, ServiceOrder.Evaluated)
     assert (event.rating, event.points) == (5, 10)
 
 
 @pytest.mark.parametrize(("rating", "points"), [(4, 3), (3, 0), (1, 0)])
 def test_evaluated_below_the_rule_earns_what_it_says(rating: int, points: int) -> None:
-    order = replay(given_events(to_member, accept, complete))
+    order = replay(history(request(), to_member, accept, complete))
     order.evaluate(rating=rating, points_rule=RULE, at=T0)
     assert order.points_awarded == points
 
 
 def test_evaluated_earns_no_points_for_a_unit_or_an_inactive_member() -> None:
-    unit_order = replay(given_events(to_unit, accept, complete))
+    unit_order = replay(history(request(), to_unit, accept, complete))
     unit_order.evaluate(rating=5, points_rule=RULE, at=T0)
     assert unit_order.points_awarded == 0
-    gone = replay(given_events(to_member, accept, complete))
+    gone = replay(history(request(), to_member, accept, complete))
     gone.evaluate(rating=5, points_rule=RULE, member_active=False, at=T0)
     assert gone.points_awarded == 0
 
 
 @pytest.mark.parametrize("rating", [0, 6, True])
 def test_evaluated_rating_bounds(rating: int) -> None:
-    order = replay(given_events(to_member, accept, complete))
+    order = replay(history(request(), to_member, accept, complete))
     with pytest.raises(InvalidValue, match="rating"):
         order.evaluate(rating=rating, points_rule=RULE, at=T0)
 
 
 @pytest.mark.parametrize("status", [REQUESTED, DISPATCHED, ACCEPTED])
 def test_cancelled_before_completion(status: str) -> None:
-    (event,) = when(given_events(*PATHS[status]), cancel)
+    (event,) = given(history(request(), *PATHS[status])).when(cancel).then(ServiceOrder.Cancelled)
     assert isinstance(event, ServiceOrder.Cancelled)
     assert event.from_status == status
 
 
 def test_overdue_only_after_the_accept_deadline_and_once() -> None:
-    order = replay(given_events(to_member))
+    order = replay(history(request(), to_member))
     assert not order.is_past_accept_deadline(T0 + 3 * H)
     with pytest.raises(IllegalTransition):
         order.mark_overdue(T0 + 2 * H)
@@ -269,7 +254,7 @@ def test_overdue_only_after_the_accept_deadline_and_once() -> None:
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_the_transition_table(status: str, command: str) -> None:
     """Every command in every status: allowed ones record, others are 409 with the state."""
-    order = replay(given_events(*PATHS[status]))
+    order = replay(history(request(), *PATHS[status]))
     assert order.status == status
     if status in TRANSITIONS[command]:
         COMMANDS[command](order)

@@ -5,7 +5,7 @@ and kept under ``<data dir>/secrets/checkpoint-signing-key.pem``; production ref
 without it, because a checkpoint signed by a throw-away key proves nothing.
 
 Verification is a pure function of (algorithm, raw public key, message, signature), so
-clients and ``infra.proofs`` can re-check a signature with no server at hand.
+clients and ``infra.audit.proof_checks`` can re-check a signature with no server at hand.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A *checkpoint* ``{node, at, root, heads, signature, public_key, algorithm, hash_algorithm}``
 commits, with one signature, to the chain head of every node of a subtree at an instant:
-``root`` is the Merkle root over ``heads`` (``infra.merkle``), and ``signature`` signs the
+``root`` is the Merkle root over ``heads`` (``infra.audit.merkle``), and ``signature`` signs the
 canonical encoding of ``{"at": at, "node": node, "root": root}`` (JSON, keys sorted, no
 whitespace, UTF-8).
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import msgspec
 
+from infra.audit.merkle import Head, leaf_hash, merkle_root, root_from_path
+from infra.audit.signing import unb64, verify_signature
 from infra.chain import ChainHasher, Sha256Chain, Sm3Chain
-from infra.merkle import Head, leaf_hash, merkle_root, root_from_path
-from infra.signing import unb64, verify_signature
 
 _encoder = msgspec.json.Encoder(order="sorted")
 

@@ -121,7 +121,7 @@ def _day(at: datetime | None) -> date | None:
 
 
 def ledger_row(serial: int, r: Mapping[str, Any], today: date) -> LedgerRow:
-    """A read-model row (see ``services.api.findings.SELECT_FINDINGS``) as a ledger row."""
+    """A read-model row (see ``services.api.findings.queries.SELECT_FINDINGS``) as a ledger row."""
     measures = msgspec.json.decode(r["measures"], type=list[str]) if r["measures"] else []
     return LedgerRow(
         serial=serial,

@@ -36,15 +36,10 @@ import msgspec
 
 from civic_verify.hashing import by_name
 from civic_verify.tlog import RunBuilder
-from infra.audit_verify import (
-    _CANONICAL_TEXT_COLUMNS,
-    SUBTREE_NODES,
-    Checkpoint,
-    _batches,
-    subtree_range,
-)
+from infra.audit.checkpoints import Checkpoint
+from infra.audit.event_rows import CANONICAL_TEXT_COLUMNS, batches
 from infra.chain import CanonicalText, encode_canonical
-from infra.directory import DirectoryNode
+from infra.directory import DirectoryNode, subtree_nodes
 
 FORMAT = "civic-evidence/v1"
 _encoder = msgspec.json.Encoder(order="sorted")
@@ -54,7 +49,7 @@ _decoder = msgspec.json.Decoder()
 # belongs to the subtree (row-level security also limits events to the caller's scope).
 BUNDLE_LEAVES = f"""
 SELECT l.idx, l.hash AS leaf, e.node_id, e.node_seq, e.position, e.prev_hash, e.hash,
-       {_CANONICAL_TEXT_COLUMNS}
+       {CANONICAL_TEXT_COLUMNS}
 FROM audit_tree_leaves l
 LEFT JOIN events e ON e.position = l.position AND e.node_id = ANY($3::uuid[])
 WHERE l.root_id = $1 AND l.idx < $2
@@ -94,8 +89,7 @@ async def bundle_chunks(
     """The zip, chunk by chunk (run inside the caller's read-only scoped transaction)."""
     sink = _Sink()
     zf = zipfile.ZipFile(cast(IO[bytes], sink), "w", zipfile.ZIP_DEFLATED)
-    lo, hi = subtree_range(node)
-    nodes = await conn.fetch(SUBTREE_NODES, node.root_id, lo, hi)
+    nodes = await subtree_nodes(conn, node)
     codes: dict[UUID, str] = {r["id"]: r["code"] for r in nodes}
     last: dict[UUID, tuple[int, bytes]] = {}
     size = checkpoint.tree_size or 0
@@ -103,9 +97,9 @@ async def bundle_chunks(
     events = 0
     with zf.open("events.ndjson", "w", force_zip64=True) as out:
         run: RunBuilder | None = None
-        rows = _batches(conn, BUNDLE_LEAVES, node.root_id, size, list(codes))
-        async with contextlib.aclosing(rows) as batches:
-            async for batch in batches:
+        rows = batches(conn, BUNDLE_LEAVES, node.root_id, size, list(codes))
+        async with contextlib.aclosing(rows) as leaf_batches:
+            async for batch in leaf_batches:
                 for r in batch:
                     node_id = r[2]
                     if node_id is None:
