@@ -58,6 +58,15 @@ PACKAGES = (
 
 err = Console(stderr=True, highlight=False)
 
+BUDGET_SKIP = "skipped: time budget exhausted"
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """``Type: message`` on one line (the message's first line), at most ``limit`` chars."""
+    text = str(exc).strip().splitlines()
+    msg = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
 
 # --------------------------------------------------------------------------------------------
 # results
@@ -76,6 +85,24 @@ class Figure:
 
     def ok(self) -> list[float]:
         return [v for v in self.values if v is not None and not math.isnan(v)]
+
+    @property
+    def failures(self) -> list[str]:
+        """Why runs failed (runs skipped for the time budget are not failures)."""
+        return [e for e in self.errors if not e.startswith(BUDGET_SKIP)]
+
+    @property
+    def status(self) -> str:
+        """``ok``; ``failed``: no run gave a value because runs failed; ``partial``: some runs
+        failed; ``skipped``: no value, none failed (time budget)."""
+        if self.failures:
+            return "partial" if self.ok() else "failed"
+        return "ok" if self.ok() else "skipped"
+
+    @property
+    def cause(self) -> str | None:
+        """The last failure's cause, on one line."""
+        return self.failures[-1] if self.failures else None
 
     @property
     def median(self) -> float | None:
@@ -97,6 +124,8 @@ class Figure:
             "n": len(ok),
             "values": self.values,
             "errors": self.errors,
+            "status": self.status,
+            "error": self.cause,
         }
 
 
@@ -109,7 +138,8 @@ class RatioResult:
     ratio: float | None
     ratio_min: float | None
     ratio_max: float | None
-    status: str  # met | missed | pending
+    status: str  # met | missed | failed (a figure it needs failed) | pending (not measured)
+    error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -117,8 +147,8 @@ class RatioResult:
 
 def evaluate(spec: RatioSpec, figures: dict[str, Figure]) -> RatioResult:
     name, against, target, op = spec
-    fig = figures.get(name)
-    ref = figures.get(against) if against else None
+    fig = figures.get(name) or _owner(name, figures)
+    ref = (figures.get(against) or _owner(against, figures)) if against else None
     num = fig.median if fig else None
     den: float | None = 1.0
     per_run: list[float] = []
@@ -132,7 +162,15 @@ def evaluate(spec: RatioSpec, figures: dict[str, Figure]) -> RatioResult:
             ]
     elif fig:
         per_run = fig.ok()
+    if fig is not None and fig.name != name:
+        num = None  # the figure was never reported: its benchmark failed before it could
+    if ref is not None and ref.name != against:
+        den = None
     if num is None or den is None or den == 0:
+        broken = [f for f in (fig, ref) if f is not None and f.status == "failed"]
+        if broken:
+            cause = f"{broken[0].name}: {broken[0].cause}"
+            return RatioResult(name, against, target, op, None, None, None, "failed", cause)
         return RatioResult(name, against, target, op, None, None, None, "pending")
     ratio = num / den
     met = ratio >= target if op == "ge" else ratio <= target
@@ -146,6 +184,18 @@ def evaluate(spec: RatioSpec, figures: dict[str, Figure]) -> RatioResult:
         max(per_run) if per_run else None,
         "met" if met else "missed",
     )
+
+
+def _owner(name: str, figures: dict[str, Figure]) -> Figure | None:
+    """For ``"<benchmark>.<suffix>"`` not reported: the benchmark's figure, if it failed (a
+    failed run reports none of its secondary figures)."""
+    head = name
+    while "." in head:
+        head = head.rsplit(".", 1)[0]
+        owner = figures.get(head)
+        if owner is not None:
+            return owner if owner.status == "failed" else None
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +314,7 @@ class Runner:
                 )
                 err.print(f"[dim]{g.name} ready in {time.monotonic() - t0:.1f} s[/dim]")
         except Exception as exc:
-            g.failed = f"{type(exc).__name__}: {exc}"
+            g.failed = one_line(exc)
             err.print(f"[red]group {g.name} failed to set up:[/red] {g.failed}")
             if self.args.verbose:
                 err.print(traceback.format_exc())
@@ -284,20 +334,29 @@ class Runner:
             return
         if time.monotonic() - self.started > self.budget:
             fig.values.append(None)
-            fig.errors.append("skipped: time budget exhausted")
+            fig.errors.append(BUDGET_SKIP)
             self.skipped_for_budget += 1
             return
         if self.args.checkpoint:
-            await db.checkpoint(self.args.database_url)
+            try:
+                await db.checkpoint(self.args.database_url)
+            except Exception as exc:  # best effort: the run goes ahead without it
+                err.print(f"  [yellow]CHECKPOINT before {b.name}: {one_line(exc)}[/yellow]")
         ctx = self.context(g, run_index)
         timeout = b.timeout or 60.0 + 12.0 * (self.duration + self.warmup)
         t0 = time.monotonic()
         try:
             value = float(await asyncio.wait_for(b.fn(ctx), timeout))
-        except Exception as exc:
-            msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            fig.values.append(None)
-            fig.errors.append(msg)
+        except (Exception, asyncio.CancelledError) as exc:
+            # A cancellation of the whole run (Ctrl-C, SIGTERM) goes on up; one raised by
+            # the benchmark itself is that figure's failure, like any other error.
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise
+            msg = one_line(exc)
+            for f in [fig, *(f for f in self.figures.values() if f.parent == b.name)]:
+                f.values.append(None)
+                f.errors.append(msg)
             err.print(f"  [red]{b.name} run {run_index + 1}: {msg}[/red]")
             if self.args.verbose:
                 err.print(traceback.format_exc())
@@ -378,7 +437,11 @@ def render(
     for rr in ratios:
         if rr.against is None or rr.figure not in figures:
             continue
-        mark = {"met": "[green]✓[/green]", "missed": "[red]✗[/red]"}.get(rr.status, "…")
+        mark = {
+            "met": "[green]✓[/green]",
+            "missed": "[red]✗[/red]",
+            "failed": "[red]failed[/red]",
+        }.get(rr.status, "…")
         vs.setdefault(rr.figure, []).append(
             f"{fmt_ratio(rr.ratio)} {rr.against} ({op_text(rr.op)}{rr.target:g} {mark})"
         )
@@ -388,7 +451,7 @@ def render(
     table.add_column("kind")
     table.add_column("unit")
     table.add_column("median", justify="right")
-    table.add_column("range (min–max)", justify="right", no_wrap=True)
+    table.add_column("range (min–max)", justify="right", overflow="fold")
     table.add_column("n", justify="right")
     table.add_column("ratios", overflow="fold")
     primaries = [f for f in figures.values() if f.parent is None]
@@ -402,8 +465,12 @@ def render(
         ok = fig.ok()
         rng = f"{fmt(min(ok), fig.unit)}–{fmt(max(ok), fig.unit)}" if ok else "—"
         n = f"{len(ok)}/{len(fig.values)}"
-        if not ok and fig.errors:
-            rng = f"[red]{fig.errors[-1][:60]}[/red]"
+        if fig.status == "failed":
+            rng = f"[red]failed: {fig.cause}[/red]"
+        elif fig.status == "partial":
+            rng += f"\n[red]{len(fig.failures)} failed: {fig.cause}[/red]"
+        elif not ok and fig.errors:
+            rng = f"[yellow]{fig.errors[-1][:60]}[/yellow]"
         table.add_row(
             name, fig.kind, fig.unit, fmt(fig.median, fig.unit), rng, n, "\n".join(vs.get(name, []))
         )
@@ -423,7 +490,7 @@ def render(
     t.add_column("measured", justify="right")
     t.add_column("per-round range", justify="right", no_wrap=True)
     t.add_column("target", justify="right")
-    t.add_column("status")
+    t.add_column("status", overflow="fold")
     for rr in shown:
         unit = figures[rr.figure].unit if rr.figure in figures else ""
         if rr.against is None:
@@ -447,6 +514,7 @@ def render(
         status = {
             "met": "[green]met[/green]",
             "missed": "[red]missed[/red]",
+            "failed": f"[red]failed[/red] ({rr.error})",
             "pending": "[yellow]pending[/yellow]",
         }[rr.status]
         t.add_row(rr.figure, rr.against or "(absolute)", measured, rng, target, status)
@@ -536,7 +604,11 @@ async def main_async(args: argparse.Namespace) -> int:
 
     figures = runner.figures
     ratios = [evaluate(spec, figures) for spec in RATIOS]
-    ratios = [r for r in ratios if r.figure in figures or (r.against or "") in figures]
+    ratios = [
+        r
+        for r in ratios
+        if r.figure in figures or (r.against or "") in figures or r.status == "failed"
+    ]
     compares: list[tuple[str, str, float | None]] = []
     for b in benches:
         for other in b.compare:
@@ -581,11 +653,15 @@ async def main_async(args: argparse.Namespace) -> int:
     err.print(f"wrote {args.output} ({elapsed:.0f} s)")
     if runner.skipped_for_budget:
         err.print(f"[yellow]{runner.skipped_for_budget} runs skipped: time budget[/yellow]")
-    failed = [f.name for f in figures.values() if not f.ok()]
-    if failed:
-        err.print(f"[red]no figure for: {', '.join(failed)}[/red]")
-        return 1
-    return 0
+    failed = [f for f in figures.values() if f.parent is None and f.status != "ok"]
+    failed = [f for f in failed if f.status != "skipped"]
+    for f in failed:
+        runs = f"{len(f.failures)}/{len(f.values)} runs"
+        err.print(f"[red]{f.name} failed ({runs}): {f.cause}[/red]")
+    missing = [f.name for f in figures.values() if f.status == "skipped"]
+    if missing:
+        err.print(f"[red]no figure for: {', '.join(missing)}[/red]")
+    return 1 if failed or missing else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

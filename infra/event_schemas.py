@@ -37,23 +37,30 @@ class _Personal(msgspec.Struct):
     """Placeholder for a personal-data field; ``data_schema`` writes its real schema."""
 
 
-def data_struct(event_class: type[Any]) -> type[msgspec.Struct]:
-    """A msgspec Struct with the event's stored fields (the codec's encoding of ``data``)."""
+def stored_fields(event_class: type[Any], personal: Any) -> list[Any]:
+    """The event's stored fields as ``msgspec.defstruct`` takes them (name, type[, default]):
+    the dataclass fields without the envelope, each with its declared type, a personal-data
+    field typed ``personal`` (how the reader wants the sealed value)."""
     hints = typing.get_type_hints(event_class, include_extras=True)
-    personal = set(personal_fields(event_class))
+    personal_names = set(personal_fields(event_class))
     fields: list[Any] = []
     for f in dataclasses.fields(event_class):
         if f.name in _ENVELOPE_FIELDS:
             continue
-        tp: Any = _Personal | None if f.name in personal else hints.get(f.name, Any)
+        tp: Any = personal if f.name in personal_names else hints.get(f.name, Any)
         if f.default is not dataclasses.MISSING:
             fields.append((f.name, tp, f.default))
         elif f.default_factory is not dataclasses.MISSING:
             fields.append((f.name, tp, msgspec.field(default_factory=f.default_factory)))
         else:
             fields.append((f.name, tp))
+    return fields
+
+
+def data_struct(event_class: type[Any]) -> type[msgspec.Struct]:
+    """A msgspec Struct with the event's stored fields (the codec's encoding of ``data``)."""
     name = f"{event_type_name(event_class)}V{event_schema_version(event_class)}"
-    return msgspec.defstruct(name, fields, kw_only=True)
+    return msgspec.defstruct(name, stored_fields(event_class, _Personal | None), kw_only=True)
 
 
 def data_schema(event_class: type[Any], schema_id: str | None = None) -> dict[str, Any]:

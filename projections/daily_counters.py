@@ -4,7 +4,7 @@ A table of this shape holds, per ``(root_id, node_id)`` and China-local ``day`` 
 something changed, the *cumulative* counters at the end of that day: "now" is a key's latest
 row, "as of D" its latest row on or before D, a daily series the rows of a range carried
 forward — index look-ups whose cost does not grow with the number of events (why cumulative
-rows rather than summed deltas: see ``projections/stats.py``).
+rows rather than summed deltas: see ``projections/stats/__init__.py``).
 
 ``DailyTable(name, counters)`` builds the statements for one such table and writes a batch
 of deltas ``{(root, node, day): [delta per counter]}`` into it.
@@ -13,19 +13,35 @@ of deltas ``{(root, node, day): [delta per counter]}`` into it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
-from typing import Any
+from datetime import date, timedelta
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 
 DayKey = tuple[str, str, date]  # (root id, node id, day)
+F = TypeVar("F")
 
 _json_encoder = msgspec.json.Encoder()
 
 
 def to_json(value: Any) -> str:
     return _json_encoder.encode(value).decode()
+
+
+def carried_forward(
+    by_day: Mapping[date, F], first: date, last: date, before: F
+) -> list[tuple[date, F]]:
+    """One entry per day from ``first`` to ``last``: the figures of the latest row on or
+    before that day (``by_day``; ``before``: the figures before its first row)."""
+    earlier = [d for d in by_day if d < first]
+    current = by_day[max(earlier)] if earlier else before
+    out: list[tuple[date, F]] = []
+    for n in range((last - first).days + 1):
+        day = first + timedelta(days=n)
+        current = by_day.get(day, current)
+        out.append((day, current))
+    return out
 
 
 class DailyTable:

@@ -3,19 +3,21 @@
 One row per finding, kept at the state the ledger (整改台账) shows: status, due date, the
 responsible unit, measures, completion and verification, the last progress note, how often it
 was sent back (退回重改) or reopened (回头看), and the due date the clock recorded overdue for.
-Every update is guarded by the stream version, so a re-applied batch changes nothing.
+Every update is guarded by the stream version, so a re-applied batch changes nothing; an
+update of a finding the table does not hold raises (``projections.rows``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date
-from uuid import UUID
+from typing import Any
 
 import asyncpg
 import msgspec
 
+from domain.finding import Finding
 from infra.event_store import StoredEvent
+from projections.rows import RowGuard
+from projections.subscriptions import PerEvent, on
 
 INSERT_FINDING = """
 INSERT INTO rm_findings (root_id, id, node_id, node_code, source, round, description, category,
@@ -77,120 +79,60 @@ UPDATE rm_findings SET overdue_recorded_due_on = $5, version = $3, updated_at = 
 {_GUARD}
 """
 
-EXISTS = "SELECT version FROM rm_findings WHERE root_id = $1 AND id = $2"
+ROWS = RowGuard("rm_findings")
 
 
-class _Recorded(msgspec.Struct):
-    scope_id: UUID
-    scope_code: str
-    source: str
-    description: str
-    category: str
-    round: str | None = None
-
-
-class _Assigned(msgspec.Struct):
-    responsible_unit_id: UUID
-    responsible_unit_code: str
-    measures: list[str]
-    due_on: date
-
-
-class _Progress(msgspec.Struct):
-    note: str
-    evidence: str | None = None
-
-
-class _Completed(msgspec.Struct):
-    summary: str
-
-
-class _Verified(msgspec.Struct):
-    comment: str | None = None
-
-
-class _Rejected(msgspec.Struct):
-    reason: str
-
-
-class _Reopened(msgspec.Struct):
-    reason: str
-    due_on: date
-
-
-class _Overdue(msgspec.Struct):
-    due_on: date
-
-
-class FindingsProjection:
+class FindingsProjection(PerEvent):
     name = "findings"
-    handles = frozenset(
-        {
-            "FindingRecorded",
-            "RectificationAssigned",
-            "RectificationProgressReported",
-            "RectificationCompleted",
-            "RectificationVerified",
-            "RectificationRejected",
-            "FindingReopened",
-            "RectificationOverdue",
-        }
-    )
     tables: tuple[str, ...] = ("rm_findings",)
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-        for e in events:
-            if e.type == "FindingRecorded":
-                r = msgspec.json.decode(e.data, type=_Recorded)
-                await conn.execute(
-                    INSERT_FINDING,
-                    e.root_id,
-                    e.stream_id,
-                    r.scope_id,
-                    r.scope_code,
-                    r.source,
-                    r.round,
-                    r.description,
-                    r.category,
-                    e.occurred_at,
-                    e.version,
-                )
-                continue
-            sql, fields = self._update(e)
-            status = await conn.execute(
-                sql, e.root_id, e.stream_id, e.version, e.occurred_at, *fields
-            )
-            if status == "UPDATE 0":
-                await self._check_applied(conn, e)
+    @on(Finding.Recorded)
+    async def recorded(self, conn: asyncpg.Connection, e: StoredEvent, r: Any) -> None:
+        await conn.execute(
+            INSERT_FINDING,
+            e.root_id,
+            e.stream_id,
+            r.scope_id,
+            r.scope_code,
+            r.source,
+            r.round,
+            r.description,
+            r.category,
+            e.occurred_at,
+            e.version,
+        )
 
     @staticmethod
-    def _update(e: StoredEvent) -> tuple[str, tuple[object, ...]]:
-        if e.type == "RectificationAssigned":
-            a = msgspec.json.decode(e.data, type=_Assigned)
-            measures = msgspec.json.encode(a.measures).decode()
-            return ASSIGNED, (a.responsible_unit_id, a.responsible_unit_code, measures, a.due_on)
-        if e.type == "RectificationProgressReported":
-            p = msgspec.json.decode(e.data, type=_Progress)
-            return PROGRESS, (p.note, p.evidence)
-        if e.type == "RectificationCompleted":
-            return COMPLETED, (msgspec.json.decode(e.data, type=_Completed).summary,)
-        if e.type == "RectificationVerified":
-            return VERIFIED, (msgspec.json.decode(e.data, type=_Verified).comment,)
-        if e.type == "RectificationRejected":
-            return REJECTED, (msgspec.json.decode(e.data, type=_Rejected).reason,)
-        if e.type == "FindingReopened":
-            o = msgspec.json.decode(e.data, type=_Reopened)
-            return REOPENED, (o.reason, o.due_on)
-        if e.type == "RectificationOverdue":
-            return OVERDUE, (msgspec.json.decode(e.data, type=_Overdue).due_on,)
-        raise ValueError(f"findings projection cannot apply {e.type}")
+    async def _update(conn: asyncpg.Connection, e: StoredEvent, sql: str, *fields: Any) -> None:
+        await ROWS.update(conn, e, sql, e.version, e.occurred_at, *fields)
 
-    @staticmethod
-    async def _check_applied(conn: asyncpg.Connection, e: StoredEvent) -> None:
-        """An update that touched nothing is fine when the row is already at or past the
-        event's version (a re-applied batch); a missing row means an event was lost."""
-        version = await conn.fetchval(EXISTS, e.root_id, e.stream_id)
-        if version is None:
-            raise RuntimeError(
-                f"findings: {e.type} at position {e.position} for unknown finding {e.stream_id}"
-            )
+    @on(Finding.Assigned)
+    async def assigned(self, conn: asyncpg.Connection, e: StoredEvent, a: Any) -> None:
+        measures = msgspec.json.encode(a.measures).decode()
+        await self._update(
+            conn, e, ASSIGNED, a.responsible_unit_id, a.responsible_unit_code, measures, a.due_on
+        )
+
+    @on(Finding.ProgressReported)
+    async def progress(self, conn: asyncpg.Connection, e: StoredEvent, p: Any) -> None:
+        await self._update(conn, e, PROGRESS, p.note, p.evidence)
+
+    @on(Finding.Completed)
+    async def completed(self, conn: asyncpg.Connection, e: StoredEvent, c: Any) -> None:
+        await self._update(conn, e, COMPLETED, c.summary)
+
+    @on(Finding.Verified)
+    async def verified(self, conn: asyncpg.Connection, e: StoredEvent, v: Any) -> None:
+        await self._update(conn, e, VERIFIED, v.comment)
+
+    @on(Finding.Rejected)
+    async def rejected(self, conn: asyncpg.Connection, e: StoredEvent, r: Any) -> None:
+        await self._update(conn, e, REJECTED, r.reason)
+
+    @on(Finding.Reopened)
+    async def reopened(self, conn: asyncpg.Connection, e: StoredEvent, o: Any) -> None:
+        await self._update(conn, e, REOPENED, o.reason, o.due_on)
+
+    @on(Finding.Overdue)
+    async def overdue(self, conn: asyncpg.Connection, e: StoredEvent, o: Any) -> None:
+        await self._update(conn, e, OVERDUE, o.due_on)

@@ -13,15 +13,16 @@ recorded an IssueOverdue for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import msgspec
 
+from domain.issue import Issue
 from infra.event_store import StoredEvent
+from projections.rows import RowGuard
+from projections.subscriptions import Subscriber, UnknownEvent, on
 
 #: statuses in which a deadline runs (the clock's IssueOverdue applies to them).
 OPEN_STATUSES = ("assigned", "accepted")
@@ -104,120 +105,97 @@ REOPENED = _update(
 OVERDUE = _update("overdue_recorded_due_at = $5, overdue_recorded_at = $4")
 ESCALATION_OVERDUE = _update("escalation_overdue = true")
 
-# The first of the given issues that is not in the read model, if any.
-FIRST_UNKNOWN = """
-SELECT k.ord FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(root_id, id, ord)
-WHERE NOT EXISTS (SELECT 1 FROM rm_issues i WHERE i.root_id = k.root_id AND i.id = k.id)
-ORDER BY k.ord LIMIT 1
-"""
+ISSUES = RowGuard("rm_issues")
+_REPORTED = (
+    "node_id",
+    "node_code",
+    "title",
+    "description",
+    "category",
+    "source",
+    "external_id",
+    "due_at",
+    "survey_id",
+)
+
+#: an update's statement and its parameters after ``$1..$4`` (root, id, version, time).
+Update = tuple[str, tuple[Any, ...]]
 
 
-class _Reported(msgspec.Struct):
-    node_id: UUID
-    node_code: str
-    title: str
-    category: str
-    source: str
-    description: str | None = None
-    due_at: datetime | None = None
-    external_id: str | None = None
-    survey_id: UUID | None = None
-
-
-class _Assigned(msgspec.Struct):
-    assignee_id: UUID
-    assignee_code: str
-    due_at: datetime
-
-
-class _Reason(msgspec.Struct):
-    reason: str
-
-
-class _Extended(msgspec.Struct):
-    due_at: datetime
-    reason: str
-
-
-class _Note(msgspec.Struct):
-    note: str
-
-
-class _Escalated(msgspec.Struct):
-    to_id: UUID
-    to_code: str
-    level: str
-    respond_by: datetime
-
-
-class _Answered(msgspec.Struct):
-    responder_code: str
-
-
-class _Resolved(msgspec.Struct):
-    result: str
-
-
-class _Evaluated(msgspec.Struct):
-    satisfaction: str
-    resolved: bool
-    comment: str | None = None
-
-
-class _Closed(msgspec.Struct):
-    override_reason: str | None = None
-
-
-class _Reopened(msgspec.Struct):
-    reason: str
-    due_at: datetime
-
-
-class _Overdue(msgspec.Struct):
-    due_at: datetime
-
-
-class _Nothing(msgspec.Struct):
-    pass
-
-
-def _args(
-    kind: type[Any], pick: Callable[[Any], tuple[Any, ...]]
-) -> Callable[[str], tuple[Any, ...]]:
-    return lambda data: pick(msgspec.json.decode(data, type=kind))
-
-
-#: event type → (UPDATE statement, extra parameters from the event's data).
-UPDATES: dict[str, tuple[str, Callable[[str], tuple[Any, ...]]]] = {
-    "IssueAssigned": (
-        ASSIGNED,
-        _args(_Assigned, lambda d: (d.assignee_id, d.assignee_code, d.due_at)),
-    ),
-    "IssueReturned": (RETURNED, _args(_Reason, lambda d: (d.reason,))),
-    "IssueAccepted": (ACCEPTED, _args(_Nothing, lambda d: ())),
-    "IssueExtended": (EXTENDED, _args(_Extended, lambda d: (d.due_at, d.reason))),
-    "IssueProgressNoted": (PROGRESS, _args(_Note, lambda d: (d.note,))),
-    "IssueEscalated": (
-        ESCALATED,
-        _args(_Escalated, lambda d: (d.level, d.to_id, d.to_code, d.respond_by)),
-    ),
-    "IssueEscalationAnswered": (ANSWERED, _args(_Answered, lambda d: (d.responder_code,))),
-    "IssueResolved": (RESOLVED, _args(_Resolved, lambda d: (d.result,))),
-    "IssueEvaluated": (
-        EVALUATED,
-        _args(_Evaluated, lambda d: (d.satisfaction, d.resolved, d.comment)),
-    ),
-    "IssueClosed": (CLOSED, _args(_Closed, lambda d: (d.override_reason,))),
-    "IssueReopened": (REOPENED, _args(_Reopened, lambda d: (d.due_at, d.reason))),
-    "IssueOverdue": (OVERDUE, _args(_Overdue, lambda d: (d.due_at,))),
-    "EscalationOverdue": (ESCALATION_OVERDUE, _args(_Nothing, lambda d: ())),
-}
-
-
-class IssuesProjection:
+class IssuesProjection(Subscriber):
     name = "issues"
-    handles = frozenset({"IssueReported", *UPDATES})
     tables: tuple[str, ...] = ("rm_issues",)
+
+    @on(Issue.Reported, fields=_REPORTED)
+    def reported(self, e: StoredEvent, r: Any) -> tuple[Any, ...]:
+        return (
+            e.root_id,
+            e.stream_id,
+            e.version,
+            e.occurred_at,
+            r.node_id,
+            r.node_code,
+            r.title,
+            r.description,
+            r.category,
+            r.source,
+            r.external_id,
+            r.due_at,
+            r.survey_id,
+        )
+
+    # The updates: each reads only the fields it stores.
+    @on(Issue.Assigned, fields=("assignee_id", "assignee_code", "due_at"))
+    def assigned(self, d: Any) -> Update:
+        return ASSIGNED, (d.assignee_id, d.assignee_code, d.due_at)
+
+    @on(Issue.Returned, fields=("reason",))
+    def returned(self, d: Any) -> Update:
+        return RETURNED, (d.reason,)
+
+    @on(Issue.Accepted, fields=())
+    def accepted(self, _: Any) -> Update:
+        return ACCEPTED, ()
+
+    @on(Issue.Extended, fields=("due_at", "reason"))
+    def extended(self, d: Any) -> Update:
+        return EXTENDED, (d.due_at, d.reason)
+
+    @on(Issue.ProgressNoted, fields=("note",))
+    def progress(self, d: Any) -> Update:
+        return PROGRESS, (d.note,)
+
+    @on(Issue.Escalated, fields=("to_id", "to_code", "level", "respond_by"))
+    def escalated(self, d: Any) -> Update:
+        return ESCALATED, (d.level, d.to_id, d.to_code, d.respond_by)
+
+    @on(Issue.EscalationAnswered, fields=("responder_code",))
+    def answered(self, d: Any) -> Update:
+        return ANSWERED, (d.responder_code,)
+
+    @on(Issue.Resolved, fields=("result",))
+    def resolved(self, d: Any) -> Update:
+        return RESOLVED, (d.result,)
+
+    @on(Issue.Evaluated, fields=("satisfaction", "resolved", "comment"))
+    def evaluated(self, d: Any) -> Update:
+        return EVALUATED, (d.satisfaction, d.resolved, d.comment)
+
+    @on(Issue.Closed, fields=("override_reason",))
+    def closed(self, d: Any) -> Update:
+        return CLOSED, (d.override_reason,)
+
+    @on(Issue.Reopened, fields=("due_at", "reason"))
+    def reopened(self, d: Any) -> Update:
+        return REOPENED, (d.due_at, d.reason)
+
+    @on(Issue.Overdue, fields=("due_at",))
+    def overdue(self, d: Any) -> Update:
+        return OVERDUE, (d.due_at,)
+
+    @on(Issue.EscalationOverdue, fields=())
+    def escalation_overdue(self, _: Any) -> Update:
+        return ESCALATION_OVERDUE, ()
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
         """The batch in a few statements, with the effect of applying its events one by one.
@@ -225,60 +203,39 @@ class IssuesProjection:
         Creations go first, in one INSERT: an issue's IssueReported precedes all its other
         events, and rows of different issues do not interact. The updates go in rounds,
         the k-th round holding every issue's k-th update of the batch, one pipelined
-        ``executemany`` per event type and round: each row still sees its events in order.
+        ``executemany`` per statement and round: each row still sees its events in order.
         """
+        subs = self.subscriptions
         reported: list[tuple[Any, ...]] = []
-        # round -> event type -> parameters, in order of first appearance
+        # round -> statement -> parameters, in order of first appearance
         rounds: list[dict[str, list[tuple[Any, ...]]]] = []
         seen: dict[tuple[UUID, UUID], int] = {}
         updated: list[StoredEvent] = []
         for e in events:
-            if e.type == "IssueReported":
-                r = msgspec.json.decode(e.data, type=_Reported)
-                reported.append(
-                    (
-                        e.root_id,
-                        e.stream_id,
-                        e.version,
-                        e.occurred_at,
-                        r.node_id,
-                        r.node_code,
-                        r.title,
-                        r.description,
-                        r.category,
-                        r.source,
-                        r.external_id,
-                        r.due_at,
-                        r.survey_id,
-                    )
-                )
+            sub = subs.get(e.type)
+            if sub is None:
+                raise UnknownEvent(f"issues cannot apply {e.type}")
+            data = sub.decode(e.data)
+            if sub.event is Issue.Reported:
+                reported.append(sub.handler(self, e, data))
                 continue
-            _sql, extra = UPDATES[e.type]
+            sql, extra = sub.handler(self, data)
             key = (e.root_id, e.stream_id)
             k = seen.get(key, 0)
             seen[key] = k + 1
             if k == len(rounds):
                 rounds.append({})
-            rounds[k].setdefault(e.type, []).append(
-                (e.root_id, e.stream_id, e.version, e.occurred_at, *extra(e.data))
+            rounds[k].setdefault(sql, []).append(
+                (e.root_id, e.stream_id, e.version, e.occurred_at, *extra)
             )
             updated.append(e)
         if reported:
             await conn.execute(
                 INSERT_ISSUES, *(list(column) for column in zip(*reported, strict=True))
             )
-        for by_type in rounds:
-            for event_type, rows in by_type.items():
-                await conn.executemany(UPDATES[event_type][0], rows)
-        if updated:
-            # An update of an issue the table does not know would have changed nothing: it
-            # must stop the projection (never skip), whatever the version guards did.
-            first = await conn.fetchval(
-                FIRST_UNKNOWN, [e.root_id for e in updated], [e.stream_id for e in updated]
-            )
-            if first is not None:
-                e = updated[first - 1]
-                raise RuntimeError(
-                    f"{e.type} v{e.version} of issue {e.stream_id}: the issue is not in the "
-                    "read model"
-                )
+        for by_statement in rounds:
+            for sql, rows in by_statement.items():
+                await conn.executemany(sql, rows)
+        # An update of an issue the table does not hold changed nothing: it must stop the
+        # projection (never skip), whatever the version guards did.
+        await ISSUES.require(conn, updated)

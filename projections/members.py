@@ -5,19 +5,22 @@ A member's row follows the member: ``node_id`` is the current community (a trans
 it; the events stay chained where they happened). The personal-data field of
 MemberRegistered is copied verbatim, never parsed here: only
 ``services/personal_data_view.py`` interprets it, so encrypting it changes one module.
-MemberErased clears it. Updates are guarded by ``version < $v`` (re-applying is a no-op).
+MemberErased clears it. Updates are guarded by ``version < $v`` (re-applying is a no-op);
+an update of a member the table does not hold raises (``projections.rows``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from decimal import Decimal
-from uuid import UUID
+from typing import Any
 
 import asyncpg
 import msgspec
 
+from domain.member import Member, UnitRegistration
 from infra.event_store import StoredEvent
+from projections.rows import RowGuard
+from projections.subscriptions import PerEvent, on
 
 INSERT_MEMBER = """
 INSERT INTO rm_members (root_id, id, node_id, community_code, home_unit_id, home_unit_code,
@@ -66,110 +69,80 @@ ON CONFLICT (root_id, id) DO NOTHING
 """
 
 
-class _Registered(msgspec.Struct):
-    #: opaque here: the sealed value the event stores (ciphertext, see infra/pii_crypto.py)
-    person: msgspec.Raw
-    home_unit_id: UUID
-    home_unit_code: str
-    community_id: UUID
-    community_code: str
-    grid_id: UUID | None
-    grid_code: str | None
-
-
-class _Service(msgspec.Struct):
-    hours: float
-
-
-class _Points(msgspec.Struct):
-    points: int
-
-
-class _Transferred(msgspec.Struct):
-    to_community_id: UUID
-    to_community_code: str
-    to_grid_id: UUID | None
-    to_grid_code: str | None
-
-
-class _UnitRegistered(msgspec.Struct):
-    unit_id: UUID
-    unit_code: str
-    community_id: UUID
-    community_code: str
-
-
 def _raw_json(raw: msgspec.Raw) -> str | None:
     text = bytes(raw).decode()
     return None if text.strip() == "null" else text
 
 
-class MembersProjection:
+MEMBERS = RowGuard("rm_members")
+
+
+class MembersProjection(PerEvent):
     name = "members"
-    handles = frozenset(
-        {
-            "UnitRegistered",
-            "MemberRegistered",
-            "ServiceRecorded",
-            "PointsAwarded",
-            "PointsDeducted",
-            "MemberTransferred",
-            "MemberDeregistered",
-            "MemberErased",
-        }
-    )
     tables: tuple[str, ...] = ("rm_members", "rm_unit_registrations")
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-        for e in events:
-            key = (e.root_id, e.stream_id)
-            if e.type == "MemberRegistered":
-                r = msgspec.json.decode(e.data, type=_Registered)
-                await conn.execute(
-                    INSERT_MEMBER,
-                    *key,
-                    r.community_id,
-                    r.community_code,
-                    r.home_unit_id,
-                    r.home_unit_code,
-                    r.grid_id,
-                    r.grid_code,
-                    _raw_json(r.person),
-                    e.version,
-                    e.occurred_at,
-                )
-            elif e.type == "ServiceRecorded":
-                s = msgspec.json.decode(e.data, type=_Service)
-                await conn.execute(SERVICE, *key, Decimal(str(s.hours)), e.version, e.occurred_at)
-            elif e.type in ("PointsAwarded", "PointsDeducted"):
-                p = msgspec.json.decode(e.data, type=_Points)
-                delta = p.points if e.type == "PointsAwarded" else -p.points
-                await conn.execute(POINTS, *key, delta, e.version, e.occurred_at)
-            elif e.type == "MemberTransferred":
-                t = msgspec.json.decode(e.data, type=_Transferred)
-                await conn.execute(
-                    TRANSFER,
-                    *key,
-                    t.to_community_id,
-                    t.to_community_code,
-                    t.to_grid_id,
-                    t.to_grid_code,
-                    e.version,
-                    e.occurred_at,
-                )
-            elif e.type == "MemberDeregistered":
-                await conn.execute(DEREGISTER, *key, e.version, e.occurred_at)
-            elif e.type == "MemberErased":
-                await conn.execute(ERASE, *key, e.version, e.occurred_at)
-            elif e.type == "UnitRegistered":
-                u = msgspec.json.decode(e.data, type=_UnitRegistered)
-                await conn.execute(
-                    INSERT_UNIT_REGISTRATION,
-                    *key,
-                    u.community_id,
-                    u.unit_id,
-                    u.unit_code,
-                    u.community_code,
-                    e.occurred_at,
-                    e.version,
-                )
+    @on(Member.Registered)
+    async def registered(self, conn: asyncpg.Connection, e: StoredEvent, r: Any) -> None:
+        await conn.execute(
+            INSERT_MEMBER,
+            e.root_id,
+            e.stream_id,
+            r.community_id,
+            r.community_code,
+            r.home_unit_id,
+            r.home_unit_code,
+            r.grid_id,
+            r.grid_code,
+            _raw_json(r.person),  # opaque here: the sealed value (see infra/pii_crypto.py)
+            e.version,
+            e.occurred_at,
+        )
+
+    @on(Member.ServiceRecorded)
+    async def service(self, conn: asyncpg.Connection, e: StoredEvent, s: Any) -> None:
+        hours = Decimal(str(s.hours))
+        await MEMBERS.update(conn, e, SERVICE, hours, e.version, e.occurred_at)
+
+    @on(Member.PointsAwarded)
+    async def awarded(self, conn: asyncpg.Connection, e: StoredEvent, p: Any) -> None:
+        await MEMBERS.update(conn, e, POINTS, p.points, e.version, e.occurred_at)
+
+    @on(Member.PointsDeducted)
+    async def deducted(self, conn: asyncpg.Connection, e: StoredEvent, p: Any) -> None:
+        await MEMBERS.update(conn, e, POINTS, -p.points, e.version, e.occurred_at)
+
+    @on(Member.Transferred)
+    async def transferred(self, conn: asyncpg.Connection, e: StoredEvent, t: Any) -> None:
+        await MEMBERS.update(
+            conn,
+            e,
+            TRANSFER,
+            t.to_community_id,
+            t.to_community_code,
+            t.to_grid_id,
+            t.to_grid_code,
+            e.version,
+            e.occurred_at,
+        )
+
+    @on(Member.Deregistered)
+    async def deregistered(self, conn: asyncpg.Connection, e: StoredEvent, _: Any) -> None:
+        await MEMBERS.update(conn, e, DEREGISTER, e.version, e.occurred_at)
+
+    @on(Member.Erased)
+    async def erased(self, conn: asyncpg.Connection, e: StoredEvent, _: Any) -> None:
+        await MEMBERS.update(conn, e, ERASE, e.version, e.occurred_at)
+
+    @on(UnitRegistration.Registered)
+    async def unit_registered(self, conn: asyncpg.Connection, e: StoredEvent, u: Any) -> None:
+        await conn.execute(
+            INSERT_UNIT_REGISTRATION,
+            e.root_id,
+            e.stream_id,
+            u.community_id,
+            u.unit_id,
+            u.unit_code,
+            u.community_code,
+            e.occurred_at,
+            e.version,
+        )

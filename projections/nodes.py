@@ -1,14 +1,19 @@
-"""Projection "nodes": the hierarchy as clients read it (rm_nodes)."""
+"""Projection "nodes": the hierarchy as clients read it (rm_nodes).
+
+Statements take ``$1`` root and ``$2`` node id (``projections.rows``: an update of a node the
+table does not hold raises). Re-applying a rename, move or close sets the same values again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from uuid import UUID
+from typing import Any
 
 import asyncpg
-import msgspec
 
+from domain.node import Node
 from infra.event_store import StoredEvent
+from projections.rows import RowGuard
+from projections.subscriptions import PerEvent, on
 
 INSERT_NODE = """
 INSERT INTO rm_nodes (id, root_id, code, name, kind, parent_id, path, version, registered_at,
@@ -19,74 +24,65 @@ VALUES ($1::uuid, $2, $3, $4, $5, $6::uuid,
 ON CONFLICT (id) DO NOTHING
 """
 
-RENAME_NODE = "UPDATE rm_nodes SET name = $2, version = $3, updated_at = $4 WHERE id = $1"
+RENAME_NODE = """
+UPDATE rm_nodes SET name = $3, version = $4, updated_at = $5 WHERE root_id = $1 AND id = $2
+"""
 
-CLOSE_NODE = "UPDATE rm_nodes SET closed = true, version = $2, updated_at = $3 WHERE id = $1"
+CLOSE_NODE = """
+UPDATE rm_nodes SET closed = true, version = $3, updated_at = $4 WHERE root_id = $1 AND id = $2
+"""
 
 # Re-root the moved subtree: every path under the old one gets the new prefix.
 MOVE_NODE = """
 WITH moved AS (
     SELECT n.path AS old_path,
-           (SELECT p.path FROM rm_nodes p WHERE p.id = $2::uuid) || n.id::text || '/' AS new_path
-    FROM rm_nodes n WHERE n.id = $1::uuid
+           (SELECT p.path FROM rm_nodes p WHERE p.id = $3::uuid) || n.id::text || '/' AS new_path
+    FROM rm_nodes n WHERE n.root_id = $1 AND n.id = $2::uuid
 )
 UPDATE rm_nodes r
 SET path = moved.new_path || substr(r.path, length(moved.old_path) + 1),
-    parent_id = CASE WHEN r.id = $1 THEN $2 ELSE r.parent_id END,
-    code = CASE WHEN r.id = $1 THEN $3 ELSE r.code END,
-    former_codes = CASE WHEN r.id = $1 AND $3 <> r.code
+    parent_id = CASE WHEN r.id = $2 THEN $3 ELSE r.parent_id END,
+    code = CASE WHEN r.id = $2 THEN $4 ELSE r.code END,
+    former_codes = CASE WHEN r.id = $2 AND $4 <> r.code
                         THEN array_append(r.former_codes, r.code) ELSE r.former_codes END,
-    version = CASE WHEN r.id = $1 THEN $4 ELSE r.version END,
-    updated_at = CASE WHEN r.id = $1 THEN $5 ELSE r.updated_at END
+    version = CASE WHEN r.id = $2 THEN $5 ELSE r.version END,
+    updated_at = CASE WHEN r.id = $2 THEN $6 ELSE r.updated_at END
 FROM moved
 WHERE r.path >= moved.old_path AND r.path < left(moved.old_path, -1) || '0'
 """
 
 
-class _Registered(msgspec.Struct):
-    code: str
-    name: str
-    kind: str
-    parent_id: UUID | None
-    root_id: UUID
+NODES = RowGuard("rm_nodes")
 
 
-class _Renamed(msgspec.Struct):
-    name: str
-
-
-class _Moved(msgspec.Struct):
-    new_parent_id: UUID
-    new_code: str
-
-
-class NodesProjection:
+class NodesProjection(PerEvent):
     name = "nodes"
-    handles = frozenset({"NodeRegistered", "NodeRenamed", "NodeMoved", "NodeClosed"})
     tables: tuple[str, ...] = ("rm_nodes",)
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-        for e in events:
-            if e.type == "NodeRegistered":
-                r = msgspec.json.decode(e.data, type=_Registered)
-                await conn.execute(
-                    INSERT_NODE,
-                    e.stream_id,
-                    e.root_id,
-                    r.code,
-                    r.name,
-                    r.kind,
-                    r.parent_id,
-                    e.version,
-                    e.occurred_at,
-                )
-            elif e.type == "NodeRenamed":
-                n = msgspec.json.decode(e.data, type=_Renamed)
-                await conn.execute(RENAME_NODE, e.stream_id, n.name, e.version, e.occurred_at)
-            elif e.type == "NodeMoved":
-                m = msgspec.json.decode(e.data, type=_Moved)
-                await conn.execute(
-                    MOVE_NODE, e.stream_id, m.new_parent_id, m.new_code, e.version, e.occurred_at
-                )
-            elif e.type == "NodeClosed":
-                await conn.execute(CLOSE_NODE, e.stream_id, e.version, e.occurred_at)
+    @on(Node.Registered)
+    async def registered(self, conn: asyncpg.Connection, e: StoredEvent, r: Any) -> None:
+        await conn.execute(
+            INSERT_NODE,
+            e.stream_id,
+            e.root_id,
+            r.code,
+            r.name,
+            r.kind,
+            r.parent_id,
+            e.version,
+            e.occurred_at,
+        )
+
+    @on(Node.Renamed)
+    async def renamed(self, conn: asyncpg.Connection, e: StoredEvent, n: Any) -> None:
+        await NODES.update(conn, e, RENAME_NODE, n.name, e.version, e.occurred_at)
+
+    @on(Node.Moved)
+    async def moved(self, conn: asyncpg.Connection, e: StoredEvent, m: Any) -> None:
+        await NODES.update(
+            conn, e, MOVE_NODE, m.new_parent_id, m.new_code, e.version, e.occurred_at
+        )
+
+    @on(Node.Closed)
+    async def closed(self, conn: asyncpg.Connection, e: StoredEvent, _: Any) -> None:
+        await NODES.update(conn, e, CLOSE_NODE, e.version, e.occurred_at)

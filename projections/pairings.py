@@ -2,19 +2,22 @@
 
 One row per pairing, owned by the community (``node_id``); commitments are a jsonb array
 in signing order, so a commitment's index is its position in the array. Every update is
-guarded by ``version < $v``: re-applying an event changes nothing.
+guarded by ``version < $v``: re-applying an event changes nothing; an update of a
+pairing the table does not hold raises (``projections.rows``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
-from uuid import UUID
+from typing import Any
 
 import asyncpg
 import msgspec
 
+from domain.pairing import Pairing
 from infra.event_store import StoredEvent
+from projections.rows import RowGuard
+from projections.subscriptions import PerEvent, on
 
 INSERT_PAIRING = """
 INSERT INTO rm_pairings (root_id, id, node_id, unit_id, unit_code, community_code, starts_on,
@@ -57,11 +60,6 @@ WHERE root_id = $1 AND id = $2 AND version < $4
 """
 
 
-class _Commitment(msgspec.Struct):
-    title: str
-    due_on: date
-
-
 class _CommitmentRow(msgspec.Struct):
     title: str
     due_on: date
@@ -69,86 +67,53 @@ class _CommitmentRow(msgspec.Struct):
     evidence: str | None = None
 
 
-class _Signed(msgspec.Struct):
-    unit_id: UUID
-    unit_code: str
-    community_id: UUID
-    community_code: str
-    starts_on: date
-    ends_on: date
-    commitments: list[_Commitment]
+ROWS = RowGuard("rm_pairings")
 
 
-class _Fulfilled(msgspec.Struct):
-    index: int
-    evidence: str
-
-
-class _Activity(msgspec.Struct):
-    held_on: date
-    participants: int
-
-
-class _Reviewed(msgspec.Struct):
-    rating: str
-
-
-class _Terminated(msgspec.Struct):
-    reason: str
-
-
-class PairingsProjection:
+class PairingsProjection(PerEvent):
     name = "pairings"
-    handles = frozenset(
-        {
-            "PairingSigned",
-            "CommitmentFulfilled",
-            "PairingActivityHeld",
-            "PairingReviewed",
-            "PairingTerminated",
-        }
-    )
     tables: tuple[str, ...] = ("rm_pairings",)
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-        for e in events:
-            key = (e.root_id, e.stream_id)
-            if e.type == "PairingSigned":
-                s = msgspec.json.decode(e.data, type=_Signed)
-                rows = [_CommitmentRow(title=c.title, due_on=c.due_on) for c in s.commitments]
-                await conn.execute(
-                    INSERT_PAIRING,
-                    *key,
-                    s.community_id,
-                    s.unit_id,
-                    s.unit_code,
-                    s.community_code,
-                    s.starts_on,
-                    s.ends_on,
-                    msgspec.json.encode(rows).decode(),
-                    len(rows),
-                    e.version,
-                    e.occurred_at,
-                )
-            elif e.type == "CommitmentFulfilled":
-                f = msgspec.json.decode(e.data, type=_Fulfilled)
-                await conn.execute(
-                    FULFIL,
-                    *key,
-                    f.index,
-                    e.occurred_at.isoformat(),
-                    f.evidence,
-                    e.version,
-                    e.occurred_at,
-                )
-            elif e.type == "PairingActivityHeld":
-                a = msgspec.json.decode(e.data, type=_Activity)
-                await conn.execute(
-                    ACTIVITY, *key, a.participants, a.held_on, e.version, e.occurred_at
-                )
-            elif e.type == "PairingReviewed":
-                r = msgspec.json.decode(e.data, type=_Reviewed)
-                await conn.execute(REVIEW, *key, r.rating, e.version, e.occurred_at)
-            elif e.type == "PairingTerminated":
-                t = msgspec.json.decode(e.data, type=_Terminated)
-                await conn.execute(TERMINATE, *key, t.reason, e.version, e.occurred_at)
+    @on(Pairing.Signed)
+    async def signed(self, conn: asyncpg.Connection, e: StoredEvent, s: Any) -> None:
+        rows = [_CommitmentRow(title=c.title, due_on=c.due_on) for c in s.commitments]
+        await conn.execute(
+            INSERT_PAIRING,
+            e.root_id,
+            e.stream_id,
+            s.community_id,
+            s.unit_id,
+            s.unit_code,
+            s.community_code,
+            s.starts_on,
+            s.ends_on,
+            msgspec.json.encode(rows).decode(),
+            len(rows),
+            e.version,
+            e.occurred_at,
+        )
+
+    @on(Pairing.CommitmentFulfilled)
+    async def fulfilled(self, conn: asyncpg.Connection, e: StoredEvent, f: Any) -> None:
+        await ROWS.update(
+            conn,
+            e,
+            FULFIL,
+            f.index,
+            e.occurred_at.isoformat(),
+            f.evidence,
+            e.version,
+            e.occurred_at,
+        )
+
+    @on(Pairing.ActivityHeld)
+    async def activity(self, conn: asyncpg.Connection, e: StoredEvent, a: Any) -> None:
+        await ROWS.update(conn, e, ACTIVITY, a.participants, a.held_on, e.version, e.occurred_at)
+
+    @on(Pairing.Reviewed)
+    async def reviewed(self, conn: asyncpg.Connection, e: StoredEvent, r: Any) -> None:
+        await ROWS.update(conn, e, REVIEW, r.rating, e.version, e.occurred_at)
+
+    @on(Pairing.Terminated)
+    async def terminated(self, conn: asyncpg.Connection, e: StoredEvent, t: Any) -> None:
+        await ROWS.update(conn, e, TERMINATE, t.reason, e.version, e.occurred_at)

@@ -1,4 +1,8 @@
-"""The one list of projections. Adding a read model: a migration, a module, a line here, a test."""
+"""The one list of projections. Adding a read model: a migration, a module, a line here, a test.
+
+Every projection listed is checked when the list is built (the application's and a rebuild's
+start-up): ``handles`` must name registered event types only (``projections.subscriptions``).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ from projections.nodes import NodesProjection
 from projections.pairings import PairingsProjection
 from projections.service_orders import ServiceOrdersProjection
 from projections.stats import StatsProjection
+from projections.subscriptions import check_handles
 from projections.surveys import SurveysProjection
 from projections.unit_stats import UnitStatsProjection
 
 
 def all_projections() -> list[Projection]:
-    return [
+    projections: list[Projection] = [
         NodesProjection(),
         FindingsProjection(),
         IssuesProjection(),
@@ -26,3 +31,6 @@ def all_projections() -> list[Projection]:
         StatsProjection(),
         UnitStatsProjection(),
     ]
+    for projection in projections:
+        check_handles(projection)
+    return projections

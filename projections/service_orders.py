@@ -2,19 +2,20 @@
 (``rm_service_orders``), migration 0026.
 
 Every update is guarded by the stream version (``version < $v``), so a batch applied twice
-changes nothing; an event of an order the table does not know raises (never skipped).
+changes nothing; an event of an order the table does not know raises (never skipped,
+``projections.rows``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime
-from uuid import UUID
+from typing import Any
 
 import asyncpg
-import msgspec
 
+from domain.service import ServiceOffer, ServiceOrder
 from infra.event_store import StoredEvent
+from projections.rows import RowGuard
+from projections.subscriptions import PerEvent, on
 
 INSERT_OFFER = """
 INSERT INTO rm_service_offers (root_id, id, node_id, community_code, provider_id, provider_code,
@@ -49,124 +50,70 @@ EVALUATED = _update(
 CANCELLED = _update("status = 'cancelled', cancelled_at = $4, cancel_reason = $5")
 OVERDUE = _update("overdue = true")
 
-KNOWN = "SELECT EXISTS (SELECT 1 FROM rm_service_orders WHERE root_id = $1 AND id = $2)"
+ORDERS = RowGuard("rm_service_orders")
 
 
-class _Offered(msgspec.Struct):
-    community_id: UUID
-    community_code: str
-    title: str
-    category: str
-    provider_id: UUID | None = None
-    provider_code: str | None = None
-    member_id: UUID | None = None
-
-
-class _Requested(msgspec.Struct):
-    community_id: UUID
-    community_code: str
-    title: str
-    description: str
-    offer_id: UUID | None = None
-    due_on: date | None = None
-
-
-class _Dispatched(msgspec.Struct):
-    accept_by: datetime
-    member_id: UUID | None = None
-    unit_id: UUID | None = None
-    unit_code: str | None = None
-
-
-class _Completed(msgspec.Struct):
-    summary: str
-    hours: float | None = None
-
-
-class _Evaluated(msgspec.Struct):
-    rating: int
-    comment: str | None = None
-    points: int = 0
-
-
-class _Cancelled(msgspec.Struct):
-    reason: str
-
-
-UPDATES = (
-    "ServiceDispatched",
-    "ServiceAccepted",
-    "ServiceCompleted",
-    "ServiceEvaluated",
-    "ServiceCancelled",
-    "ServiceOverdue",
-)
-
-
-class ServiceOrdersProjection:
+class ServiceOrdersProjection(PerEvent):
     name = "service_orders"
-    handles = frozenset({"ServiceOffered", "ServiceRequested", *UPDATES})
     tables: tuple[str, ...] = ("rm_service_offers", "rm_service_orders")
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-        for e in events:
-            await self._apply(conn, e)
+    @on(ServiceOffer.Offered)
+    async def offered(self, conn: asyncpg.Connection, e: StoredEvent, o: Any) -> None:
+        await conn.execute(
+            INSERT_OFFER,
+            e.root_id,
+            e.stream_id,
+            o.community_id,
+            o.community_code,
+            o.provider_id,
+            o.provider_code,
+            o.member_id,
+            o.title,
+            o.category,
+            e.occurred_at,
+            e.version,
+        )
 
-    async def _apply(self, conn: asyncpg.Connection, e: StoredEvent) -> None:
-        t = e.type
-        head = (e.root_id, e.stream_id, e.version, e.occurred_at)
-        if t == "ServiceOffered":
-            o = msgspec.json.decode(e.data, type=_Offered)
-            await conn.execute(
-                INSERT_OFFER,
-                e.root_id,
-                e.stream_id,
-                o.community_id,
-                o.community_code,
-                o.provider_id,
-                o.provider_code,
-                o.member_id,
-                o.title,
-                o.category,
-                e.occurred_at,
-                e.version,
-            )
-            return
-        if t == "ServiceRequested":
-            r = msgspec.json.decode(e.data, type=_Requested)
-            await conn.execute(
-                INSERT_ORDER,
-                e.root_id,
-                e.stream_id,
-                r.community_id,
-                r.community_code,
-                r.title,
-                r.description,
-                r.offer_id,
-                r.due_on,
-                e.occurred_at,
-                e.version,
-            )
-            return
-        if not await conn.fetchval(KNOWN, e.root_id, e.stream_id):
-            raise RuntimeError(
-                f"{t} v{e.version} of service order {e.stream_id}: not in the read model"
-            )
-        if t == "ServiceDispatched":
-            d = msgspec.json.decode(e.data, type=_Dispatched)
-            await conn.execute(DISPATCHED, *head, d.member_id, d.unit_id, d.unit_code, d.accept_by)
-        elif t == "ServiceAccepted":
-            await conn.execute(ACCEPTED, *head)
-        elif t == "ServiceCompleted":
-            c = msgspec.json.decode(e.data, type=_Completed)
-            await conn.execute(COMPLETED, *head, c.summary, c.hours)
-        elif t == "ServiceEvaluated":
-            v = msgspec.json.decode(e.data, type=_Evaluated)
-            await conn.execute(EVALUATED, *head, v.rating, v.comment, v.points)
-        elif t == "ServiceCancelled":
-            x = msgspec.json.decode(e.data, type=_Cancelled)
-            await conn.execute(CANCELLED, *head, x.reason)
-        elif t == "ServiceOverdue":
-            await conn.execute(OVERDUE, *head)
-        else:
-            raise RuntimeError(f"service_orders cannot apply {t}")
+    @on(ServiceOrder.Requested)
+    async def requested(self, conn: asyncpg.Connection, e: StoredEvent, r: Any) -> None:
+        await conn.execute(
+            INSERT_ORDER,
+            e.root_id,
+            e.stream_id,
+            r.community_id,
+            r.community_code,
+            r.title,
+            r.description,
+            r.offer_id,
+            r.due_on,
+            e.occurred_at,
+            e.version,
+        )
+
+    @staticmethod
+    async def _update(conn: asyncpg.Connection, e: StoredEvent, sql: str, *fields: Any) -> None:
+        await ORDERS.update(conn, e, sql, e.version, e.occurred_at, *fields)
+
+    @on(ServiceOrder.Dispatched)
+    async def dispatched(self, conn: asyncpg.Connection, e: StoredEvent, d: Any) -> None:
+        await self._update(conn, e, DISPATCHED, d.member_id, d.unit_id, d.unit_code, d.accept_by)
+
+    @on(ServiceOrder.Accepted)
+    async def accepted(self, conn: asyncpg.Connection, e: StoredEvent, _: Any) -> None:
+        await self._update(conn, e, ACCEPTED)
+
+    @on(ServiceOrder.Completed)
+    async def completed(self, conn: asyncpg.Connection, e: StoredEvent, c: Any) -> None:
+        await self._update(conn, e, COMPLETED, c.summary, c.hours)
+
+    @on(ServiceOrder.Evaluated)
+    async def evaluated(self, conn: asyncpg.Connection, e: StoredEvent, v: Any) -> None:
+        await self._update(conn, e, EVALUATED, v.rating, v.comment, v.points)
+
+    @on(ServiceOrder.Cancelled)
+    async def cancelled(self, conn: asyncpg.Connection, e: StoredEvent, x: Any) -> None:
+        await self._update(conn, e, CANCELLED, x.reason)
+
+    @on(ServiceOrder.Overdue)
+    async def overdue(self, conn: asyncpg.Connection, e: StoredEvent, _: Any) -> None:
+        await self._update(conn, e, OVERDUE)

@@ -6,14 +6,14 @@ The note is kept exactly as stored (sealed); ``services/personal_data_view.py`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date
-from uuid import UUID
+from typing import Any
 
 import asyncpg
-import msgspec
 
+from domain.survey import Survey
 from infra.event_store import StoredEvent
+from projections.rows import RowGuard
+from projections.subscriptions import PerEvent, on
 
 INSERT = """
 INSERT INTO rm_surveys (root_id, id, node_id, node_code, community_id, building, room,
@@ -28,55 +28,37 @@ UPDATE rm_surveys SET note = NULL, status = 'erased', version = $3, updated_at =
 WHERE root_id = $1 AND id = $2 AND version < $3
 """
 
-KNOWN = "SELECT EXISTS (SELECT 1 FROM rm_surveys WHERE root_id = $1 AND id = $2)"
+SURVEYS = RowGuard("rm_surveys")
 
 
-class _Visited(msgspec.Struct):
-    node_id: UUID
-    node_code: str
-    community_id: UUID
-    building: str
-    room: str
-    visited_on: date
-    flags: list[str]
-    residents: int | None = None
-    note: msgspec.Raw = msgspec.Raw(b"null")
-    issue_id: UUID | None = None
-
-
-class SurveysProjection:
+class SurveysProjection(PerEvent):
     name = "surveys"
-    handles = frozenset({"HouseholdVisited", "SurveyNoteErased"})
     tables: tuple[str, ...] = ("rm_surveys",)
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-        for e in events:
-            if e.type == "HouseholdVisited":
-                v = msgspec.json.decode(e.data, type=_Visited)
-                note = None if bytes(v.note) == b"null" else bytes(v.note)
-                await conn.execute(
-                    INSERT,
-                    e.root_id,
-                    e.stream_id,
-                    v.node_id,
-                    v.node_code,
-                    v.community_id,
-                    v.building,
-                    v.room,
-                    v.visited_on,
-                    v.residents,
-                    v.flags,
-                    note.decode() if note is not None else None,
-                    v.issue_id,
-                    e.occurred_at,
-                    e.version,
-                )
-            elif e.type == "SurveyNoteErased":
-                if not await conn.fetchval(KNOWN, e.root_id, e.stream_id):
-                    raise RuntimeError(f"{e.type} of survey {e.stream_id}: not in the read model")
-                await conn.execute(ERASED, e.root_id, e.stream_id, e.version, e.occurred_at)
-            else:
-                raise RuntimeError(f"surveys cannot apply {e.type}")
+    @on(Survey.Visited)
+    async def visited(self, conn: asyncpg.Connection, e: StoredEvent, v: Any) -> None:
+        note = None if bytes(v.note) == b"null" else bytes(v.note)
+        await conn.execute(
+            INSERT,
+            e.root_id,
+            e.stream_id,
+            v.node_id,
+            v.node_code,
+            v.community_id,
+            v.building,
+            v.room,
+            v.visited_on,
+            v.residents,
+            v.flags,
+            note.decode() if note is not None else None,
+            v.issue_id,
+            e.occurred_at,
+            e.version,
+        )
+
+    @on(Survey.NoteErased)
+    async def note_erased(self, conn: asyncpg.Connection, e: StoredEvent, _: Any) -> None:
+        await SURVEYS.update(conn, e, ERASED, e.version, e.occurred_at)
 
 
 # Per grid (and per community, for visits recorded at the community itself) of a subtree:

@@ -1,7 +1,7 @@
 """Projection "unit_stats": each county unit's record (考核), as cumulative daily figures.
 
 A unit (县级单位, 驻区单位) is judged on the work that names it wherever that work lives, which
-the node roll-ups (``projections/stats.py``) count under the communities instead:
+the node roll-ups (``projections/stats/``) count under the communities instead:
 
 * pairings it signed (the unit side): ``active`` (not terminated), ``commitments`` (promised
   by every pairing signed), ``fulfilled`` (CommitmentFulfilled);
@@ -21,7 +21,8 @@ the node roll-ups (``projections/stats.py``) count under the communities instead
 Storage (migration 0030): ``rm_unit_stats_daily`` rows per unit and China-local day, the
 cumulative figures at the end of that day (``projections/daily_counters.py``: now, as of a
 day and a daily series are index look-ups); ``rm_unit_stats_aggregates`` per pairing,
-member, issue and finding the unit it counts for, bit flags and the deadline in force. Unit
+member, issue and finding the unit it counts for, bit flags and the deadline in force (the
+batch engine of "stats", ``projections/stats/engine.py``, with the rules below). Unit
 figures do not roll up the tree: a unit's record is its own; a ranking reads one row per unit.
 Days, as in "stats", are the China-local date of the event's business time.
 """
@@ -30,16 +31,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import msgspec
 
+from domain.finding import Finding
+from domain.issue import Issue
+from domain.member import Member
+from domain.pairing import Pairing
 from infra.event_store import StoredEvent
-from projections.daily_counters import DailyTable, DayKey, to_json
-from projections.stats import END_OF_TIME, UnknownAggregate, business_day, rate
+from projections.daily_counters import DailyTable, carried_forward
+from projections.stats.common_rules import CommonRules
+from projections.stats.engine import (
+    ACTIVE,
+    CLOSED,
+    END_OF_TIME,
+    FINDING,
+    ISSUE,
+    MEMBER,
+    ON_TIME,
+    OVERDUE,
+    PAIRING,
+    VERIFIED,
+    Aggregate,
+    AggregateTable,
+)
+from projections.stats.reads import rate
+from projections.subscriptions import on
 
 NAME = "unit_stats"
 
@@ -86,130 +106,7 @@ N_COUNTERS = len(COUNTERS)
 ) = range(N_COUNTERS)
 
 DAYS = DailyTable("rm_unit_stats_daily", COUNTERS)
-
-# -- flags of rm_unit_stats_aggregates ------------------------------------------------------
-ACTIVE = 1  # pairing not terminated; member registered
-OVERDUE = 2  # issue / finding: an overdue event recorded for the deadline in force
-CLOSED = 4  # issue closed
-VERIFIED = 8  # finding verified (销号)
-ON_TIME = 16  # issue: the latest resolution came by the deadline in force
-
-PAIRING, MEMBER, ISSUE, FINDING = "pairing", "member", "issue", "finding"
-
-#: creation event → (kind, the field naming the unit, or None: no unit yet)
-CREATIONS: dict[str, tuple[str, str | None]] = {
-    "PairingSigned": (PAIRING, "unit_id"),
-    "MemberRegistered": (MEMBER, "home_unit_id"),
-    "IssueReported": (ISSUE, None),
-    "FindingRecorded": (FINDING, None),
-}
-HANDLES = frozenset(
-    {
-        *CREATIONS,
-        "CommitmentFulfilled",
-        "PairingTerminated",
-        "ServiceRecorded",
-        "PointsAwarded",
-        "PointsDeducted",
-        "MemberDeregistered",
-        "MemberErased",
-        "IssueAssigned",
-        "IssueReturned",
-        "IssueExtended",
-        "IssueResolved",
-        "IssueEvaluated",
-        "IssueClosed",
-        "IssueReopened",
-        "IssueOverdue",
-        "RectificationAssigned",
-        "RectificationVerified",
-        "FindingReopened",
-        "RectificationOverdue",
-    }
-)
-
-
-# -- the event fields this projection reads ----------------------------------------------
-class _PairingSigned(msgspec.Struct):
-    unit_id: str
-    commitments: list[Any]
-
-
-class _MemberRegistered(msgspec.Struct):
-    home_unit_id: str
-
-
-class _ServiceRecorded(msgspec.Struct):
-    hours: float
-
-
-class _Points(msgspec.Struct):
-    points: int
-
-
-class _IssueAssigned(msgspec.Struct):
-    assignee_id: str
-    due_at: datetime
-
-
-class _DueAt(msgspec.Struct):
-    due_at: datetime
-
-
-class _IssueEvaluated(msgspec.Struct):
-    satisfaction: str
-    resolved: bool
-
-
-class _RectificationAssigned(msgspec.Struct):
-    responsible_unit_id: str
-
-
-class _Empty(msgspec.Struct):
-    pass
-
-
-_DECODERS = {
-    t: msgspec.json.Decoder(cls)
-    for t, cls in {
-        "PairingSigned": _PairingSigned,
-        "MemberRegistered": _MemberRegistered,
-        "ServiceRecorded": _ServiceRecorded,
-        "PointsAwarded": _Points,
-        "PointsDeducted": _Points,
-        "IssueAssigned": _IssueAssigned,
-        "IssueExtended": _DueAt,
-        "IssueReopened": _DueAt,
-        "IssueEvaluated": _IssueEvaluated,
-        "RectificationAssigned": _RectificationAssigned,
-    }.items()
-}
-_EMPTY = _Empty()
-
-
-def _decode(e: StoredEvent) -> Any:
-    decoder = _DECODERS.get(e.type)
-    return decoder.decode(e.data) if decoder is not None else _EMPTY
-
-
-LOAD_AGGREGATES = """
-SELECT a.root_id, a.id, a.node_id, a.kind, a.flags, a.due_at, a.version
-FROM json_to_recordset($1::json) AS k(root_id uuid, id uuid)
-CROSS JOIN LATERAL (
-    SELECT * FROM rm_unit_stats_aggregates a WHERE a.root_id = k.root_id AND a.id = k.id
-) a
-"""
-
-# (rows as JSON arrays: [root_id, id, node_id, kind, flags, due_at, version])
-SAVE_AGGREGATES = """
-INSERT INTO rm_unit_stats_aggregates (root_id, id, node_id, kind, flags, due_at, version)
-SELECT (x->>0)::uuid, (x->>1)::uuid, (x->>2)::uuid, x->>3, (x->>4)::int2,
-       (x->>5)::timestamptz, (x->>6)::int4
-FROM json_array_elements($1::json) AS x
-ON CONFLICT (root_id, id) DO UPDATE
-SET node_id = EXCLUDED.node_id, flags = EXCLUDED.flags, due_at = EXCLUDED.due_at,
-    version = EXCLUDED.version
-"""
+AGGREGATES = AggregateTable("rm_unit_stats_aggregates")
 
 
 def _levels(kind: str, flags: int) -> tuple[int, ...]:
@@ -227,145 +124,88 @@ def _levels(kind: str, flags: int) -> tuple[int, ...]:
     return (FINDINGS_TOTAL, FINDINGS_OVERDUE) if flags & OVERDUE else (FINDINGS_TOTAL,)
 
 
-_LEVELS = {(k, f): _levels(k, f) for k in (PAIRING, MEMBER, ISSUE, FINDING) for f in range(32)}
+class UnitRules(CommonRules):
+    """What each event counts for the unit it names (ids read as text, as in "stats"); the
+    rules both count alike are in ``projections/stats/common_rules.py``."""
 
+    N_COUNTERS = N_COUNTERS
+    FULFILLED = FULFILLED
+    SERVICE_CENTI = SERVICE_CENTI
+    POINTS = POINTS
+    ISSUES_EVALUATED = ISSUES_EVALUATED
+    ISSUES_SATISFIED = ISSUES_SATISFIED
+    ISSUES_RESOLVED = ISSUES_RESOLVED
+    LEVELS = {(k, f): _levels(k, f) for k in (PAIRING, MEMBER, ISSUE, FINDING) for f in range(32)}
 
-@dataclass
-class _Aggregate:
-    root: str
-    unit: str | None
-    kind: str
-    flags: int
-    due_at: datetime | None
-    version: int
+    def _created(self, e: StoredEvent, unit: str | None, kind: str, day: date) -> Aggregate:
+        flags = ACTIVE if kind in (PAIRING, MEMBER) else 0
+        agg = Aggregate(e.root_id, e.stream_id, unit, kind, flags, None, e.version)
+        for c in self.LEVELS[kind, flags]:
+            self.add(agg.root, unit, day, c, 1)
+        return agg
 
+    # -- creations: a pairing and a member name their unit; issues and findings none yet ---
+    @on(Pairing.Signed, fields=("unit_id", "commitments"), text_ids=True)
+    def pairing_signed(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+        agg = self._created(e, data.unit_id, PAIRING, day)
+        self.add(agg.root, agg.node, day, COMMITMENTS, len(data.commitments))
+        return agg
 
-class _Batch:
-    def __init__(self) -> None:
-        self.aggregates: dict[tuple[UUID, UUID], _Aggregate] = {}
-        self.dirty: set[tuple[UUID, UUID]] = set()
-        self.deltas: dict[DayKey, list[int]] = {}
+    @on(Member.Registered, fields=("home_unit_id",), text_ids=True)
+    def member_registered(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+        return self._created(e, data.home_unit_id, MEMBER, day)
 
-    def add(self, root: str, unit: str | None, day: date, counter: int, amount: int) -> None:
-        if unit is None:
-            return  # work that names no unit (yet) counts for none
-        key = (root, unit, day)
-        vec = self.deltas.get(key)
-        if vec is None:
-            vec = self.deltas[key] = [0] * N_COUNTERS
-        vec[counter] += amount
+    @on(Issue.Reported, fields=())
+    def issue_reported(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+        return self._created(e, None, ISSUE, day)
 
-    def handle(self, e: StoredEvent, data: Any) -> None:
-        t = e.type
-        key = (e.root_id, e.stream_id)
-        day = business_day(e.occurred_at)
-        agg = self.aggregates.get(key)
-        created = CREATIONS.get(t)
-        if created is not None:
-            if agg is not None:
-                return  # already applied
-            kind, attr = created
-            unit = getattr(data, attr) if attr is not None else None
-            flags = ACTIVE if kind in (PAIRING, MEMBER) else 0
-            agg = _Aggregate(str(e.root_id), unit, kind, flags, None, e.version)
-            self.aggregates[key] = agg
-            self.dirty.add(key)
-            for c in _LEVELS[kind, flags] if unit is not None else ():
-                self.add(agg.root, unit, day, c, 1)
-            if kind == PAIRING:
-                self.add(agg.root, unit, day, COMMITMENTS, len(data.commitments))
-            return
-        if agg is None:
-            raise UnknownAggregate(f"{t} at position {e.position}: {e.stream_id} unknown")
-        if e.version <= agg.version:
-            return  # already applied
-        before = (agg.unit, agg.flags, agg.due_at)
-        self._change(agg, e, data, day)
-        if before != (agg.unit, agg.flags, agg.due_at):
-            agg.version = e.version
-            self.dirty.add(key)
-            old_unit, old_flags, _ = before
-            if (old_unit, old_flags) != (agg.unit, agg.flags):
-                for c in _LEVELS[agg.kind, old_flags]:
-                    self.add(agg.root, old_unit, day, c, -1)
-                for c in _LEVELS[agg.kind, agg.flags]:
-                    self.add(agg.root, agg.unit, day, c, 1)
+    @on(Finding.Recorded, fields=())
+    def finding_recorded(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+        return self._created(e, None, FINDING, day)
 
-    def _change(self, agg: _Aggregate, e: StoredEvent, data: Any, day: date) -> None:
-        t, root, unit = e.type, agg.root, agg.unit
-        if t == "CommitmentFulfilled":
-            self.add(root, unit, day, FULFILLED, 1)
-        elif t == "PairingTerminated" or t == "MemberDeregistered" or t == "MemberErased":
-            agg.flags &= ~ACTIVE
-        elif t == "ServiceRecorded":
-            self.add(root, unit, day, SERVICE_CENTI, round(data.hours * 100))
-        elif t == "PointsAwarded":
-            self.add(root, unit, day, POINTS, data.points)
-        elif t == "PointsDeducted":
-            self.add(root, unit, day, POINTS, -data.points)
-        elif t == "IssueAssigned":
-            agg.unit = data.assignee_id
-            agg.due_at = data.due_at
-            agg.flags &= ~(OVERDUE | ON_TIME)
-            self.add(root, agg.unit, day, ISSUES_ASSIGNED, 1)
-        elif t == "IssueReopened":
-            agg.due_at = data.due_at
-            agg.flags &= ~(OVERDUE | ON_TIME | CLOSED)
-        elif t == "IssueReturned":
-            self.add(root, unit, day, ISSUES_RETURNED, 1)
-            agg.unit = None
-            agg.flags &= ~OVERDUE
-        elif t == "IssueExtended":
-            agg.due_at = data.due_at
-        elif t == "IssueResolved":
-            if agg.due_at is None or e.occurred_at <= agg.due_at:
-                agg.flags |= ON_TIME
-            else:
-                agg.flags &= ~ON_TIME
-        elif t == "IssueEvaluated":
-            self.add(root, unit, day, ISSUES_EVALUATED, 1)
-            if data.satisfaction in ("satisfied", "basically_satisfied"):
-                self.add(root, unit, day, ISSUES_SATISFIED, 1)
-            if data.resolved:
-                self.add(root, unit, day, ISSUES_RESOLVED, 1)
-        elif t == "IssueClosed":
-            agg.flags |= CLOSED
-        elif t == "IssueOverdue" or t == "RectificationOverdue":
-            agg.flags |= OVERDUE
-        elif t == "RectificationAssigned":
-            agg.unit = data.responsible_unit_id
-        elif t == "RectificationVerified":
-            agg.flags |= VERIFIED
-        elif t == "FindingReopened":
-            agg.flags &= ~(VERIFIED | OVERDUE)
+    # -- changes (besides the common ones) -----------------------------------------------
+
+    @on(Issue.Assigned, fields=("assignee_id", "due_at"), text_ids=True)
+    def assigned(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+        agg.node = data.assignee_id
+        agg.due_at = data.due_at
+        agg.flags &= ~(OVERDUE | ON_TIME)
+        self.add(agg.root, agg.node, day, ISSUES_ASSIGNED, 1)
+
+    @on(Issue.Reopened, fields=("due_at",))
+    def reopened(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+        agg.due_at = data.due_at
+        agg.flags &= ~(OVERDUE | ON_TIME | CLOSED)
+
+    @on(Issue.Returned, fields=())
+    def returned(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+        self.add(agg.root, agg.node, day, ISSUES_RETURNED, 1)
+        agg.node = None
+        agg.flags &= ~OVERDUE
+
+    @on(Finding.Assigned, fields=("responsible_unit_id",), text_ids=True)
+    def rectification_assigned(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+        agg.node = data.responsible_unit_id
 
 
 class UnitStatsProjection:
     name = NAME
-    handles = HANDLES
+    handles = UnitRules.handles
     tables: tuple[str, ...] = ("rm_unit_stats_daily", "rm_unit_stats_aggregates")
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
-        decoded = [(e, _decode(e)) for e in events if e.type in HANDLES]
+        decoded = UnitRules.decode(events)
         if not decoded:
             return
-        batch = _Batch()
+        batch = UnitRules()
         # every aggregate named, creations too: a re-delivered creation finds its stored row
-        keys = [{"root_id": r, "id": i} for r, i in {(e.root_id, e.stream_id) for e, _ in decoded}]
-        for r in await conn.fetch(LOAD_AGGREGATES, to_json(keys)):
-            unit = str(r["node_id"]) if r["node_id"] is not None else None
-            batch.aggregates[(r["root_id"], r["id"])] = _Aggregate(
-                str(r["root_id"]), unit, r["kind"], r["flags"], r["due_at"], r["version"]
-            )
-        for e, data in decoded:
-            batch.handle(e, data)
-        if batch.dirty:
-            rows = [
-                (a.root, str(k[1]), a.unit, a.kind, a.flags, a.due_at, a.version)
-                for k, a in ((k, batch.aggregates[k]) for k in batch.dirty)
-            ]
-            await conn.execute(SAVE_AGGREGATES, to_json(rows))
-        await DAYS.write(conn, batch.deltas)
+        keys = {(e.root_id, e.stream_id) for e, _, _ in decoded}
+        for a in await AGGREGATES.load(conn, keys):
+            batch.aggregates[(a.root_id, a.id)] = a
+        for e, sub, data in decoded:
+            batch.count(e, sub, data)
+        await AGGREGATES.save(conn, batch.changed())
+        await DAYS.write(conn, batch.own)
 
 
 # -- reads ------------------------------------------------------------------------------------
@@ -484,16 +324,7 @@ async def daily_unit_figures(
 ) -> list[tuple[date, UnitFigures]]:
     """One entry per day from ``first`` to ``last``: the figures at the end of that day."""
     rows = await conn.fetch(SERIES, root_id, unit_id, first, last)
-    by_day = {r["day"]: _figures(r, 1) for r in rows}
-    current = UnitFigures()
-    if rows and rows[0]["day"] < first:
-        current = by_day[rows[0]["day"]]
-    out: list[tuple[date, UnitFigures]] = []
-    for n in range((last - first).days + 1):
-        day = first + timedelta(days=n)
-        current = by_day.get(day, current)
-        out.append((day, current))
-    return out
+    return carried_forward({r["day"]: _figures(r, 1) for r in rows}, first, last, UnitFigures())
 
 
 # The kinds of a node's children, and the record of those that are units (a unit's entry

@@ -67,13 +67,14 @@ from services.context import AppContext
 from services.deadline_sweep import DeadlineSweep
 from services.deadlines import DeadlineClock
 from services.docs_assets import assets_router, render_plugins
+from services.gc_tuning import settle_heap_for_serving
 from services.integration import Integration
 from services.jwks_refresh import refresh_signing_keys
 from services.keys import jwt_config
 from services.limits import HeavyBudget, PerPrincipal
 from services.middleware import request_context
 from services.notifier import CommitNotifier
-from services.openapi_contract import finish, operation_id, tags
+from services.openapi_contract import created_items, finish, operation_id, tags
 from services.problems import handle_exception
 from services.ratelimit import rate_limit
 
@@ -261,7 +262,10 @@ def _finish_openapi(app: Litestar) -> None:
     # /schema/openapi.json (and every renderer) then serves.
     from litestar._openapi.plugin import OpenAPIPlugin
 
-    finish(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
+    doc = finish(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
+    # what a 201's Location is built from, read once here rather than from the whole
+    # document on every response (services/api/deps.py)
+    app.state.created_items = created_items(doc)
 
 
 def _api_routes() -> list[type[Controller]]:
@@ -293,4 +297,6 @@ def _api_routes() -> list[type[Controller]]:
 
 def app_from_env() -> Litestar:
     """``uvicorn --factory services.app:app_from_env``: settings from the environment."""
-    return create_app(Settings.from_env())
+    app = create_app(Settings.from_env())
+    settle_heap_for_serving()
+    return app

@@ -24,9 +24,11 @@ def _serve(settings: Settings, *, api: bool = True) -> None:
     import uvicorn
 
     from services.app import create_app
+    from services.gc_tuning import settle_heap_for_serving
     from services.http_server import protocol_for
 
     app = create_app(settings, api=api)
+    settle_heap_for_serving()
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -123,20 +123,28 @@ _CREATED_HEADERS = {
 }
 
 
-def created_item(doc: dict[str, Any], path: str) -> tuple[str, str] | None:
-    """``/v1/pairings`` → ``("/v1/pairings/{pairing_id}", "pairing_id")``: the readable item a
-    POST to a collection creates, or None when the document has no GET for one."""
-    base = path.rstrip("/")
+def created_items(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Every collection the document can read an item of → ``(item template, parameter)``:
+    ``/v1/pairings`` → ``("/v1/pairings/{pairing_id}", "pairing_id")`` (the first such
+    template of a collection, in document order)."""
+    items: dict[str, tuple[str, str]] = {}
     for template, item in doc.get("paths", {}).items():
         head, _, last = template.rpartition("/")
-        if head == base and last.startswith("{") and isinstance(item.get("get"), dict):
-            return template, last.strip("{}")
-    return None
+        if last.startswith("{") and isinstance(item.get("get"), dict):
+            items.setdefault(head, (template, last.strip("{}")))
+    return items
 
 
-def location(doc: dict[str, Any], path: str, body: dict[str, Any]) -> str | None:
-    """The Location of what a 201 created: its id (or code) in the item's path."""
-    found = created_item(doc, path)
+def created_item(doc: dict[str, Any], path: str) -> tuple[str, str] | None:
+    """The readable item a POST to collection ``path`` creates, or None when the document has
+    no GET for one."""
+    return created_items(doc).get(path.rstrip("/"))
+
+
+def location(items: dict[str, tuple[str, str]], path: str, body: dict[str, Any]) -> str | None:
+    """The Location of what a 201 created: its id (or code) in the item's path; ``items`` is
+    ``created_items`` of the served document, computed once (not per response)."""
+    found = items.get(path.rstrip("/"))
     if found is None:
         return None
     template, param = found

@@ -25,8 +25,9 @@ from services.api.deps import (
     read_scope,
 )
 from services.api.guards import needs
+from services.api.periods import FromDay, ToDay, day_range
 from services.api.responses import documented
-from services.problems import FieldError, ProblemError, not_found
+from services.problems import not_found
 from services.roles import READERS
 
 #: the projections a stats read waits for with ``min_position``.
@@ -170,16 +171,6 @@ def _child(
     )
 
 
-def _invalid(field: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Unprocessable Content",
-        f"{field}: {message}",
-        slug="invalid-value",
-        errors=[FieldError(field=field, message=message)],
-    )
-
-
 AsOf = Annotated[
     date | None,
     QueryParameter(
@@ -252,22 +243,17 @@ class StatsController(Controller):
         code: FromPath[str],
         ctx: Ctx,
         principal: Caller,
-        from_: Annotated[
-            date | None,
-            QueryParameter(name="from", required=False, description="First day (YYYY-MM-DD)."),
-        ] = None,
-        to: Annotated[
-            date | None,
-            QueryParameter(required=False, description="Last day (YYYY-MM-DD); default today."),
-        ] = None,
+        from_: FromDay = None,
+        to: ToDay = None,
         min_position: MinPosition = None,
     ) -> Response[bytes]:
-        last = to or business_date(ctx.clock())
-        first = from_ or date.fromordinal(max(1, last.toordinal() - (DEFAULT_DAYS - 1)))
-        if first > last:
-            raise _invalid("from", f"must not be after to ({last.isoformat()})")
-        if (last - first).days + 1 > MAX_DAYS:
-            raise _invalid("to", f"a series covers at most {MAX_DAYS} days")
+        first, last = day_range(
+            from_,
+            to,
+            today=business_date(ctx.clock()),
+            default_days=DEFAULT_DAYS,
+            max_days=MAX_DAYS,
+        )
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):

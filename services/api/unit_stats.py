@@ -36,9 +36,10 @@ from services.api.deps import (
 # the ledger's OpenAPI operation: a file in one of two media types, by ``format``
 from services.api.findings import SpreadsheetOperation as FileOperation
 from services.api.guards import needs
-from services.api.paging import Cursor, Limit, decode_cursor, encode_cursor
+from services.api.paging import Cursor, Limit, decode_cursor, encode_cursor, invalid_cursor
+from services.api.periods import FromDay, ToDay, day_range
 from services.api.stats import AsOf, MemberFigures, PairingFigures, RectificationFigures
-from services.problems import FieldError, ProblemError, not_found
+from services.problems import invalid_value, not_found
 from services.roles import READERS
 
 PROJECTIONS = (unit_stats.NAME,)
@@ -125,16 +126,6 @@ def _groups(
     )
 
 
-def _invalid(field: str, message: str, status: int = 422) -> ProblemError:
-    return ProblemError(
-        status,
-        "Unprocessable Content" if status == 422 else "Bad Request",
-        f"{field}: {message}",
-        slug="invalid-value" if status == 422 else "validation",
-        errors=[FieldError(field=field, message=message)],
-    )
-
-
 def sort_value(figures: unit_stats.UnitFigures, sort: str) -> float | None:
     g = figures.groups()
     if sort == "service_hours":
@@ -169,7 +160,7 @@ async def ranking(
     """Every unit of the node's subtree with its figures, in ranking order."""
     units = await conn.fetch(UNITS_OF_SUBTREE, node.root_id, *node.bounds, MAX_UNITS + 1)
     if len(units) > MAX_UNITS:
-        raise _invalid("code", f"more than {MAX_UNITS} units under this node; rank a smaller one")
+        raise invalid_value("code", f"more than {MAX_UNITS} units under this node; rank a smaller one")
     figures = await unit_stats.many_unit_figures(
         conn, node.root_id, [u["id"] for u in units], as_of
     )
@@ -192,7 +183,7 @@ def _after(cursor: str | None) -> tuple[bool, float, str] | None:
         or isinstance(key[1], bool)
         or not isinstance(key[2], str)
     ):
-        raise _invalid("cursor", "invalid cursor", status=400)
+        raise invalid_cursor()
     return (key[0], float(key[1]), key[2])
 
 
@@ -267,22 +258,17 @@ class UnitStatsController(Controller):
         code: FromPath[str],
         ctx: Ctx,
         principal: Caller,
-        from_: Annotated[
-            date | None,
-            QueryParameter(name="from", required=False, description="First day (YYYY-MM-DD)."),
-        ] = None,
-        to: Annotated[
-            date | None,
-            QueryParameter(required=False, description="Last day (YYYY-MM-DD); default today."),
-        ] = None,
+        from_: FromDay = None,
+        to: ToDay = None,
         min_position: MinPosition = None,
     ) -> UnitDaily:
-        last = to or business_date(ctx.clock())
-        first = from_ or date.fromordinal(max(1, last.toordinal() - (DEFAULT_DAYS - 1)))
-        if first > last:
-            raise _invalid("from", f"must not be after to ({last.isoformat()})")
-        if (last - first).days + 1 > MAX_DAYS:
-            raise _invalid("to", f"a series covers at most {MAX_DAYS} days")
+        first, last = day_range(
+            from_,
+            to,
+            today=business_date(ctx.clock()),
+            default_days=DEFAULT_DAYS,
+            max_days=MAX_DAYS,
+        )
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):

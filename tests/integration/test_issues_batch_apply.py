@@ -11,11 +11,11 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-import msgspec
 import pytest
 
 from infra.event_store import StoredEvent
 from projections.issues import IssuesProjection
+from tests.stored_events import stored_event
 
 T0 = datetime(2031, 3, 1, 8, tzinfo=UTC)
 
@@ -24,26 +24,15 @@ def _event(
     position: int, root: UUID, issue: UUID, version: int, kind: str, data: dict[str, Any]
 ) -> StoredEvent:
     at = T0 + timedelta(minutes=position)
-    return StoredEvent(
+    return stored_event(
         position=position,
-        root_id=root,
-        node_id=root,
-        node_seq=position,
-        prev_hash=b"",
-        hash=b"",
-        stream_id=issue,
-        stream_type="issue",
+        root=root,
+        stream=issue,
         version=version,
-        event_id=uuid4(),
-        type=kind,
-        schema_version=1,
-        data=msgspec.json.encode(data).decode(),
-        occurred_at=at,
-        recorded_at=at,
-        actor="test",
-        correlation_id=None,
-        causation_id=None,
-        idempotency_key=None,
+        kind=kind,
+        data=data,
+        at=at,
+        stream_type="issue",
     )
 
 

@@ -24,7 +24,7 @@ from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
 from infra.settings import Settings
-from services.api.deps import Caller, provide_principal
+from services.api.deps import Caller, provide_ctx, provide_principal
 from services.auth import JwtConfig
 from services.jwks import JwksKeys
 from services.jwks_refresh import refresh_signing_keys
@@ -116,7 +116,10 @@ def tiny_app(config: JwtConfig) -> Litestar:
     """Just the authentication path: the refresh middleware and the principal dependency."""
     return Litestar(
         route_handlers=[whoami],
-        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+        dependencies={
+            "ctx": Provide(provide_ctx, sync_to_thread=False),  # provide_principal takes it
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
         middleware=[refresh_signing_keys(config)],
         state=State({"ctx": SimpleNamespace(jwt=config)}),
         exception_handlers={Exception: handle_exception},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -17,13 +16,13 @@ from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
 from services.api.guards import needs
 from services.api.missing import missing
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
+from services.api.periods import FromDay, ToDay, day_range
 from services.api.responses import ETAG, documented
 from services.api.surveys import queries
 from services.api.surveys.schemas import Coverage, SurveyView
 from services.commands import surveys as commands
 from services.commands.surveys import Flag, SurveyCreate, SurveyErase
 from services.personal_data_view import Reveal, record_reveals
-from services.problems import invalid_value
 from services.roles import ADMINS, READERS, WRITERS
 
 PROJECTIONS = ("surveys",)
@@ -78,22 +77,17 @@ class SurveyController(Controller):
         ctx: Ctx,
         principal: Caller,
         node: NodeFilter = None,
-        from_: Annotated[
-            date | None,
-            QueryParameter(name="from", required=False, description="First day (YYYY-MM-DD)."),
-        ] = None,
-        to: Annotated[
-            date | None,
-            QueryParameter(required=False, description="Last day (YYYY-MM-DD); default today."),
-        ] = None,
+        from_: FromDay = None,
+        to: ToDay = None,
         min_position: MinPosition = None,
     ) -> Coverage:
-        last = to or business_date(ctx.clock())
-        first = from_ or last - timedelta(days=COVERAGE_DAYS - 1)
-        if first > last:
-            raise invalid_value("from", f"must not be after to ({last.isoformat()})")
-        if (last - first).days + 1 > MAX_COVERAGE_DAYS:
-            raise invalid_value("to", f"a period covers at most {MAX_COVERAGE_DAYS} days")
+        first, last = day_range(
+            from_,
+            to,
+            today=business_date(ctx.clock()),
+            default_days=COVERAGE_DAYS,
+            max_days=MAX_COVERAGE_DAYS,
+        )
         async with read_scope(
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
