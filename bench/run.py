@@ -484,7 +484,7 @@ def render(
     ]
     if not shown:
         return
-    t = Table(title="targets (issue #6)", title_justify="left")
+    t = Table(title="targets (issues #6 and #20)", title_justify="left")
     t.add_column("figure", no_wrap=True)
     t.add_column("against", no_wrap=True)
     t.add_column("measured", justify="right")
