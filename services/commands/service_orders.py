@@ -426,7 +426,7 @@ DUE_ORDERS = """
 SELECT r.code AS root_code, o.id
 FROM rm_service_orders o JOIN nodes r ON r.id = o.root_id
 WHERE o.status = 'dispatched' AND NOT o.overdue AND o.accept_by < $1
-  AND NOT r.closed
+  AND NOT r.closed AND NOT civic_subtree_closed(o.node_id)
 ORDER BY o.accept_by
 LIMIT $2
 """

@@ -288,6 +288,29 @@ async def test_an_unaccepted_dispatch_is_flagged_overdue_once(app, client, jwt, 
     assert view["overdue"] is False and view["dispatch_count"] == 2
 
 
+async def test_the_accept_clock_skips_closed_subtrees(app, client, jwt, clock, pool):
+    """An order of a closed community is never due: its append would be refused at COMMIT,
+    and re-selecting it every tick would crowd other tenants' orders out of the sweep's
+    LIMIT."""
+    from services.commands.service_orders import ServiceOverdueSweep
+
+    tree = await build_tree(client, jwt, streets=2, communities=1, units=1)
+    w = Loop(client, jwt, tree)
+    admin = auth(jwt, tree.county, "admin")
+    closing = await w.order()
+    body = {"community_code": w.other_community, "title": "上门理发", "description": "独居老人"}
+    other = str((await w.post("/v1/service-orders", body, admin, expect=201))["id"])
+    for order, headers in ((closing, w.op), (other, admin)):
+        await w.post(f"/v1/service-orders/{order}/dispatch", {"unit_code": w.unit}, headers)
+    await w.get("/v1/service-orders", admin)  # the sweep reads the read model
+    await w.post(f"/v1/nodes/{w.street}/close", {"reason": "撤并"}, admin)
+    async with pool.acquire() as conn:
+        due = await ServiceOverdueSweep().due(conn, clock() + timedelta(days=400), 100_000)
+    due_ids = {str(item.stream_id) for item in due}
+    # the open street's order is due (the control), the closed street's is left alone
+    assert other in due_ids and closing not in due_ids
+
+
 def ctx_minutes(app: Any) -> int:
     minutes: int = app.state.ctx.settings.service_accept_minutes
     return minutes
