@@ -21,13 +21,14 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from domain.pairing import ACTIVE, RATINGS
+from domain.pairing import ACTIVE, RATINGS, Pairing
 from domain.refs import business_date
 from infra.database import Scope
 from infra.paths import subtree_bounds
 from services.api.code_filters import SubtreeCode, subtree_path
 from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
 from services.api.guards import needs
+from services.api.missing import missing
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.responses import ETAG, documented
 from services.commands import pairings as commands
@@ -39,7 +40,7 @@ from services.commands.pairings import (
     PairingTerminate,
 )
 from services.fields import PairingRating, PairingStatus
-from services.problems import not_caught_up, not_found
+from services.problems import not_found
 from services.roles import ASSIGNEES, READERS, WRITERS
 
 PROJECTIONS = ("pairings",)
@@ -115,10 +116,6 @@ ORDER BY p.signed_at, p.id
 LIMIT $7
 """
 )
-
-STREAM_RECORDED = """
-SELECT EXISTS (SELECT 1 FROM events WHERE root_id = $1 AND stream_id = $2 AND stream_type = $3)
-"""
 
 
 def _visible(scope: Scope, r: asyncpg.Record) -> bool:
@@ -257,12 +254,9 @@ class PairingController(Controller):
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
             row = await conn.fetchrow(READ_PAIRING, scope.root_id, pairing_id)
-            if row is None or not _visible(scope, row):
-                recorded = row is None and await conn.fetchval(
-                    STREAM_RECORDED, scope.root_id, pairing_id, "pairing"
-                )
-                if recorded:
-                    raise not_caught_up("pairing")
+            if row is None:
+                raise await missing(conn, scope.root_id, pairing_id, Pairing)
+            if not _visible(scope, row):
                 raise not_found(f"pairing {pairing_id}")
         view = _view(row, business_date(ctx.clock()))
         return Response(content=view, headers={"ETag": f'"{view.version}"'})

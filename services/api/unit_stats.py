@@ -160,7 +160,9 @@ async def ranking(
     """Every unit of the node's subtree with its figures, in ranking order."""
     units = await conn.fetch(UNITS_OF_SUBTREE, node.root_id, *node.bounds, MAX_UNITS + 1)
     if len(units) > MAX_UNITS:
-        raise invalid_value("code", f"more than {MAX_UNITS} units under this node; rank a smaller one")
+        raise invalid_value(
+            "code", f"more than {MAX_UNITS} units under this node; rank a smaller one"
+        )
     figures = await unit_stats.many_unit_figures(
         conn, node.root_id, [u["id"] for u in units], as_of
     )

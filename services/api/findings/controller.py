@@ -23,6 +23,7 @@ from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
+from domain.finding import Finding
 from domain.refs import business_date
 from infra import directory
 from services.api.code_filters import SubtreeCode, subtree_path, visible_node
@@ -33,13 +34,13 @@ from services.api.findings.queries import (
     AS_RECORDED,
     PROJECTIONS,
     SELECT_FINDINGS,
-    STREAM_EXISTS,
     filters,
     finding_view,
     responsible_unit_id,
 )
 from services.api.findings.schemas import FindingView, Status, Warning
 from services.api.guards import needs
+from services.api.missing import missing
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.queries import Where
 from services.api.responses import ETAG, documented
@@ -52,7 +53,7 @@ from services.commands.findings import (
     Verification,
 )
 from services.context import AppContext
-from services.problems import not_caught_up, not_found
+from services.problems import not_found
 from services.roles import ASSIGNEES, INSPECTORS, READERS, WRITERS
 
 FindingId = FromPath[UUID]
@@ -158,11 +159,8 @@ class FindingController(Controller):
             where.equals("f.id", finding_id, "uuid")
             filters(where, scope, scope.path, today=today)
             row = await conn.fetchrow(f"{SELECT_FINDINGS} WHERE {where.sql()}", *where.args)
-            recorded = row is None and await conn.fetchval(STREAM_EXISTS, scope.root_id, finding_id)
-        if row is None:
-            if recorded:
-                raise not_caught_up("finding")
-            raise not_found(f"finding {finding_id}")
+            if row is None:
+                raise await missing(conn, scope.root_id, finding_id, Finding)
         return Response(
             content=msgspec.json.encode(finding_view(row, today)),
             media_type="application/json",

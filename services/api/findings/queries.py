@@ -34,9 +34,6 @@ LEFT JOIN nodes u ON u.id = f.responsible_unit_id
 #: the order of the list and of the ledger (the list's cursor is ``(recorded_at, id)``).
 AS_RECORDED = "f.recorded_at, f.id"
 
-STREAM_EXISTS = """
-SELECT 1 FROM events WHERE root_id = $1 AND stream_id = $2 AND stream_type = 'finding' LIMIT 1
-"""
 
 #: the warning bands in SQL, relative to today's China date ($today), as domain.finding.warning.
 _OPEN = "f.status <> 'verified' AND f.due_on IS NOT NULL"

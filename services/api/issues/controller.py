@@ -13,7 +13,7 @@ from litestar import Controller, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from domain.issue import STATUSES
+from domain.issue import STATUSES, Issue
 from services.api.code_filters import SubtreeCode
 from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
 from services.api.guards import needs
@@ -22,12 +22,12 @@ from services.api.issues.queries import (
     PROJECTIONS,
     READ_ISSUE,
     SELECT_ISSUES,
-    STREAM_VISIBLE,
     issue_view,
     list_filters,
     statuses,
 )
 from services.api.issues.schemas import IssueView
+from services.api.missing import missing
 from services.api.paging import Cursor, Limit, Page, decode_time_id_cursor, page_of
 from services.api.responses import ETAG
 from services.commands import issues as cmd
@@ -44,7 +44,7 @@ from services.commands.issues import (
     IssueResolve,
     IssueReturn,
 )
-from services.problems import forbidden, not_caught_up, not_found
+from services.problems import forbidden
 from services.roles import ASSIGNEES, READERS, WRITERS
 
 IssueId = FromPath[UUID]
@@ -246,11 +246,8 @@ class IssueController(Controller):
             ctx, principal, min_position=min_position, projections=PROJECTIONS
         ) as (conn, scope):
             row = await conn.fetchrow(READ_ISSUE, now, scope.root_id, issue_id)
-            recorded = row is None and await conn.fetchval(STREAM_VISIBLE, scope.root_id, issue_id)
-        if row is None:
-            if recorded:
-                raise not_caught_up("issue")
-            raise not_found(f"issue {issue_id}")
+            if row is None:
+                raise await missing(conn, scope.root_id, issue_id, Issue)
         return Response(content=issue_view(row), headers={"ETag": f'"{row["version"]}"'})
 
     @get(

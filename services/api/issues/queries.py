@@ -49,7 +49,6 @@ _NAMED_BY = {
     for column in ("assignee_id", "escalation_to_id")
 }
 
-STREAM_VISIBLE = "SELECT EXISTS (SELECT 1 FROM events WHERE root_id = $1 AND stream_id = $2)"
 
 #: the list's order, newest first (its cursor is ``(reported_at, id)``).
 NEWEST_FIRST = "i.reported_at DESC, i.id DESC"

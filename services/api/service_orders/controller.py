@@ -8,6 +8,7 @@ from uuid import UUID
 from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from domain.service import ServiceOrder
 from services.api.code_filters import NodeFilter, subtree_path
 from services.api.deps import Caller, Command, Ctx, MinPosition, read_scope
 from services.api.guards import needs
@@ -175,7 +176,7 @@ class ServiceOrderController(Controller):
         ) as (conn, scope):
             row = await conn.fetchrow(queries.READ_ORDER, scope.root_id, order_id)
             if row is None:
-                raise await missing(conn, scope.root_id, order_id, "service order")
+                raise await missing(conn, scope.root_id, order_id, ServiceOrder, "service order")
         return Response(content=queries.order_view(row), headers={"ETag": f'"{row["version"]}"'})
 
     @get(

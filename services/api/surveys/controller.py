@@ -9,6 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from domain.refs import business_date
+from domain.survey import Survey
 from infra.paths import subtree_bounds
 from projections.surveys import COVERAGE
 from services.api.code_filters import NodeFilter, subtree_path
@@ -119,7 +120,7 @@ class SurveyController(Controller):
         ) as (conn, scope):
             row = await conn.fetchrow(queries.READ, scope.root_id, survey_id)
             if row is None:
-                raise await missing(conn, scope.root_id, survey_id, "survey")
+                raise await missing(conn, scope.root_id, survey_id, Survey)
         reveals: list[Reveal] = []
         view = queries.survey_view(row, principal, ctx, scope, reveals)
         await record_reveals(
