@@ -121,7 +121,7 @@ ORDER BY version
 # a cache of the stream needs to know who may be served it.
 LOAD_STREAM_WITH_PATHS = f"""
 SELECT {EVENT_COLUMNS}, (SELECT n.path FROM nodes n WHERE n.id = events.node_id) FROM events
-WHERE root_id = $1 AND stream_id = $2 AND version > $3
+WHERE root_id = $1 AND stream_id = $2
 ORDER BY version
 """
 
@@ -423,10 +423,10 @@ class EventStore:
         return [StoredEvent.from_record(r) for r in rows]
 
     async def load_with_paths(
-        self, conn: asyncpg.Connection, root_id: UUID, stream_id: UUID, after_version: int = 0
+        self, conn: asyncpg.Connection, root_id: UUID, stream_id: UUID
     ) -> tuple[list[StoredEvent], list[str | None]]:
-        """The stream's events (after ``after_version``) and, for each, the path of its node."""
-        rows = await conn.fetch(LOAD_STREAM_WITH_PATHS, root_id, stream_id, after_version)
+        """The stream's events and, for each, the path of its node."""
+        rows = await conn.fetch(LOAD_STREAM_WITH_PATHS, root_id, stream_id)
         return [StoredEvent(*r[:-1]) for r in rows], [r[-1] for r in rows]
 
     async def read_settled(

@@ -76,7 +76,7 @@ async def replayed(ctx: Any, pool: Any, root: uuid.UUID, stream_id: uuid.UUID) -
     ring = keyring(ctx)
     async with pool.acquire() as conn:
         await ring.load(conn, root, stream_id)
-    return snapshots._replay(ctx.codec, ring, events, None)
+    return snapshots.replay(ctx.codec, ring, events, None)
 
 
 async def loaded(
@@ -191,12 +191,12 @@ async def test_loading_through_snapshots_equals_loading_every_event_for_every_wo
         async with pool.acquire() as conn:
             await ring.load(conn, root, r["stream_id"])
         for k in range(1, len(events) + 1):
-            base = snapshots._replay(ctx.codec, ring, events[:k], None)
+            base = snapshots.replay(ctx.codec, ring, events[:k], None)
             encoded = snapshots.encode_state(base, ring)
             assert encoded is not None
             back = snapshots.decode_state(cls, r["stream_id"], encoded, ring)
             assert state(back) == state(base), (r["stream_type"], k)
-            rest = snapshots._replay(ctx.codec, ring, events[k:], back)
+            rest = snapshots.replay(ctx.codec, ring, events[k:], back)
             assert state(rest) == state(full), (r["stream_type"], k)
     assert long_streams >= 3  # the member, the issue, the finding
     await none_ahead(pool)
