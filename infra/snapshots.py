@@ -8,6 +8,13 @@ the aggregate's current state version, decodes, and the stored event at its vers
 id it records; anything else (stale, corrupt, of another schema, of another history) is
 ignored, never trusted over the events, and replaced by the next one written.
 
+When one is written: a command whose load read at least ``snapshot_every`` events past the
+snapshot (or past none) writes the state its save leaves with the COMMIT that stores those
+events (``CommandSession.save``), so a snapshot is never of a version that did not commit,
+and a cold load reads about ``snapshot_every`` events at most. (Commands decided on the
+process's cache do not load, and do not write snapshots; a stream appended that way for a
+long time is read in full once, at its next cold load, which then writes one.)
+
 Row-level security shows a snapshot only to a principal who may read every event it sums up
 (its nodes all in scope, or a party stream, or a transferred member's; see the migration), so
 loading through a snapshot never shows more than loading the events would.
@@ -51,11 +58,6 @@ from infra.pii_crypto import PersonKeyring, is_sealed
 log = logging.getLogger(__name__)
 A = TypeVar("A", bound=CivicAggregate)
 
-#: written when a load had to read at least this many events past its snapshot (or past
-#: nothing): a stream is snapshotted about every this many events, and a cold load reads at
-#: most about this many events (setting ``snapshot_every``; 0: never write snapshots).
-DEFAULT_EVERY = 100
-
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 #: the attributes of the aggregate base kept in a snapshot (pending events never are)
@@ -65,7 +67,8 @@ _SEALED_PREFIX = "snapshot."
 
 # The snapshot this principal may use (row-level security) and the events from its version
 # on, in one round trip: the snapshot's columns come on the row of the event it ends with.
-# A load without a usable snapshot (the usual case: a short stream) costs what it did before.
+# A load without a snapshot (the usual case: a short stream) costs one primary-key look-up
+# more than reading its events did.
 # (The lower bound is a sub-select, not coalesce(...): under row-level security only a
 # leakproof bound becomes an index condition, and coalesce() over a sub-select is not one.)
 LOAD = f"""
@@ -175,16 +178,19 @@ def personal_attributes(cls: type[CivicAggregate]) -> tuple[str, ...]:
 def encode_state(aggregate: CivicAggregate, cipher: FieldCipher | None) -> bytes | None:
     """The snapshot of ``aggregate`` as it stands (no pending events), or None when it
     cannot be kept: a value of a type it cannot hold, or a personal attribute set and no key
-    in ``cipher`` to seal it with."""
-    state = vars(aggregate)
+    in ``cipher`` to seal it with. Never raises: a snapshot never fails a command."""
     try:
-        out = {name: _encode(value) for name, value in state.items() if name != "_pending_events"}
-    except TypeError as exc:  # a value snapshots cannot hold: the events still serve
+        return _encode_state(aggregate, cipher)
+    except Exception as exc:  # a value snapshots cannot hold: the events still serve
         log.warning("no snapshot of %s: %s", type(aggregate).__name__, exc)
         return None
+
+
+def _encode_state(aggregate: CivicAggregate, cipher: FieldCipher | None) -> bytes | None:
+    state = vars(aggregate)
+    out = {name: _encode(value) for name, value in state.items() if name != "_pending_events"}
     for name in personal_attributes(type(aggregate)):
-        value = state.get(name)
-        if value is None:
+        if state.get(name) is None:
             continue
         if cipher is None:
             return None

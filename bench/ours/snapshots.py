@@ -11,7 +11,9 @@ none (every event is read, as before snapshots). The figure is loads/s with the 
 ``.without`` is loads/s without, ``.ratio`` with over without, ``.ms``/``.without_ms`` the
 mean load time (loads of the two alternate in one window); ``.snapshot_bytes`` and
 ``.encode_us`` are the size of the snapshot and the time to encode (and seal) it, what a
-command that writes one adds before its COMMIT (the row itself goes with the COMMIT).
+command that writes one adds before its COMMIT (the row itself goes with the COMMIT);
+``.tx_ms`` and ``.tx_with_write_ms`` (1k only) the mean time of a scoped transaction of one
+statement without and with the snapshot's row written with its COMMIT.
 
 ``store.load_short`` is the price for the streams most commands load (a few events, never
 snapshotted): the load as it is now (the snapshot look-up finds nothing, then every event)
@@ -35,7 +37,7 @@ from domain.personal_data import personal_data
 from domain.refs import NodeRef
 from domain.registry import AGGREGATES, event_classes
 from infra import snapshots
-from infra.database import ScopeCache, create_pool, scoped_transaction
+from infra.database import ScopeCache, create_pool, defer_until_commit, scoped_transaction
 from infra.event_codec import EventCodec
 from infra.event_store import AppendContext, EventStore, TxAppender
 from infra.pii_crypto import PersonKeyring
@@ -189,6 +191,38 @@ async def _load_rates(
         await pool.close()
 
 
+async def _write_cost(ctx: Context, streams: _Streams) -> tuple[float, float]:
+    """The mean time of a scoped transaction (one statement, then COMMIT) without and with a
+    snapshot written with its COMMIT (the stream's own snapshot, rewritten), alternating."""
+    conn = await ctx.connect()
+    try:
+        row = await conn.fetchrow(
+            "SELECT * FROM snapshots WHERE stream_id = $1", streams.with_snapshot
+        )
+        put = snapshots.put_statement(
+            root_id=row["root_id"],
+            stream_id=row["stream_id"],
+            stream_type=row["stream_type"],
+            version=row["version"],
+            event_id=row["event_id"],
+            state_version=row["state_version"],
+            state=row["state"].encode(),
+            node_ids=row["node_ids"],
+        )
+        spent = [0.0, 0.0]
+        pairs = ctx.scaled(100, 40)
+        for i in range(2 * pairs):
+            t0 = time.perf_counter()
+            async with scoped_transaction(conn, streams.code):
+                await conn.execute("SELECT 1")
+                if i % 2:
+                    defer_until_commit(put)
+            spent[i % 2] += time.perf_counter() - t0
+        return spent[0] / pairs * 1000, spent[1] / pairs * 1000
+    finally:
+        await conn.close()
+
+
 async def _load_long(ctx: Context, events: int) -> float:
     streams = await _streams(ctx, events)
     (with_rate, without_rate), (with_read, without_read) = await _load_rates(
@@ -201,6 +235,10 @@ async def _load_long(ctx: Context, events: int) -> float:
     ctx.report("without_ms", 1000 / without_rate if without_rate else 0.0, "ms")
     ctx.report("snapshot_bytes", streams.snapshot_bytes, "bytes")
     ctx.report("encode_us", streams.encode_us, "us")
+    if events == 1_000:
+        plain, with_write = await _write_cost(ctx, streams)
+        ctx.report("tx_ms", plain, "ms")
+        ctx.report("tx_with_write_ms", with_write, "ms")
     return with_rate
 
 
