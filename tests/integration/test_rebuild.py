@@ -146,7 +146,13 @@ async def assert_api_equals_recount(client: Any, jwt: Any, pool: Any, gen: World
 
 async def test_rebuild_beside_the_live_projection_and_swap(client, jwt, pool, app):
     runner = app.state.runner
-    assert runner.states["stats"].owned  # the live owner, which must yield
+    # The live owner, which must yield. A runner that has just started takes ownership on
+    # its first pass, so when this test runs first it may not own it yet: wait, bounded.
+    for _ in range(100):
+        if runner.states["stats"].owned:
+            break
+        await asyncio.sleep(0.1)
+    assert runner.states["stats"].owned
     gen, _ = await world(pool, seed=41, operations=700)
     assert gen.root is not None
     before_rows = await rows_of(pool, gen.root.id)
