@@ -28,7 +28,7 @@ from domain.pairing import Pairing
 from domain.service import ServiceOrder
 from domain.survey import Survey
 from infra.event_store import StoredEvent
-from projections.daily_counters import DayKey
+from projections.daily_counters import DayKey, Latest
 from projections.stats.counters import DAYS, N_COUNTERS
 from projections.stats.engine import (
     AggregateTable,
@@ -77,6 +77,8 @@ class StatsBatch(StatsRules):
         #: ``own`` (the nodes' own deltas) rolled up to every ancestor (``propagate``,
         #: before a move and at the end).
         self.deltas: dict[DayKey, list[int]] = {}
+        #: exclusive replay: each node's latest stored daily row (see ``DailyTable.write_alone``).
+        self.latest: dict[NodeKey, Latest] | None = None
 
     # -- loading ---------------------------------------------------------------------------
     async def load(self, decoded: Sequence[Decoded]) -> None:
@@ -234,8 +236,17 @@ class StatsBatch(StatsRules):
     # -- writing ---------------------------------------------------------------------------
     async def flush(self) -> None:
         self.propagate()
-        await AGGREGATES.save(self.conn, self.changed())
-        await DAYS.write(self.conn, self.deltas)
+        created = self.created
+        if created is None:
+            await AGGREGATES.save(self.conn, self.changed())
+        else:
+            aggregates = self.aggregates
+            await AGGREGATES.insert(self.conn, [aggregates[k] for k in created])
+            await AGGREGATES.save(self.conn, [aggregates[k] for k in self.dirty - created])
+        if self.latest is None:
+            await DAYS.write(self.conn, self.deltas)
+        else:
+            await DAYS.write_alone(self.conn, self.deltas, self.latest)
 
 
 NODE_EVENTS = frozenset({Node.Registered, Node.Renamed, Node.Moved})

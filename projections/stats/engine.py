@@ -135,6 +135,16 @@ SET node_id = EXCLUDED.node_id, flags = EXCLUDED.flags, due_at = EXCLUDED.due_at
         if rows:
             await conn.execute(self.save_sql, to_json(rows))
 
+    async def insert(self, conn: asyncpg.Connection, aggregates: Iterable[Aggregate]) -> None:
+        """Store aggregates known to have no row yet (COPY: no conflict check, no JSON)."""
+        rows = [(a.root_id, a.id, a.node, a.kind, a.flags, a.due_at, a.version) for a in aggregates]
+        if rows:
+            await conn.copy_records_to_table(
+                self.table,
+                records=rows,
+                columns=("root_id", "id", "node_id", "kind", "flags", "due_at", "version"),
+            )
+
 
 Decoded = tuple[StoredEvent, Subscription, Any]
 
@@ -156,6 +166,9 @@ class CounterBatch(Subscriber):
     def __init__(self) -> None:
         self.aggregates: dict[tuple[UUID, UUID], Aggregate] = {}
         self.dirty: set[tuple[UUID, UUID]] = set()
+        #: the dirty aggregates a creation rule made (kept by an exclusive replay only: it
+        #: alone knows they have no stored row yet).
+        self.created: set[tuple[UUID, UUID]] | None = None
         #: the batch's deltas per (root, node, day), each at the node its event counts under.
         self.own: dict[DayKey, list[int]] = {}
 
@@ -189,6 +202,8 @@ class CounterBatch(Subscriber):
                 return  # already applied
             self.aggregates[key] = sub.handler(self, e, data, day)
             self.dirty.add(key)
+            if self.created is not None:
+                self.created.add(key)
             return
         if agg is None:
             raise UnknownAggregate(f"{e.type} at position {e.position}: {e.stream_id} unknown")

@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from infra.event_store import StoredEvent
-from projections.daily_counters import DayKey
+from projections.daily_counters import DayKey, Latest
 from projections.stats.batch import StatsBatch
 from projections.stats.counters import NAME
 from projections.stats.engine import Aggregate
@@ -44,6 +44,8 @@ class StatsProjection:
         self._paths: dict[NodeKey, str] = {}
         self._node_versions: dict[NodeKey, int] = {}
         self._dirty: set[tuple[UUID, UUID]] = set()
+        self._created: set[tuple[UUID, UUID]] = set()
+        self._latest: dict[NodeKey, Latest] = {}
         self._deltas: dict[DayKey, list[int]] = {}
         self._unwritten = 0
 
@@ -60,6 +62,8 @@ class StatsProjection:
             batch.paths = self._paths
             batch.node_versions = self._node_versions
             batch.dirty = self._dirty
+            batch.created = self._created
+            batch.latest = self._latest
             batch.deltas = self._deltas
         return batch
 
@@ -94,6 +98,7 @@ class StatsProjection:
     async def _write(self, batch: StatsBatch) -> None:
         await batch.flush()
         self._dirty.clear()
+        self._created.clear()
         self._deltas.clear()
         self._unwritten = 0
         if len(self._aggregates) > self.cache_limit:
@@ -102,5 +107,7 @@ class StatsProjection:
     def _forget(self) -> None:
         for cache in (self._aggregates, self._paths, self._node_versions, self._dirty):
             cache.clear()
+        self._created.clear()
+        self._latest.clear()
         self._deltas.clear()
         self._unwritten = 0
