@@ -18,14 +18,14 @@ stops the projection (never skipped), and a change of an aggregate's node or fla
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
 import asyncpg
 
 from domain.refs import CHINA_TZ
-from infra.event_store import StoredEvent
+from projections.base import LightEvent
 from projections.daily_counters import DayKey, to_json
 from projections.subscriptions import Subscriber, Subscription
 
@@ -44,9 +44,21 @@ KINDS = (PAIRING, MEMBER, ISSUE, FINDING, SERVICE_ORDER, SURVEY)
 END_OF_TIME = date(9999, 12, 31)
 
 
+#: the last day ``business_day`` answered, as [first instant, first instant of the next day,
+#: day]: events come in position order, mostly on the day of the one before.
+_LAST_DAY: list[Any] = [None, None, None]
+
+
 def business_day(at: datetime) -> date:
     """The China-local day an event is counted on."""
-    return at.astimezone(CHINA_TZ).date()
+    last = _LAST_DAY
+    if last[0] is not None and last[0] <= at < last[1]:
+        day: date = last[2]
+        return day
+    day = at.astimezone(CHINA_TZ).date()
+    start = datetime.combine(day, time.min, CHINA_TZ)
+    last[:] = [start, datetime.combine(day + timedelta(days=1), time.min, CHINA_TZ), day]
+    return day
 
 
 class UnknownAggregate(LookupError):
@@ -146,7 +158,7 @@ SET node_id = EXCLUDED.node_id, flags = EXCLUDED.flags, due_at = EXCLUDED.due_at
             )
 
 
-Decoded = tuple[StoredEvent, Subscription, Any]
+Decoded = tuple[LightEvent, Subscription, Any]
 
 
 class CounterBatch(Subscriber):
@@ -173,7 +185,7 @@ class CounterBatch(Subscriber):
         self.own: dict[DayKey, list[int]] = {}
 
     @classmethod
-    def decode(cls, events: Sequence[StoredEvent]) -> list[Decoded]:
+    def decode(cls, events: Sequence[LightEvent]) -> list[Decoded]:
         """The events of the batch this projection counts, each with its rule and payload."""
         subs = cls.subscriptions
         out: list[Decoded] = []
@@ -192,7 +204,7 @@ class CounterBatch(Subscriber):
             vec = self.own[key] = [0] * self.N_COUNTERS
         vec[counter] += amount
 
-    def count(self, e: StoredEvent, sub: Subscription, data: Any) -> None:
+    def count(self, e: LightEvent, sub: Subscription, data: Any) -> None:
         """Apply one aggregate event (see the class's docstring)."""
         key = (e.root_id, e.stream_id)
         agg = self.aggregates.get(key)

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from infra.event_store import StoredEvent
+from projections.base import LightEvent
 from projections.daily_counters import DayKey, Latest
 from projections.stats.batch import StatsBatch
 from projections.stats.counters import NAME
@@ -23,10 +23,12 @@ class StatsProjection:
     to ``cache_limit`` aggregates), and the writes of about ``write_every`` events are
     gathered into one (an aggregate touched by several batches is written once); the rebuild
     calls ``finish`` to write the rest before it swaps the tables in. The live projection
-    (``exclusive=False``) loads what each batch needs and writes everything with it."""
+    (``exclusive=False``) loads what each batch needs and writes everything with it. Its rules
+    read only what a ``ReplayEvent`` holds (``light_replay``), so a rebuild fetches no more."""
 
     name = NAME
     handles = StatsBatch.handles
+    light_replay = True
     tables: tuple[str, ...] = (
         "rm_stats_nodes",
         "rm_stats_node_parents",
@@ -67,7 +69,7 @@ class StatsProjection:
             batch.deltas = self._deltas
         return batch
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[LightEvent]) -> None:
         decoded = StatsBatch.decode(events)
         batch = self._batch(conn)
         try:
