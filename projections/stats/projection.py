@@ -37,7 +37,7 @@ class StatsProjection:
     )
 
     def __init__(
-        self, *, exclusive: bool = False, cache_limit: int = 1_000_000, write_every: int = 20_000
+        self, *, exclusive: bool = False, cache_limit: int = 1_000_000, write_every: int = 100_000
     ) -> None:
         self.exclusive = exclusive
         self.cache_limit = cache_limit
@@ -50,6 +50,10 @@ class StatsProjection:
         self._latest: dict[NodeKey, Latest] = {}
         self._deltas: dict[DayKey, list[int]] = {}
         self._unwritten = 0
+        #: exclusive: every aggregate and node stored so far is in memory (the replay began
+        #: at the first event, on empty tables, and nothing was let go), so there is nothing
+        #: to load: what is not in memory does not exist.
+        self._complete = exclusive
 
     def for_rebuild(self) -> StatsProjection:
         return StatsProjection(
@@ -73,7 +77,8 @@ class StatsProjection:
         decoded = StatsBatch.decode(events)
         batch = self._batch(conn)
         try:
-            await batch.load(decoded)
+            if not self._complete:
+                await batch.load(decoded)
             for e, sub, data in decoded:
                 await batch.handle(e, sub, data)
             if not self.exclusive:
@@ -105,11 +110,13 @@ class StatsProjection:
         self._unwritten = 0
         if len(self._aggregates) > self.cache_limit:
             self._aggregates.clear()
+            self._complete = False
 
     def _forget(self) -> None:
         for cache in (self._aggregates, self._paths, self._node_versions, self._dirty):
             cache.clear()
         self._created.clear()
         self._latest.clear()
+        self._complete = False
         self._deltas.clear()
         self._unwritten = 0
