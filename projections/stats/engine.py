@@ -45,7 +45,8 @@ END_OF_TIME = date(9999, 12, 31)
 
 
 #: the last day ``business_day`` answered, as [first instant, first instant of the next day,
-#: day]: events come in position order, mostly on the day of the one before.
+#: day]: events come in position order, mostly on the day of the one before. The bounds are
+#: in the time zone of the stored timestamps (UTC), which makes comparing them cheap.
 _LAST_DAY: list[Any] = [None, None, None]
 
 
@@ -56,8 +57,10 @@ def business_day(at: datetime) -> date:
         day: date = last[2]
         return day
     day = at.astimezone(CHINA_TZ).date()
-    start = datetime.combine(day, time.min, CHINA_TZ)
-    last[:] = [start, datetime.combine(day + timedelta(days=1), time.min, CHINA_TZ), day]
+    zone = at.tzinfo
+    start = datetime.combine(day, time.min, CHINA_TZ).astimezone(zone)
+    end = datetime.combine(day + timedelta(days=1), time.min, CHINA_TZ).astimezone(zone)
+    last[:] = [start, end, day]
     return day
 
 
