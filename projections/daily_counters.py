@@ -20,6 +20,8 @@ import asyncpg
 import msgspec
 
 DayKey = tuple[str, str, date]  # (root id, node id, day)
+#: a node's latest stored row: (its day, its cumulative counters); (None, zeros) if none.
+Latest = tuple[date | None, list[int]]
 F = TypeVar("F")
 
 _json_encoder = msgspec.json.Encoder()
@@ -100,6 +102,15 @@ WHERE root_id = $1 AND node_id = $2 AND day > $3 AND ($4::date IS NULL OR day < 
 SELECT {cols} FROM {table}
 WHERE root_id = $1 AND node_id = $2 ORDER BY day DESC LIMIT 1
 """
+        # The latest row of each node named (nodes without rows: none).
+        self.latest_rows = f"""
+SELECT l.root_id, l.node_id, l.day, {", ".join(f"l.{c}" for c in self.counters)}
+FROM json_to_recordset($1::json) AS k(root_id uuid, node_id uuid)
+CROSS JOIN LATERAL (
+    SELECT * FROM {table} p WHERE p.root_id = k.root_id AND p.node_id = k.node_id
+    ORDER BY p.day DESC LIMIT 1
+) l
+"""
 
     async def write(self, conn: asyncpg.Connection, deltas: Mapping[DayKey, Sequence[int]]) -> None:
         """Write the deltas into the cumulative rows; then, in the rare case of stored rows
@@ -122,3 +133,51 @@ WHERE root_id = $1 AND node_id = $2 ORDER BY day DESC LIMIT 1
                 running = [a + b for a, b in zip(running, vec, strict=True)]
                 before = entries[k + 1][0] if k + 1 < len(entries) else None
                 await conn.execute(self.carry_forward, root, node, day, before, *running)
+
+    async def write_alone(
+        self,
+        conn: asyncpg.Connection,
+        deltas: Mapping[DayKey, Sequence[int]],
+        latest: dict[tuple[str, str], Latest],
+    ) -> None:
+        """``write`` for the table's only writer (a rebuild's scratch copy), which keeps in
+        ``latest`` each node's latest stored row (misses are read here; cleared, it is read
+        again). A node whose deltas all fall after its latest row — in a replay in event
+        order, nearly all — gets its cumulative rows computed here and sent with COPY, new
+        rows that need no look-up, no conflict check and no JSON; the other nodes' deltas
+        (a day already stored, business days out of order) go through ``write``."""
+        by_node: dict[tuple[str, str], list[tuple[date, Sequence[int]]]] = {}
+        for (root, node, day), vec in deltas.items():
+            if any(vec):
+                by_node.setdefault((root, node), []).append((day, vec))
+        if not by_node:
+            return
+        missing = [{"root_id": r, "node_id": n} for r, n in by_node if (r, n) not in latest]
+        n = len(self.counters)
+        if missing:
+            for r in missing:
+                latest[r["root_id"], r["node_id"]] = (None, [0] * n)
+            for row in await conn.fetch(self.latest_rows, to_json(missing)):
+                latest[str(row[0]), str(row[1])] = (row[2], [row[i] for i in range(3, 3 + n)])
+        records: list[tuple[Any, ...]] = []
+        others: dict[DayKey, Sequence[int]] = {}
+        for key, entries in by_node.items():
+            entries.sort(key=lambda entry: entry[0])
+            last_day, running = latest[key]
+            root, node = key
+            if last_day is None or entries[0][0] > last_day:
+                for day, vec in entries:
+                    running = [a + b for a, b in zip(running, vec, strict=True)]
+                    records.append((root, node, day, *running))
+                latest[key] = (entries[-1][0], running)
+                continue
+            for day, vec in entries:
+                others[root, node, day] = vec
+                running = [a + b for a, b in zip(running, vec, strict=True)]
+            latest[key] = (max(last_day, entries[-1][0]), running)
+        if records:
+            await conn.copy_records_to_table(
+                self.table, records=records, columns=("root_id", "node_id", "day", *self.counters)
+            )
+        if others:
+            await self.write(conn, others)

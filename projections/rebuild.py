@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from infra.event_store import EVENT_COLUMNS, StoredEvent
-from projections.base import Projection
+from projections.base import REPLAY_COLUMNS, Projection, ReplayEvent
 from projections.runner import _LOCK_CLASS, CONTROL_CHANNEL, ENSURE_CHECKPOINT, lock_key
 
 #: (events replayed so far, events to replay as far as known)
@@ -45,12 +45,14 @@ Progress = Callable[[int, int], None]
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
-READ_BATCH = f"""
-SELECT {EVENT_COLUMNS} FROM events
+_READ_BATCH = """
+SELECT {} FROM events
 WHERE position > $1 AND position < $2 AND type = ANY($3::text[])
 ORDER BY position
 LIMIT $4
 """
+READ_BATCH = _READ_BATCH.format(EVENT_COLUMNS)
+READ_LIGHT_BATCH = _READ_BATCH.format(REPLAY_COLUMNS)
 
 COUNT_EVENTS = """
 SELECT count(*) FROM events WHERE position > $1 AND position < civic_horizon()
@@ -270,11 +272,17 @@ async def _finish(conn: asyncpg.Connection, projection: Projection, schema: str)
         await conn.execute("RESET search_path")
 
 
+Events = list[StoredEvent] | list[ReplayEvent]
+
+
 async def _fetch(
-    conn: asyncpg.Connection, types: list[str], after: int, batch_size: int
-) -> tuple[list[StoredEvent], int]:
+    conn: asyncpg.Connection, types: list[str], after: int, batch_size: int, light: bool
+) -> tuple[Events, int]:
     async with conn.transaction(readonly=True):
         horizon: int = await conn.fetchval("SELECT civic_horizon()")
+        if light:
+            rows = await conn.fetch(READ_LIGHT_BATCH, after, horizon, types, batch_size)
+            return [ReplayEvent._make(r) for r in rows], horizon
         rows = await conn.fetch(READ_BATCH, after, horizon, types, batch_size)
     return [StoredEvent.from_record(r) for r in rows], horizon
 
@@ -298,21 +306,23 @@ async def replay(
     replica may keep hundreds of thousands of states in memory, and re-scanning them at
     every full collection would cost more than the replay itself."""
     types = list(projection.handles)
+    light = getattr(projection, "light_replay", False) is True
     applied = 0
     source = reader or conn
     await conn.execute(f"SET search_path = {_quote(schema)}, public")
-    pending: asyncio.Task[tuple[list[StoredEvent], int]] | None = None
+    pending: asyncio.Task[tuple[Events, int]] | None = None
     try:
-        events, horizon = await _fetch(source, types, after, batch_size)
+        events, horizon = await _fetch(source, types, after, batch_size, light)
         while True:
             full = len(events) == batch_size
             if full and reader is not None:
                 pending = asyncio.create_task(
-                    _fetch(reader, types, events[-1].position, batch_size)
+                    _fetch(reader, types, events[-1].position, batch_size, light)
                 )
             if events:
                 async with conn.transaction():
-                    await projection.apply(conn, events)
+                    # (replay events only go to a projection that declared it reads no more)
+                    await projection.apply(conn, events)  # type: ignore[arg-type]
             applied += len(events)
             gc.freeze()
             after = max(after, events[-1].position if full else horizon - 1)
@@ -324,7 +334,7 @@ async def replay(
                 events, horizon = await pending
                 pending = None
             else:
-                events, horizon = await _fetch(source, types, after, batch_size)
+                events, horizon = await _fetch(source, types, after, batch_size, light)
     finally:
         gc.unfreeze()
         if pending is not None:

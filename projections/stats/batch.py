@@ -27,8 +27,8 @@ from domain.node import Node
 from domain.pairing import Pairing
 from domain.service import ServiceOrder
 from domain.survey import Survey
-from infra.event_store import StoredEvent
-from projections.daily_counters import DayKey
+from projections.base import LightEvent
+from projections.daily_counters import DayKey, Latest
 from projections.stats.counters import DAYS, N_COUNTERS
 from projections.stats.engine import (
     AggregateTable,
@@ -77,6 +77,8 @@ class StatsBatch(StatsRules):
         #: ``own`` (the nodes' own deltas) rolled up to every ancestor (``propagate``,
         #: before a move and at the end).
         self.deltas: dict[DayKey, list[int]] = {}
+        #: exclusive replay: each node's latest stored daily row (see ``DailyTable.write_alone``).
+        self.latest: dict[NodeKey, Latest] | None = None
 
     # -- loading ---------------------------------------------------------------------------
     async def load(self, decoded: Sequence[Decoded]) -> None:
@@ -145,16 +147,20 @@ class StatsBatch(StatsRules):
 
     def add_vector(self, root: str, nodes: Iterable[str], day: date, vec: Sequence[int]) -> None:
         deltas = self.deltas
+        nonzero: list[tuple[int, int]] | None = None  # a day's vector is mostly zeros
         for a in nodes:
             key = (root, a, day)
             acc = deltas.get(key)
             if acc is None:
                 deltas[key] = list(vec)
-            else:
-                deltas[key] = [x + y for x, y in zip(acc, vec, strict=True)]
+                continue
+            if nonzero is None:
+                nonzero = [(i, v) for i, v in enumerate(vec) if v]
+            for i, v in nonzero:
+                acc[i] += v
 
     # -- events ----------------------------------------------------------------------------
-    async def handle(self, e: StoredEvent, sub: Subscription, data: Any) -> None:
+    async def handle(self, e: LightEvent, sub: Subscription, data: Any) -> None:
         if sub.event in NODE_EVENTS:
             await self.node_event(e, sub.event, data)
         else:
@@ -163,7 +169,7 @@ class StatsBatch(StatsRules):
     @on(Node.Registered, fields=("code", "name", "kind", "parent_id"), text_ids=True)
     @on(Node.Renamed, fields=("name",))
     @on(Node.Moved, fields=("new_parent_id", "new_code"), text_ids=True)
-    async def node_event(self, e: StoredEvent, event: type[Any], data: Any) -> None:
+    async def node_event(self, e: LightEvent, event: type[Any], data: Any) -> None:
         root, node = root_text(e.root_id), str(e.stream_id)
         key = (root, node)
         day = business_day(e.occurred_at)
@@ -196,7 +202,7 @@ class StatsBatch(StatsRules):
             return
         await self._move(e, root, node, day, data)
 
-    async def _move(self, e: StoredEvent, root: str, node: str, day: date, data: Any) -> None:
+    async def _move(self, e: LightEvent, root: str, node: str, day: date, data: Any) -> None:
         conn = self.conn
         new_parent = data.new_parent_id
         parent_path = self.paths.get((root, new_parent))
@@ -234,8 +240,17 @@ class StatsBatch(StatsRules):
     # -- writing ---------------------------------------------------------------------------
     async def flush(self) -> None:
         self.propagate()
-        await AGGREGATES.save(self.conn, self.changed())
-        await DAYS.write(self.conn, self.deltas)
+        created = self.created
+        if created is None:
+            await AGGREGATES.save(self.conn, self.changed())
+        else:
+            aggregates = self.aggregates
+            await AGGREGATES.insert(self.conn, [aggregates[k] for k in created])
+            await AGGREGATES.save(self.conn, [aggregates[k] for k in self.dirty - created])
+        if self.latest is None:
+            await DAYS.write(self.conn, self.deltas)
+        else:
+            await DAYS.write_alone(self.conn, self.deltas, self.latest)
 
 
 NODE_EVENTS = frozenset({Node.Registered, Node.Renamed, Node.Moved})

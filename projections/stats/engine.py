@@ -18,14 +18,14 @@ stops the projection (never skipped), and a change of an aggregate's node or fla
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
 import asyncpg
 
 from domain.refs import CHINA_TZ
-from infra.event_store import StoredEvent
+from projections.base import LightEvent
 from projections.daily_counters import DayKey, to_json
 from projections.subscriptions import Subscriber, Subscription
 
@@ -44,9 +44,24 @@ KINDS = (PAIRING, MEMBER, ISSUE, FINDING, SERVICE_ORDER, SURVEY)
 END_OF_TIME = date(9999, 12, 31)
 
 
+#: the last day ``business_day`` answered, as [first instant, first instant of the next day,
+#: day]: events come in position order, mostly on the day of the one before. The bounds are
+#: in the time zone of the stored timestamps (UTC), which makes comparing them cheap.
+_LAST_DAY: list[Any] = [None, None, None]
+
+
 def business_day(at: datetime) -> date:
     """The China-local day an event is counted on."""
-    return at.astimezone(CHINA_TZ).date()
+    last = _LAST_DAY
+    if last[0] is not None and last[0] <= at < last[1]:
+        day: date = last[2]
+        return day
+    day = at.astimezone(CHINA_TZ).date()
+    zone = at.tzinfo
+    start = datetime.combine(day, time.min, CHINA_TZ).astimezone(zone)
+    end = datetime.combine(day + timedelta(days=1), time.min, CHINA_TZ).astimezone(zone)
+    last[:] = [start, end, day]
+    return day
 
 
 class UnknownAggregate(LookupError):
@@ -135,8 +150,18 @@ SET node_id = EXCLUDED.node_id, flags = EXCLUDED.flags, due_at = EXCLUDED.due_at
         if rows:
             await conn.execute(self.save_sql, to_json(rows))
 
+    async def insert(self, conn: asyncpg.Connection, aggregates: Iterable[Aggregate]) -> None:
+        """Store aggregates known to have no row yet (COPY: no conflict check, no JSON)."""
+        rows = [(a.root_id, a.id, a.node, a.kind, a.flags, a.due_at, a.version) for a in aggregates]
+        if rows:
+            await conn.copy_records_to_table(
+                self.table,
+                records=rows,
+                columns=("root_id", "id", "node_id", "kind", "flags", "due_at", "version"),
+            )
 
-Decoded = tuple[StoredEvent, Subscription, Any]
+
+Decoded = tuple[LightEvent, Subscription, Any]
 
 
 class CounterBatch(Subscriber):
@@ -156,11 +181,14 @@ class CounterBatch(Subscriber):
     def __init__(self) -> None:
         self.aggregates: dict[tuple[UUID, UUID], Aggregate] = {}
         self.dirty: set[tuple[UUID, UUID]] = set()
+        #: the dirty aggregates a creation rule made (kept by an exclusive replay only: it
+        #: alone knows they have no stored row yet).
+        self.created: set[tuple[UUID, UUID]] | None = None
         #: the batch's deltas per (root, node, day), each at the node its event counts under.
         self.own: dict[DayKey, list[int]] = {}
 
     @classmethod
-    def decode(cls, events: Sequence[StoredEvent]) -> list[Decoded]:
+    def decode(cls, events: Sequence[LightEvent]) -> list[Decoded]:
         """The events of the batch this projection counts, each with its rule and payload."""
         subs = cls.subscriptions
         out: list[Decoded] = []
@@ -179,7 +207,7 @@ class CounterBatch(Subscriber):
             vec = self.own[key] = [0] * self.N_COUNTERS
         vec[counter] += amount
 
-    def count(self, e: StoredEvent, sub: Subscription, data: Any) -> None:
+    def count(self, e: LightEvent, sub: Subscription, data: Any) -> None:
         """Apply one aggregate event (see the class's docstring)."""
         key = (e.root_id, e.stream_id)
         agg = self.aggregates.get(key)
@@ -189,6 +217,8 @@ class CounterBatch(Subscriber):
                 return  # already applied
             self.aggregates[key] = sub.handler(self, e, data, day)
             self.dirty.add(key)
+            if self.created is not None:
+                self.created.add(key)
             return
         if agg is None:
             raise UnknownAggregate(f"{e.type} at position {e.position}: {e.stream_id} unknown")

@@ -7,8 +7,8 @@ from uuid import UUID
 
 import asyncpg
 
-from infra.event_store import StoredEvent
-from projections.daily_counters import DayKey
+from projections.base import LightEvent
+from projections.daily_counters import DayKey, Latest
 from projections.stats.batch import StatsBatch
 from projections.stats.counters import NAME
 from projections.stats.engine import Aggregate
@@ -23,10 +23,12 @@ class StatsProjection:
     to ``cache_limit`` aggregates), and the writes of about ``write_every`` events are
     gathered into one (an aggregate touched by several batches is written once); the rebuild
     calls ``finish`` to write the rest before it swaps the tables in. The live projection
-    (``exclusive=False``) loads what each batch needs and writes everything with it."""
+    (``exclusive=False``) loads what each batch needs and writes everything with it. Its rules
+    read only what a ``ReplayEvent`` holds (``light_replay``), so a rebuild fetches no more."""
 
     name = NAME
     handles = StatsBatch.handles
+    light_replay = True
     tables: tuple[str, ...] = (
         "rm_stats_nodes",
         "rm_stats_node_parents",
@@ -35,7 +37,7 @@ class StatsProjection:
     )
 
     def __init__(
-        self, *, exclusive: bool = False, cache_limit: int = 1_000_000, write_every: int = 20_000
+        self, *, exclusive: bool = False, cache_limit: int = 1_000_000, write_every: int = 100_000
     ) -> None:
         self.exclusive = exclusive
         self.cache_limit = cache_limit
@@ -44,8 +46,14 @@ class StatsProjection:
         self._paths: dict[NodeKey, str] = {}
         self._node_versions: dict[NodeKey, int] = {}
         self._dirty: set[tuple[UUID, UUID]] = set()
+        self._created: set[tuple[UUID, UUID]] = set()
+        self._latest: dict[NodeKey, Latest] = {}
         self._deltas: dict[DayKey, list[int]] = {}
         self._unwritten = 0
+        #: exclusive: every aggregate and node stored so far is in memory (the replay began
+        #: at the first event, on empty tables, and nothing was let go), so there is nothing
+        #: to load: what is not in memory does not exist.
+        self._complete = exclusive
 
     def for_rebuild(self) -> StatsProjection:
         return StatsProjection(
@@ -60,14 +68,17 @@ class StatsProjection:
             batch.paths = self._paths
             batch.node_versions = self._node_versions
             batch.dirty = self._dirty
+            batch.created = self._created
+            batch.latest = self._latest
             batch.deltas = self._deltas
         return batch
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[LightEvent]) -> None:
         decoded = StatsBatch.decode(events)
         batch = self._batch(conn)
         try:
-            await batch.load(decoded)
+            if not self._complete:
+                await batch.load(decoded)
             for e, sub, data in decoded:
                 await batch.handle(e, sub, data)
             if not self.exclusive:
@@ -94,13 +105,18 @@ class StatsProjection:
     async def _write(self, batch: StatsBatch) -> None:
         await batch.flush()
         self._dirty.clear()
+        self._created.clear()
         self._deltas.clear()
         self._unwritten = 0
         if len(self._aggregates) > self.cache_limit:
             self._aggregates.clear()
+            self._complete = False
 
     def _forget(self) -> None:
         for cache in (self._aggregates, self._paths, self._node_versions, self._dirty):
             cache.clear()
+        self._created.clear()
+        self._latest.clear()
+        self._complete = False
         self._deltas.clear()
         self._unwritten = 0

@@ -18,7 +18,7 @@ from domain.member import Member
 from domain.pairing import Pairing
 from domain.service import ServiceOrder
 from domain.survey import Survey
-from infra.event_store import StoredEvent
+from projections.base import LightEvent
 from projections.stats.common_rules import CommonRules
 from projections.stats.counters import (
     COMMITMENTS,
@@ -89,7 +89,7 @@ def _levels(kind: str, flags: int) -> tuple[int, ...]:
     return tuple(found)
 
 
-def _new(e: StoredEvent, node: str, kind: str, flags: int = 0, due_at: Any = None) -> Aggregate:
+def _new(e: LightEvent, node: str, kind: str, flags: int = 0, due_at: Any = None) -> Aggregate:
     return Aggregate(e.root_id, e.stream_id, node, kind, flags, due_at, e.version)
 
 
@@ -105,38 +105,38 @@ class StatsRules(CommonRules):
 
     # -- creations: each aggregate counts under its node ---------------------------------
     @on(Pairing.Signed, fields=("community_id", "commitments"), text_ids=True)
-    def pairing_signed(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+    def pairing_signed(self, e: LightEvent, data: Any, day: date) -> Aggregate:
         agg = _new(e, data.community_id, PAIRING, ACTIVE)
         self.add(agg.root, agg.node, day, PAIRINGS_ACTIVE, 1)
         self.add(agg.root, agg.node, day, COMMITMENTS, len(data.commitments))
         return agg
 
     @on(Member.Registered, fields=("community_id",), text_ids=True)
-    def member_registered(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+    def member_registered(self, e: LightEvent, data: Any, day: date) -> Aggregate:
         agg = _new(e, data.community_id, MEMBER, ACTIVE)
         self.add(agg.root, agg.node, day, MEMBERS_REGISTERED, 1)
         return agg
 
     @on(Issue.Reported, fields=("node_id", "due_at"), text_ids=True)
-    def issue_reported(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+    def issue_reported(self, e: LightEvent, data: Any, day: date) -> Aggregate:
         agg = _new(e, data.node_id, ISSUE, due_at=data.due_at)
         self.add(agg.root, agg.node, day, ISSUES_REPORTED, 1)
         return agg
 
     @on(Finding.Recorded, fields=("scope_id",), text_ids=True)
-    def finding_recorded(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+    def finding_recorded(self, e: LightEvent, data: Any, day: date) -> Aggregate:
         agg = _new(e, data.scope_id, FINDING)
         self.add(agg.root, agg.node, day, FINDINGS_TOTAL, 1)
         return agg
 
     @on(ServiceOrder.Requested, fields=("community_id",), text_ids=True)
-    def service_requested(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+    def service_requested(self, e: LightEvent, data: Any, day: date) -> Aggregate:
         agg = _new(e, data.community_id, SERVICE_ORDER)
         self.add(agg.root, agg.node, day, SERVICE_REQUESTED, 1)
         return agg
 
     @on(Survey.Visited, fields=("node_id", "flags", "issue_id"), text_ids=True)
-    def household_visited(self, e: StoredEvent, data: Any, day: date) -> Aggregate:
+    def household_visited(self, e: LightEvent, data: Any, day: date) -> Aggregate:
         agg = _new(e, data.node_id, SURVEY)
         root, node = agg.root, agg.node
         self.add(root, node, day, SURVEYS_VISITED, 1)
@@ -153,26 +153,26 @@ class StatsRules(CommonRules):
     # -- members -------------------------------------------------------------------------
 
     @on(Member.Transferred, fields=("to_community_id",), text_ids=True)
-    def transferred(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+    def transferred(self, agg: Aggregate, e: LightEvent, data: Any, day: date) -> None:
         agg.node = data.to_community_id
 
     @on(Issue.Assigned, Issue.Reopened, fields=("due_at",))
-    def new_deadline(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+    def new_deadline(self, agg: Aggregate, e: LightEvent, data: Any, day: date) -> None:
         agg.due_at = data.due_at
         agg.flags &= ~(OVERDUE | ON_TIME)
 
     @on(Issue.Returned, fields=())
-    def returned(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+    def returned(self, agg: Aggregate, e: LightEvent, data: Any, day: date) -> None:
         agg.flags &= ~OVERDUE
 
     # -- findings ------------------------------------------------------------------------
 
     # -- 五单 service orders ---------------------------------------------------------------
     @on(ServiceOrder.Completed, fields=())
-    def service_completed(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+    def service_completed(self, agg: Aggregate, e: LightEvent, data: Any, day: date) -> None:
         self.add(agg.root, agg.node, day, SERVICE_COMPLETED, 1)
 
     @on(ServiceOrder.Evaluated, fields=("rating",))
-    def service_evaluated(self, agg: Aggregate, e: StoredEvent, data: Any, day: date) -> None:
+    def service_evaluated(self, agg: Aggregate, e: LightEvent, data: Any, day: date) -> None:
         self.add(agg.root, agg.node, day, SERVICE_EVALUATED, 1)
         self.add(agg.root, agg.node, day, SERVICE_RATING_SUM, data.rating)
