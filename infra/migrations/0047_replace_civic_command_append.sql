@@ -7,14 +7,14 @@
 --   them: p_party_streams, p_party_roles, p_party_nodes (NULL: nobody holds the role any
 --   more), p_party_replace (true: the node becomes the role's only holder, the others are
 --   deleted; false: added beside them), p_party_before (the command wrote it before its save);
--- * after the closed-subtree refusal (so as the runtime role, row-level security applying
---   as in a scoped transaction), the writes made before the save, in a statement of their
---   own, run only when there are some: the events insert policy must see them;
--- * the writes made after the save are CTEs ("w", "ended", "joined") of the insert statement:
---   all its parts read one snapshot, so the events insert policy sees the parties as they
---   were before the statement, as it did when the party write followed the append. The
---   idempotent retry of an append already made (its events present) returns before them,
---   as it returns before the append.
+-- * two statements, each run only when the command made such writes (so a command without
+--   any runs exactly the statements of 0036), both as the runtime role (row-level security
+--   applying to stream_parties as in a scoped transaction) and both after the version check
+--   (not on the idempotent retry of an append already made, which returns before):
+--   the writes made before the save, just before the append (the events insert policy must
+--   see them: a unit's own offer); those made after it, after the append's statement (its
+--   insert policy still sees a party being ended, as when the party write followed the
+--   append in the transaction).
 -- The caller sends no two writes of one (stream, role) (their order within one statement
 -- would be undefined); a party row belongs to the principal's root tenant (p_scope_root),
 -- as in the scoped transaction.
@@ -107,6 +107,18 @@ BEGIN
         RAISE EXCEPTION 'the command names a node in a closed subtree' USING ERRCODE = 'CV423';
     END IF;
 
+    IF v_current <> p_expected THEN
+        IF EXISTS (SELECT 1 FROM events e
+                   WHERE e.root_id = p_root AND e.event_id = p_event_ids[1]) THEN
+            RETURN QUERY
+                SELECT e.position, e.version, e.node_seq FROM events e
+                WHERE e.root_id = p_root AND e.event_id = ANY (p_event_ids) ORDER BY e.version;
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'stream % is at version %, expected %', p_stream, v_current, p_expected
+            USING ERRCODE = 'CV409', DETAIL = v_current::text;
+    END IF;
+
     -- Party writes the command made before its save (a unit principal's own offer: the
     -- party must exist for the events insert policy to let the append through).
     IF true = ANY (p_party_before) THEN
@@ -122,18 +134,6 @@ BEGIN
         INSERT INTO stream_parties (root_id, node_id, stream_id, role)
         SELECT p_scope_root, w.node_id, w.stream_id, w.role FROM w WHERE w.node_id IS NOT NULL
         ON CONFLICT DO NOTHING;
-    END IF;
-
-    IF v_current <> p_expected THEN
-        IF EXISTS (SELECT 1 FROM events e
-                   WHERE e.root_id = p_root AND e.event_id = p_event_ids[1]) THEN
-            RETURN QUERY
-                SELECT e.position, e.version, e.node_seq FROM events e
-                WHERE e.root_id = p_root AND e.event_id = ANY (p_event_ids) ORDER BY e.version;
-            RETURN;
-        END IF;
-        RAISE EXCEPTION 'stream % is at version %, expected %', p_stream, v_current, p_expected
-            USING ERRCODE = 'CV409', DETAIL = v_current::text;
     END IF;
 
     v_base := pg_current_xact_id()::text::bigint << 16;
@@ -165,21 +165,26 @@ BEGIN
         SELECT p_key_principal, p_idempotency_key, p_request_hash, p_status,
                convert_to(v_response, 'UTF8')
         WHERE p_key_principal IS NOT NULL
-    ), w AS (
-        SELECT * FROM unnest(p_party_streams, p_party_roles, p_party_nodes, p_party_replace,
-                             p_party_before) AS w(stream_id, role, node_id, replace, before)
-        WHERE NOT w.before
-    ), ended AS (
-        DELETE FROM stream_parties sp USING w
-        WHERE w.replace AND sp.root_id = p_scope_root AND sp.stream_id = w.stream_id
-          AND sp.role = w.role AND sp.node_id IS DISTINCT FROM w.node_id
-    ), joined AS (
-        INSERT INTO stream_parties (root_id, node_id, stream_id, role)
-        SELECT p_scope_root, w.node_id, w.stream_id, w.role FROM w WHERE w.node_id IS NOT NULL
-        ON CONFLICT DO NOTHING
     )
     SELECT v_base + i - 1, p_expected + i, v_seq + i
     FROM generate_subscripts(p_event_ids, 1) AS i;
+
+    -- Party writes the command made after its save, the events in (their insert policy saw
+    -- the parties as they were, the one being ended too).
+    IF false = ANY (p_party_before) THEN
+        WITH w AS (
+            SELECT * FROM unnest(p_party_streams, p_party_roles, p_party_nodes, p_party_replace,
+                                 p_party_before) AS w(stream_id, role, node_id, replace, before)
+            WHERE NOT w.before
+        ), ended AS (
+            DELETE FROM stream_parties sp USING w
+            WHERE w.replace AND sp.root_id = p_scope_root AND sp.stream_id = w.stream_id
+              AND sp.role = w.role AND sp.node_id IS DISTINCT FROM w.node_id
+        )
+        INSERT INTO stream_parties (root_id, node_id, stream_id, role)
+        SELECT p_scope_root, w.node_id, w.stream_id, w.role FROM w WHERE w.node_id IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    END IF;
 END $$;
 
 -- The login role calls it (it switches to civic_app itself); the runtime role has no use
