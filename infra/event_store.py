@@ -377,8 +377,8 @@ class EventStore:
     ) -> AppendResult:
         """A whole command's write as one autocommit statement (migrations 0036, 0047): enter
         ``scope`` as the runtime role, refuse ``check_nodes`` in a closed subtree (but
-        ``check_except``), write the ``parties`` (those ``before`` the append first, the
-        others with it; at most one per stream and role), append as ``append`` does, and
+        ``check_except``), write the ``parties`` (those ``before`` the append ahead of it,
+        the others after it; at most one per stream and role), append as ``append`` does, and
         store the Idempotency-Key ``record``. SHA-256 chains only (``sql_links``); ``conn`` is
         not in a transaction.
         """

@@ -7,9 +7,10 @@ stream's append, with the scope, the closed-subtree check, the party writes it m
 (``EventStore.append_statement``, migrations 0036 and 0047). A command that needs more (a
 load or look-up not cached, ``session.conn``, a second stream, personal-data keys, two party
 writes of one stream and role) raises ``NeedsTransaction`` on the way and runs again, from
-the start, in a **scoped transaction**, which reads everything fresh; so does one whose decision on cached state was
-a refusal, so that a refusal is never answered from a stale cache. A stale cached aggregate
-that decides to append is refused by the database as a version conflict and retried.
+the start, in a **scoped transaction**, which reads everything fresh; so does one whose
+decision on cached state was a refusal, so that a refusal is never answered from a stale
+cache. A stale cached aggregate that decides to append is refused by the database as a
+version conflict and retried.
 
 ``run_command`` owns the cross-cutting rules every POST follows:
 * the principal's scope is entered, so row-level security guards every statement;
