@@ -1,14 +1,14 @@
--- civic_command_append (migration 0036) also records who is party to a stream, so a
+-- civic_command_append (migrations 0036, 0039) also records who is party to a stream, so a
 -- command that changes parties (an issue's assignee or whistle target, a finding's
 -- responsible unit, a service order's assignee, an offer's provider) is still one statement.
 --
--- Changed against 0036, nothing else:
+-- Changed against 0039 (the body of 0036 storing canonical bytes), nothing else:
 -- * five parameters at the end, one element per party write in the order the command made
 --   them: p_party_streams, p_party_roles, p_party_nodes (NULL: nobody holds the role any
 --   more), p_party_replace (true: the node becomes the role's only holder, the others are
 --   deleted; false: added beside them), p_party_before (the command wrote it before its save);
 -- * two statements, each run only when the command made such writes (so a command without
---   any runs exactly the statements of 0036), both as the runtime role (row-level security
+--   any runs exactly the statements of 0039), both as the runtime role (row-level security
 --   applying to stream_parties as in a scoped transaction) and both after the version check
 --   (not on the idempotent retry of an append already made, which returns before):
 --   the writes made before the save, just before the append (the events insert policy must
@@ -21,7 +21,7 @@
 DROP FUNCTION civic_command_append(
     uuid, text, boolean, uuid[], uuid, uuid, uuid, uuid, text, integer, uuid[], text[],
     smallint[], jsonb[], timestamptz[], timestamptz, text, uuid, uuid, text, bytea[], text,
-    bytea, smallint, bytea, bigint
+    bytea, smallint, bytea, bigint, bytea[]
 );
 
 CREATE FUNCTION civic_command_append(
@@ -51,6 +51,7 @@ CREATE FUNCTION civic_command_append(
     p_status smallint,
     p_response bytea,
     p_placeholder bigint,
+    p_canonical bytea[],
     p_party_streams uuid[],
     p_party_roles text[],
     p_party_nodes uuid[],
@@ -151,12 +152,12 @@ BEGIN
         INSERT INTO events (
             position, root_id, node_id, node_seq, prev_hash, hash, stream_id, stream_type,
             version, event_id, type, schema_version, data, occurred_at, recorded_at, actor,
-            correlation_id, causation_id, idempotency_key)
+            correlation_id, causation_id, idempotency_key, canonical)
         SELECT v_base + i - 1, p_root, p_node, v_seq + i,
                CASE WHEN i = 1 THEN v_tip ELSE v_hashes[i - 1] END, v_hashes[i], p_stream,
                p_stream_type, p_expected + i, p_event_ids[i], p_types[i], p_schema_versions[i],
                p_data[i], p_occurred_at[i], p_recorded_at, p_actor, p_correlation_id,
-               p_causation_id, p_idempotency_key
+               p_causation_id, p_idempotency_key, p_canonical[i]
         FROM generate_subscripts(p_event_ids, 1) AS i
     ), head AS (
         UPDATE chain_heads SET seq = v_seq + n, hash = v_hashes[n] WHERE node_id = p_node
@@ -192,5 +193,5 @@ END $$;
 REVOKE EXECUTE ON FUNCTION civic_command_append(
     uuid, text, boolean, uuid[], uuid, uuid, uuid, uuid, text, integer, uuid[], text[],
     smallint[], jsonb[], timestamptz[], timestamptz, text, uuid, uuid, text, bytea[], text,
-    bytea, smallint, bytea, bigint, uuid[], text[], uuid[], boolean[], boolean[]
+    bytea, smallint, bytea, bigint, bytea[], uuid[], text[], uuid[], boolean[], boolean[]
 ) FROM PUBLIC;
