@@ -28,6 +28,7 @@ from bench.timing import percentile
 
 BodyFactory = Callable[[int], bytes]
 HeadersFactory = Callable[[int], Mapping[str, str]]
+PathFactory = Callable[[int], str]
 ResponseHook = Callable[[int, int, bytes, float, float], None]
 """``hook(seq, status, body, t_sent, t_done)``; times are ``time.perf_counter()`` seconds."""
 
@@ -233,6 +234,7 @@ async def run_load(
     ok_status: Callable[[int], bool] = lambda s: 200 <= s < 300,
     on_response: ResponseHook | None = None,
     allow_remote: bool = False,
+    path: PathFactory | None = None,
 ) -> LoadResult:
     """Load ``url`` with ``concurrency`` keep-alive clients for ``warmup + duration`` seconds.
 
@@ -240,6 +242,8 @@ async def run_load(
     (0, 1, 2, ... over all clients), e.g. for idempotency keys or distinct payloads. With
     ``rate`` (requests/s over all clients) the load is open-loop at that rate. A response
     slower than ``request_timeout`` seconds counts as an error and its connection is closed.
+    ``path``: the target of the i-th request (a command on one of many resources), in place of
+    ``url``'s path; it is called before ``headers`` and ``body`` of the same request.
     """
     parts = urlsplit(url)
     if parts.scheme != "http":
@@ -256,7 +260,7 @@ async def run_load(
         static_headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
     static_body = body if isinstance(body, bytes | bytearray) else None
     static_request: bytes | None = None
-    if not callable(headers) and not callable(body):
+    if path is None and not callable(headers) and not callable(body):
         b = static_body or b""
         length = f"Content-Length: {len(b)}\r\n" if (b or method not in ("GET", "HEAD")) else ""
         static_request = prefix + static_headers + length.encode() + b"\r\n" + b
@@ -264,12 +268,17 @@ async def run_load(
     def build(seq: int) -> bytes:
         if static_request is not None:
             return static_request
+        start = (
+            prefix
+            if path is None
+            else f"{method} {path(seq)} HTTP/1.1\r\nHost: {host_header}\r\n".encode("latin-1")
+        )
         if callable(headers):
             hs = "".join(f"{k}: {v}\r\n" for k, v in headers(seq).items()).encode("latin-1")
         else:
             hs = static_headers
         b = static_body if static_body is not None else (body(seq) if callable(body) else b"")
-        return b"".join((prefix, hs, b"Content-Length: %d\r\n\r\n" % len(b), b))
+        return b"".join((start, hs, b"Content-Length: %d\r\n\r\n" % len(b), b))
 
     loop = asyncio.get_running_loop()
     head_only = method == "HEAD"

@@ -100,7 +100,12 @@ async def _end_open_transaction(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, session_state: bool = True
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    session_state: bool = True,
+    statement_timeout_ms: int | None = None,
 ) -> asyncpg.Pool:
     """An asyncpg pool whose connections decode jsonb as text.
 
@@ -109,7 +114,14 @@ async def create_pool(
     so a released connection needs no reset round trip (asyncpg's default runs
     ``RESET ALL``, ``UNLISTEN *``, ``pg_advisory_unlock_all()``... on every release, one round
     trip of the few a command makes). A transaction left open is still rolled back.
+
+    ``statement_timeout_ms``: every statement of the pool's sessions is cancelled after that
+    long (sent with the connection's start-up, so it costs no round trip), the autocommit
+    ones too, which no transaction's ``SET LOCAL`` bounds (a one-statement command).
     """
+    settings = (
+        {} if statement_timeout_ms is None else {"statement_timeout": str(statement_timeout_ms)}
+    )
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -118,6 +130,7 @@ async def create_pool(
         reset=None if session_state else _end_open_transaction,
         command_timeout=60,
         max_inactive_connection_lifetime=300,
+        server_settings=settings,
     )
     assert pool is not None
     return pool

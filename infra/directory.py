@@ -179,6 +179,19 @@ def refuse_closed_statement(node_ids: Iterable[UUID], *, except_id: UUID | None 
     return f"SELECT civic_refuse_closed(ARRAY[{ids}]::uuid[], {excepted})"
 
 
+@dataclass(frozen=True)
+class PartyWrite:
+    """A change of who is party to a stream, as ``add_party`` (``replace=False``) or
+    ``set_party`` (``replace=True``; ``node_id`` None ends the role) make it; ``before``: made
+    before the command's append (whose row-level check may need it)."""
+
+    stream_id: UUID
+    role: str
+    node_id: UUID | None
+    replace: bool
+    before: bool
+
+
 async def add_party(
     conn: asyncpg.Connection, root_id: UUID, node_id: UUID, stream_id: UUID, role: str
 ) -> None:

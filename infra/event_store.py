@@ -21,6 +21,7 @@ from infra.chain import (
     encode_canonical,
 )
 from infra.database import Scope
+from infra.directory import PartyWrite
 from infra.event_codec import NewEvent, decode_json
 
 _CONCURRENCY_SQLSTATE = "CV409"
@@ -109,7 +110,8 @@ FROM civic_append_linked($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
 COMMAND_APPEND = """
 SELECT event_position, event_version, event_seq
 FROM civic_command_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                          $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
+                          $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27,
+                          $28, $29, $30, $31, $32)
 """
 
 LOAD_STREAM = f"""
@@ -376,11 +378,14 @@ class EventStore:
         check_nodes: Sequence[UUID] = (),
         check_except: UUID | None = None,
         record: IdempotencyRecord | None = None,
+        parties: Sequence[PartyWrite] = (),
     ) -> AppendResult:
-        """A whole command's write as one autocommit statement (migration 0036): enter
+        """A whole command's write as one autocommit statement (migrations 0036, 0047): enter
         ``scope`` as the runtime role, refuse ``check_nodes`` in a closed subtree (but
-        ``check_except``), append as ``append`` does, and store the Idempotency-Key
-        ``record``. SHA-256 chains only (``sql_links``); ``conn`` is not in a transaction.
+        ``check_except``), write the ``parties`` (those ``before`` the append ahead of it,
+        the others after it; at most one per stream and role), append as ``append`` does, and
+        store the Idempotency-Key ``record``. SHA-256 chains only (``sql_links``); ``conn`` is
+        not in a transaction.
         """
         if not events:
             raise ValueError("nothing to append")
@@ -416,6 +421,11 @@ class EventStore:
                 None if record is None else record.response,
                 None if record is None else record.placeholder,
                 canonical,
+                [p.stream_id for p in parties],
+                [p.role for p in parties],
+                [p.node_id for p in parties],
+                [p.replace for p in parties],
+                [p.before for p in parties],
             )
         except asyncpg.PostgresError as exc:
             _raise_conflict(exc, stream_id, expected_version)

@@ -64,6 +64,8 @@ async def apply(
     migrations = discover() if migrations is None else sorted(migrations, key=lambda m: m.version)
     applied_now: list[Migration] = []
     async with conn.transaction():
+        # A migration may rewrite a big table: the pool's statement timeout does not apply.
+        await conn.execute("SET LOCAL statement_timeout = 0")
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await conn.execute(CREATE_LEDGER)
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")

@@ -145,6 +145,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             min_size=settings.pool_min,
             max_size=settings.pool_max,
             session_state=False,
+            statement_timeout_ms=settings.statement_timeout_ms,
         )
         ctx.pool = pool
         runner: ProjectionRunner | None = None

@@ -1,4 +1,5 @@
-"""Our HTTP commands end to end: ``POST /v1/issues`` with a JWT, 32 concurrent clients.
+"""Our HTTP commands end to end: ``POST /v1/issues`` with a JWT, 32 concurrent clients (and
+``http.assign_32c``: a command that changes who is party to the stream, below).
 
 The API runs exactly like the Litestar anchor (uvicorn subprocess, one worker, access log off)
 with its projector, on the group's scratch database. Each request reports an issue in one of
@@ -16,6 +17,7 @@ import contextlib
 import json
 import os
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -75,6 +77,7 @@ async def api_with_county(ctx: Context, county: str) -> AsyncIterator[None]:
     async with uvicorn_server("services.app:app_from_env", factory=True, env=env) as server:
         token = _token(county)
         ctx.state["server"] = server
+        ctx.state["county"] = county
         ctx.state["token"] = token
         ctx.state["communities"] = await _tenant(server.url, county, token)
         yield
@@ -165,6 +168,103 @@ async def commands(ctx: Context) -> float:
     if total:
         ctx.report("server_cpu_ms_per_req", cpu * 1000 / total, "ms")
         ctx.report("db_cpu_ms_per_req", db * 1000 / total, "ms")
+    if res.errors:
+        raise RuntimeError(f"{res.errors} errors, e.g. {res.error_samples[:2]}")
+    return res.rps
+
+
+ASSIGN_ISSUES = 64
+ASSIGN_UNITS = 8
+FAR_DEADLINE = "2099-01-01T18:00:00+08:00"
+
+
+async def _assignable(ctx: Context) -> tuple[list[str], list[str]]:
+    """Units under the county and ``ASSIGN_ISSUES`` reported issues, made once per group."""
+    if "assignable" not in ctx.state:
+        county = ctx.state["county"]
+        h = {"Authorization": f"Bearer {ctx.state['token']}"}
+        units = [f"U{county[:6]}{u:03d}" for u in range(1, ASSIGN_UNITS + 1)]
+        issues: list[str] = []
+        async with httpx.AsyncClient(base_url=ctx.state["server"].url, headers=h, timeout=30) as c:
+            for code in units:
+                r = await c.post(
+                    "/v1/nodes",
+                    json={"code": code, "name": f"局{code}", "kind": "unit", "parent_code": county},
+                )
+                r.raise_for_status()
+            communities = ctx.state["communities"]
+            for i in range(ASSIGN_ISSUES):
+                r = await c.post(
+                    "/v1/issues",
+                    json={
+                        "node_code": communities[i % len(communities)],
+                        "title": "北门路灯不亮",
+                        "category": "public-safety",
+                        "source": "grid",
+                    },
+                )
+                r.raise_for_status()
+                issues.append(r.json()["id"])
+        ctx.state["assignable"] = (units, issues)
+    units, issues = ctx.state["assignable"]
+    return units, issues
+
+
+@benchmark("http.assign_32c", GROUP, "req/s", compare=("http.commands_32c",))
+async def assign(ctx: Context) -> float:
+    """派单 and 退单 alternately (``POST /v1/issues/{id}/assign`` to one of 8 units, then
+    ``…/return``) on 64 issues, each with an Idempotency-Key, 32 keep-alive clients: both
+    commands change the issue's assignee party (who may see the stream) with their event.
+
+    An issue is never in flight twice: a request takes a free issue and the next command it
+    is ready for, its response frees it (a refused command leaves the issue's state as it
+    was). Its aggregate stays warm in the API's cache, as for an issue being worked on.
+    """
+    server = ctx.state["server"]
+    units, issues = await _assignable(ctx)
+    run = uuid.uuid4().hex[:8]
+    auth = f"Bearer {ctx.state['token']}"
+    # the state each issue is left in by the previous run's last answered command
+    assigned: dict[str, bool] = ctx.state.setdefault("assigned", dict.fromkeys(issues, False))
+    free: deque[str] = deque(issues)
+    taken: dict[int, str] = {}
+
+    def path(n: int) -> str:
+        issue = taken[n] = free.popleft()
+        return f"/v1/issues/{issue}/{'return' if assigned[issue] else 'assign'}"
+
+    def headers(n: int) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "Authorization": auth,
+            "Idempotency-Key": f"assign-{run}-{n}",
+        }
+
+    def body(n: int) -> bytes:
+        if assigned[taken[n]]:
+            return json.dumps({"reason": "不属本单位职责"}, ensure_ascii=False).encode()
+        return json.dumps({"assignee_code": units[n % len(units)], "due_at": FAR_DEADLINE}).encode()
+
+    def answered(n: int, status: int, _body: bytes, _t0: float, _t1: float) -> None:
+        issue = taken.pop(n)
+        if status == 200:
+            assigned[issue] = not assigned[issue]
+        free.append(issue)
+
+    res = await run_load(
+        f"{server.url}/v1/issues",
+        method="POST",
+        path=path,
+        headers=headers,
+        body=body,
+        on_response=answered,
+        concurrency=CLIENTS,
+        duration=ctx.duration,
+        warmup=ctx.warmup,
+    )
+    ctx.report("p50_ms", res.p50_ms, "ms")
+    ctx.report("p99_ms", res.p99_ms, "ms")
+    ctx.report("errors", res.errors, "count")
     if res.errors:
         raise RuntimeError(f"{res.errors} errors, e.g. {res.error_samples[:2]}")
     return res.rps

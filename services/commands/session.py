@@ -2,13 +2,15 @@
 
 A command first runs in **one statement**: it decides on what the process has cached (the
 aggregates it loads, ``AggregateCache``; the nodes it names, ``NodeCache``) and its one
-stream's append, with the scope, the closed-subtree check and the Idempotency-Key record, is
-a single autocommit call (``EventStore.append_statement``, migration 0036). A command that
-needs more (a load or look-up not cached, ``session.conn``, a second stream, personal-data
-keys) raises ``NeedsTransaction`` on the way and runs again, from the start, in a **scoped
-transaction**, which reads everything fresh; so does one whose decision on cached state was
-a refusal, so that a refusal is never answered from a stale cache. A stale cached aggregate
-that decides to append is refused by the database as a version conflict and retried.
+stream's append, with the scope, the closed-subtree check, the party writes it made
+(``add_party``, ``set_party``) and the Idempotency-Key record, is a single autocommit call
+(``EventStore.append_statement``, migrations 0036 and 0047). A command that needs more (a
+load or look-up not cached, ``session.conn``, a second stream, personal-data keys, two party
+writes of one stream and role) raises ``NeedsTransaction`` on the way and runs again, from
+the start, in a **scoped transaction**, which reads everything fresh; so does one whose
+decision on cached state was a refusal, so that a refusal is never answered from a stale
+cache. A stale cached aggregate that decides to append is refused by the database as a
+version conflict and retried.
 
 ``run_command`` owns the cross-cutting rules every POST follows:
 * the principal's scope is entered, so row-level security guards every statement;
@@ -52,7 +54,7 @@ from infra.database import (
     hex_text,
     scoped_transaction,
 )
-from infra.directory import DirectoryNode
+from infra.directory import DirectoryNode, PartyWrite
 from infra.event_codec import NewEvent
 from infra.event_store import (
     AppendContext,
@@ -167,6 +169,8 @@ class CommandSession:
         #: decide on cached state; the write goes out as one statement (``_PendingWrite``)
         self.one_statement = one_statement
         self.pending: _PendingWrite | None = None
+        #: the party writes of a one-statement attempt, sent with its append
+        self.parties: list[PartyWrite] = []
         self.scope = scope
         self.principal = principal
         self.request = request
@@ -298,13 +302,28 @@ class CommandSession:
 
     async def add_party(self, node_id: UUID, stream_id: UUID, role: str) -> None:
         """``node_id`` takes part in the stream (its unit principals see it, by row-level
-        security); before the save when the caller is that unit."""
-        await directory.add_party(self.conn, self.root_id, node_id, stream_id, role)
+        security); before the save when the caller is that unit. A one-statement attempt
+        sends it with its append."""
+        if self.one_statement:
+            self._write_party(PartyWrite(stream_id, role, node_id, False, self.pending is None))
+            return
+        await directory.add_party(self._conn, self.root_id, node_id, stream_id, role)
 
     async def set_party(self, stream_id: UUID, role: str, node_id: UUID | None) -> None:
         """The stream's one party in ``role`` is now ``node_id`` (``None``: nobody); the
-        former holder no longer sees the stream."""
-        await directory.set_party(self.conn, self.root_id, stream_id, role, node_id)
+        former holder no longer sees the stream. After the save: the append's row-level
+        check may still need the party being ended. A one-statement attempt sends it with
+        its append."""
+        if self.one_statement:
+            self._write_party(PartyWrite(stream_id, role, node_id, True, self.pending is None))
+            return
+        await directory.set_party(self._conn, self.root_id, stream_id, role, node_id)
+
+    def _write_party(self, write: PartyWrite) -> None:
+        if any((p.stream_id, p.role) == (write.stream_id, write.role) for p in self.parties):
+            # one statement would apply both at once, in no defined order
+            raise NeedsTransaction("two party writes of one stream and role")
+        self.parties.append(write)
 
     def check_if_match(self, aggregate: CivicAggregate) -> None:
         expected = self.request.if_match
@@ -643,6 +662,7 @@ async def _one_statement(
             encoded,
             write.placeholder,
         ),
+        parties=session.parties,
     )
     session.committed()
     session.count(write.events)

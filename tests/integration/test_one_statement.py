@@ -6,18 +6,23 @@ caches, the database decides versions, scopes and closed subtrees for both.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
 from domain.issue import Issue
-from infra.database import ScopeCache
+from infra.database import ScopeCache, create_pool, scoped_transaction
 from services.auth import Principal
-from services.commands import issues
+from services.commands import issues, service_orders
 from services.commands.aggregate_cache import AggregateCache
 from services.commands.node_cache import NodeCache
 from services.commands.session import CommandRequest, CommandSession, run_command
@@ -31,14 +36,15 @@ class Noted(msgspec.Struct):
     position: int
 
 
-def other_process(ctx: Any, pool: Any) -> Any:
-    """The same database, caches of its own (another API process), on this loop's pool."""
+def other_process(ctx: Any, pool: Any, *, steady: bool = False) -> Any:
+    """The same database, caches of its own (another API process), on this loop's pool;
+    ``steady``: entries that outlast a slow test on a loaded machine."""
     return dataclasses.replace(
         ctx,
         pool=pool,
-        scopes=ScopeCache(),
-        aggregates=AggregateCache(),
-        nodes=NodeCache(),
+        scopes=ScopeCache(120.0) if steady else ScopeCache(),
+        aggregates=AggregateCache(120.0) if steady else AggregateCache(),
+        nodes=NodeCache(120.0) if steady else NodeCache(),
         after_commit=[],
     )
 
@@ -92,7 +98,7 @@ async def stream(pool: Any, stream_id: uuid.UUID) -> list[Any]:
 
 @pytest.fixture
 async def tree(client: Any, jwt: Any) -> Tree:
-    return await build_tree(client, jwt, streets=2, communities=1, units=1)
+    return await build_tree(client, jwt, streets=2, communities=1, units=2)
 
 
 async def warm(ctx: Any, principal: Principal, code: str, unit: str) -> uuid.UUID:
@@ -189,3 +195,199 @@ async def test_a_node_closed_in_another_process_refuses_a_cached_command(
     with pytest.raises(ProblemError) as refused:
         await report(proc, principal, community)
     assert refused.value.status == 409
+
+
+# -- party writes ride with the one statement (migration 0047) ---------------------------------
+
+
+@contextlib.asynccontextmanager
+async def logged(
+    database_url: str, **settings: Any
+) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
+    """A one-connection request pool and the statements its connection sends."""
+    p = await create_pool(database_url, min_size=1, max_size=1, session_state=False, **settings)
+    statements: list[str] = []
+    async with p.acquire() as conn:
+        conn.add_query_logger(lambda record: statements.append(record.query))
+    try:
+        yield p, statements
+    finally:
+        await p.close()
+
+
+async def assign(
+    ctx: Any, principal: Principal, issue_id: uuid.UUID, unit: str, modes: list[bool], key: str
+) -> Any:
+    command = issues.IssueAssign(assignee_code=unit, due_at=ctx.clock() + timedelta(days=3))
+
+    async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
+        modes.append(s.one_statement)
+        return await issues.assign(s, issue_id, command)
+
+    return await run_command(ctx, principal, request(key), decide)
+
+
+async def return_(ctx: Any, principal: Principal, issue_id: uuid.UUID, modes: list[bool]) -> Any:
+    async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
+        modes.append(s.one_statement)
+        return await issues.return_(s, issue_id, issues.IssueReturn(reason="不属本单位"))
+
+    return await run_command(ctx, principal, request(), decide)
+
+
+async def parties(pool: Any, stream_id: uuid.UUID) -> set[tuple[str, uuid.UUID]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT role, node_id FROM stream_parties WHERE stream_id = $1", stream_id
+        )
+    return {(r["role"], r["node_id"]) for r in rows}
+
+
+async def seen_by(pool: Any, scope_code: str, stream_id: uuid.UUID) -> int:
+    """How many of the stream's events a principal of ``scope_code`` sees (row-level security)."""
+    async with pool.acquire() as conn, scoped_transaction(conn, scope_code):
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE stream_id = $1", stream_id
+        )
+        return count
+
+
+async def test_an_assignment_and_its_party_are_one_statement(
+    ctx: Any, database_url: str, pool: Any, tree: Tree
+):
+    community = tree.communities[tree.streets[0]][0]
+    first, second = tree.units
+    principal = operator(community)
+    async with logged(database_url) as (p, statements):
+        proc = other_process(ctx, p, steady=True)
+        await warm(proc, principal, community, second)  # the node cache knows both units
+        issue_id = await warm(proc, principal, community, first)
+        await return_(proc, principal, issue_id, [])
+        unit_ids = {code: (await node_id(pool, code)) for code in tree.units}
+        statements.clear()
+        modes: list[bool] = []
+        key = uuid.uuid4().hex
+        outcome = await assign(proc, principal, issue_id, second, modes, key)
+        # decided on the caches; the events, the party and the key: one statement
+        assert modes == [True]
+        assert len(statements) == 1 and "civic_command_append" in statements[0]
+        assert await parties(pool, issue_id) == {("assignee", unit_ids[second])}
+        events = await stream(pool, issue_id)
+        assert events[-1]["type"] == "IssueAssigned"
+        # the unit it names sees the issue now, by row-level security; the former one does not
+        assert await seen_by(pool, second, issue_id) == len(events)
+        assert await seen_by(pool, first, issue_id) == 0
+        # a retry with the key: the first answer, nothing written again
+        replay = await assign(proc, principal, issue_id, second, modes, key)
+        assert replay.replayed and replay.body == outcome.body and replay.status == 200
+        assert len(await stream(pool, issue_id)) == len(events)
+        assert await parties(pool, issue_id) == {("assignee", unit_ids[second])}
+        # 退单 ends the party in the same statement as its event
+        modes.clear()
+        statements.clear()
+        await return_(proc, principal, issue_id, modes)
+        assert modes == [True] and len(statements) == 1
+        assert await parties(pool, issue_id) == set()
+        assert await seen_by(pool, second, issue_id) == 0
+
+
+async def test_a_party_first_lets_a_unit_append_outside_its_subtree(
+    ctx: Any, pool: Any, tree: Tree
+):
+    """A unit's own offer at a community: the party, written before the events in the one
+    statement, is what lets the unit's append through row-level security."""
+    unit = tree.units[0]
+    principal = Principal("unit-1", unit, frozenset({Role.UNIT}))
+    proc = other_process(ctx, pool, steady=True)
+    command = service_orders.OfferCreate(
+        community_code=tree.communities[tree.streets[0]][0],
+        title="义务理发",
+        category="便民",
+        provider_code=unit,
+    )
+    modes: list[bool] = []
+
+    async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
+        modes.append(s.one_statement)
+        return await service_orders.offer(s, command)
+
+    await run_command(proc, principal, request(), decide)  # fills the caches
+    modes.clear()
+    outcome = await run_command(proc, principal, request(), decide)
+    assert modes == [True]
+    offer_id = uuid.UUID(msgspec.json.decode(outcome.body)["id"])
+    assert await parties(pool, offer_id) == {("provider", await node_id(pool, unit))}
+    assert await seen_by(pool, unit, offer_id) == 1
+
+
+async def test_a_failing_party_write_takes_the_events_with_it(ctx: Any, pool: Any, tree: Tree):
+    community = tree.communities[tree.streets[0]][0]
+    principal = operator(community)
+    proc = other_process(ctx, pool, steady=True)
+    issue_id = await warm(proc, principal, community, tree.units[0])
+    before = await stream(pool, issue_id)
+    unit_id = await node_id(pool, tree.units[0])
+    modes: list[bool] = []
+    key = uuid.uuid4().hex
+
+    async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
+        modes.append(s.one_statement)
+        issue = await s.load(Issue, issue_id)
+        assert issue is not None
+        issue.note_progress("已到现场", s.now)
+        result = await s.save(issue)
+        await s.add_party(unit_id, issue_id, "refused-in-test")
+        return 200, Noted(result.version, result.position)
+
+    async with pool.acquire() as conn:
+        await conn.execute(REFUSE_PARTY)
+    try:
+        with pytest.raises(asyncpg.RaiseError, match="party refused"):
+            await run_command(proc, principal, request(key), decide)
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute("DROP TRIGGER refuse_party_in_test ON stream_parties")
+    assert modes == [True]
+    assert await stream(pool, issue_id) == before
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1", key) == 0
+
+
+REFUSE_PARTY = """
+CREATE OR REPLACE FUNCTION refuse_party_in_test() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'party refused';
+END $$;
+CREATE TRIGGER refuse_party_in_test BEFORE INSERT ON stream_parties
+    FOR EACH ROW WHEN (NEW.role = 'refused-in-test') EXECUTE FUNCTION refuse_party_in_test();
+"""
+
+
+async def test_a_slow_one_statement_command_is_cancelled(
+    ctx: Any, database_url: str, pool: Any, tree: Tree
+):
+    """The request pool's statement timeout bounds the autocommit command too."""
+    community = tree.communities[tree.streets[0]][0]
+    principal = operator(community)
+    async with logged(database_url, statement_timeout_ms=300) as (p, _):
+        proc = other_process(ctx, p, steady=True)
+        issue_id = await warm(proc, principal, community, tree.units[0])
+        modes: list[bool] = []
+        async with pool.acquire() as holder, holder.transaction():
+            # the chain head the append must lock, held longer than the timeout
+            await holder.execute(
+                "SELECT 1 FROM chain_heads WHERE node_id = $1 FOR UPDATE",
+                await node_id(pool, community),
+            )
+            started = time.monotonic()
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await asyncio.wait_for(note(proc, principal, issue_id, "一", modes), 10)
+            assert time.monotonic() - started < 5
+        assert modes == [True]
+    assert [e["type"] for e in await stream(pool, issue_id)][-1] == "IssueAssigned"
+
+
+async def node_id(pool: Any, code: str) -> uuid.UUID:
+    async with pool.acquire() as conn:
+        value: uuid.UUID = await conn.fetchval("SELECT id FROM nodes WHERE code = $1", code)
+        return value

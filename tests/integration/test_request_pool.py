@@ -4,7 +4,9 @@ what a request leaves behind must still never reach the next one."""
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
+from infra import migrator
 from infra.database import RUNTIME_ROLE, create_pool, scoped_transaction
 from tests.support import fresh_county_code
 
@@ -59,3 +61,21 @@ async def test_a_failed_request_transaction_leaves_no_scope_behind(
             assert scope["who"] != RUNTIME_ROLE and scope["lo"] in (None, "")
     finally:
         await requests.close()
+
+
+async def test_a_request_pool_bounds_every_statement(database_url: str) -> None:
+    """A one-statement command runs outside any transaction's SET LOCAL: the request pool's
+    sessions carry the statement timeout themselves (the app passes its setting); the
+    migrator's own lifting of it (SET LOCAL) ends with its transaction."""
+    pool = await create_pool(
+        database_url, min_size=1, max_size=1, session_state=False, statement_timeout_ms=1234
+    )
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "1234ms"
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await conn.execute("SELECT pg_sleep(3)")
+            await migrator.apply(conn)
+            assert await conn.fetchval("SHOW statement_timeout") == "1234ms"
+    finally:
+        await pool.close()
