@@ -199,6 +199,17 @@ async def append_single(ctx: Context) -> float:
 
 
 @benchmark(
+    "store.append_single_32w",
+    GROUP,
+    "events/s",
+    description="our one-statement append as store.append_single_8w, 32 writers",
+    compare=("store.append_single_8w",),
+)
+async def append_single_32(ctx: Context) -> float:
+    return await _appends(ctx, 1, writers=32)
+
+
+@benchmark(
     "store.append_batch100_8w",
     GROUP,
     "events/s",
