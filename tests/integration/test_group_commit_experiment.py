@@ -32,14 +32,15 @@ def item(
     key: str | None = None,
 ) -> Item:
     placeholder = provisional_base()
+    # an event type no projection handles: the test session's projectors skip it
     return Item(
         scope=scope,
         root_id=scope.root_id,
         node_id=scope.node_id if node is None else node,
         stream_id=uuid.uuid4() if stream is None else stream,
-        stream_type="issue",
+        stream_type="probe",
         expected_version=expected,
-        event=NewEvent(uuid.uuid4(), "IssueReported", 1, b'{"title": "x"}', datetime.now(UTC)),
+        event=NewEvent(uuid.uuid4(), "GroupProbe", 1, b"{}", datetime.now(UTC)),
         context=AppendContext(actor="group-test", idempotency_key=key or f"k-{uuid.uuid4()}"),
         principal="group-test",
         request_hash=b"h" * 32,

@@ -36,8 +36,11 @@ async def node_id(pool: Any, code: str) -> uuid.UUID:
 async def append(
     pool: Any, scope: Scope, node: uuid.UUID, stream: uuid.UUID, root: uuid.UUID | None = None
 ) -> AppendResult:
-    """One event on ``node``'s chain, sent as ``scope``'s principal through one statement."""
-    event = NewEvent(uuid.uuid4(), "IssueReported", 1, b'{"title": "x"}', datetime.now(UTC))
+    """One event on ``node``'s chain, sent as ``scope``'s principal through one statement.
+
+    Of a type no projection handles: the test session's projectors skip it.
+    """
+    event = NewEvent(uuid.uuid4(), "PolicyProbe", 1, b"{}", datetime.now(UTC))
     async with pool.acquire() as conn:
         return await EventStore().append_statement(
             conn,
@@ -45,7 +48,7 @@ async def append(
             root_id=scope.root_id if root is None else root,
             node_id=node,
             stream_id=stream,
-            stream_type="issue",
+            stream_type="probe",
             expected_version=0,
             events=[event],
             context=AppendContext(actor="policy-test"),
