@@ -98,6 +98,7 @@ COPY_COLUMNS = (
     "correlation_id",
     "causation_id",
     "idempotency_key",
+    "canonical",
 )
 
 
@@ -110,8 +111,8 @@ async def write_via_copy(
 ) -> int:
     """Bulk load: COPY into ``events`` with positions from each transaction's id and the
     per-node hash chains computed here exactly as ``civic_append`` would, so the chains
-    verify. ``conn`` must be a plain asyncpg connection (jsonb with its default codec).
-    Returns the last position."""
+    verify, and each event's canonical bytes stored as the store stores them. ``conn`` must
+    be a plain asyncpg connection (jsonb with its default codec). Returns the last position."""
     chain = Sha256Chain()
     heads: dict[UUID, tuple[int, bytes]] = {}
     last = 0
@@ -139,25 +140,24 @@ async def write_via_copy(
                     position = (xid << 16) + index
                     index += 1
                     version = w.expected_version + offset
-                    digest = chain.digest(
-                        canonical_event(
-                            root_id=w.root_id,
-                            node_id=w.node_id,
-                            stream_id=w.stream_id,
-                            stream_type=w.stream_type,
-                            version=version,
-                            event_id=e.event_id,
-                            type=e.type,
-                            schema_version=e.schema_version,
-                            data=decode_json(e.data),
-                            occurred_at=e.occurred_at,
-                            recorded_at=recorded_at,
-                            actor=ACTOR,
-                            correlation_id=None,
-                            causation_id=None,
-                            idempotency_key=None,
-                        )
+                    canonical = canonical_event(
+                        root_id=w.root_id,
+                        node_id=w.node_id,
+                        stream_id=w.stream_id,
+                        stream_type=w.stream_type,
+                        version=version,
+                        event_id=e.event_id,
+                        type=e.type,
+                        schema_version=e.schema_version,
+                        data=decode_json(e.data),
+                        occurred_at=e.occurred_at,
+                        recorded_at=recorded_at,
+                        actor=ACTOR,
+                        correlation_id=None,
+                        causation_id=None,
+                        idempotency_key=None,
                     )
+                    digest = chain.digest(canonical)
                     seq += 1
                     link = hashlib.sha256(
                         prev
@@ -186,6 +186,7 @@ async def write_via_copy(
                             None,
                             None,
                             None,
+                            canonical,
                         )
                     )
                     prev = link

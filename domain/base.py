@@ -31,6 +31,9 @@ class CivicAggregate(Aggregate):
 
     #: the short type name streams are stored under (``stream_type``).
     STREAM_TYPE: ClassVar[str] = ""
+    #: the shape of the aggregate's state (its attributes and what they mean), as snapshots
+    #: store it: raise it when that changes, and snapshots of the old shape are ignored.
+    STATE_VERSION: ClassVar[int] = 1
 
     def _record(self, event_class: type[Aggregate.Event], at: datetime, **fields: Any) -> None:
         """Record an already-validated fact. Mutation lives in the event's ``apply``."""

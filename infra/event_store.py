@@ -95,20 +95,21 @@ EVENT_COLUMNS = (
 
 APPEND = """
 SELECT event_position, event_version, event_seq
-FROM civic_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+FROM civic_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                  $18)
 """
 
 CHAIN_TIP = "SELECT tip_seq, tip_hash, tip_base FROM civic_chain_tip($1, $2)"
 APPEND_LINKED = """
 SELECT event_position, event_version, event_seq
 FROM civic_append_linked($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17, $18)
+                         $17, $18, $19)
 """
 
 COMMAND_APPEND = """
 SELECT event_position, event_version, event_seq
 FROM civic_command_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                          $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
+                          $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
 """
 
 LOAD_STREAM = f"""
@@ -211,7 +212,7 @@ class EventStore:
         #: SHA-256 links are computed by civic_append in SQL; others here (two round trips)
         self.sql_links = self.hasher.name == "sha256"
 
-    def _digests(
+    def _canonical(
         self,
         root_id: UUID,
         node_id: UUID,
@@ -221,39 +222,39 @@ class EventStore:
         events: Sequence[NewEvent],
         recorded_at: datetime,
         context: AppendContext,
-    ) -> list[bytes]:
-        """Each event's digest of its canonical bytes (what its chain link covers)."""
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Each event's canonical bytes (stored with it, migration 0038) and their digest
+        (what its chain link covers)."""
         # canonical_event's bytes, with what the batch shares rendered once (a batch of 100
         # spent most of its Python time formatting the same ids and instant 100 times)
         recorded_text = canonical_instant(recorded_at)
         root_text, node_text, stream_text = str(root_id), str(node_id), str(stream_id)
         causation = None if context.causation_id is None else str(context.causation_id)
         correlation = None if context.correlation_id is None else str(context.correlation_id)
-        digest = self.hasher.digest
-        return [
-            digest(
-                encode_canonical(
-                    CanonicalText(
-                        context.actor,
-                        causation,
-                        correlation,
-                        decode_json(event.data),
-                        str(event.event_id),
-                        context.idempotency_key,
-                        node_text,
-                        canonical_instant(event.occurred_at),
-                        recorded_text,
-                        root_text,
-                        event.schema_version,
-                        stream_text,
-                        stream_type,
-                        event.type,
-                        expected_version + offset,
-                    )
+        canonical = [
+            encode_canonical(
+                CanonicalText(
+                    context.actor,
+                    causation,
+                    correlation,
+                    decode_json(event.data),
+                    str(event.event_id),
+                    context.idempotency_key,
+                    node_text,
+                    canonical_instant(event.occurred_at),
+                    recorded_text,
+                    root_text,
+                    event.schema_version,
+                    stream_text,
+                    stream_type,
+                    event.type,
+                    expected_version + offset,
                 )
             )
             for offset, event in enumerate(events, start=1)
         ]
+        digest = self.hasher.digest
+        return canonical, [digest(c) for c in canonical]
 
     async def _append_linked(
         self,
@@ -266,6 +267,7 @@ class EventStore:
         events: Sequence[NewEvent],
         recorded_at: datetime,
         context: AppendContext,
+        canonical: list[bytes],
         digests: list[bytes],
     ) -> list[asyncpg.Record]:
         tip = await tx.conn.fetchrow(CHAIN_TIP, root_id, node_id)
@@ -291,6 +293,7 @@ class EventStore:
             context.idempotency_key,
             seq,
             hashes,
+            canonical,
         )
         return rows
 
@@ -314,7 +317,7 @@ class EventStore:
         if not events:
             raise ValueError("nothing to append")
         recorded_at = datetime.now(UTC)
-        digests = self._digests(
+        canonical, digests = self._canonical(
             root_id, node_id, stream_id, stream_type, expected_version, events, recorded_at, context
         )
         try:
@@ -329,6 +332,7 @@ class EventStore:
                     events,
                     recorded_at,
                     context,
+                    canonical,
                     digests,
                 )
             else:
@@ -347,6 +351,7 @@ class EventStore:
                     context.causation_id,
                     context.idempotency_key,
                     digests,
+                    canonical,
                 )
         except asyncpg.PostgresError as exc:
             _raise_conflict(exc, stream_id, expected_version)
@@ -382,7 +387,7 @@ class EventStore:
         if not self.sql_links:
             raise RuntimeError("one-statement appends need chain links computed in SQL")
         recorded_at = datetime.now(UTC)
-        digests = self._digests(
+        canonical, digests = self._canonical(
             root_id, node_id, stream_id, stream_type, expected_version, events, recorded_at, context
         )
         try:
@@ -410,6 +415,7 @@ class EventStore:
                 None if record is None else record.status,
                 None if record is None else record.response,
                 None if record is None else record.placeholder,
+                canonical,
             )
         except asyncpg.PostgresError as exc:
             _raise_conflict(exc, stream_id, expected_version)

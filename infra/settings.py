@@ -66,6 +66,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     statement_timeout_ms: int = 30_000
     clock_interval_seconds: float = 5.0
     checkpoint_interval_seconds: float = 3600.0
+    #: a command that loaded this many events past a stream's snapshot (or past none)
+    #: writes a new one with its COMMIT (infra/snapshots.py); 0: no snapshots are written.
+    snapshot_every: int = 100
     #: 五单: minutes a dispatched service order may wait for 接单 before ServiceOverdue.
     service_accept_minutes: int = 24 * 60
     #: 五单 评单: points a member earns per rating, ``rating:points`` pairs (see domain.service).
@@ -153,6 +156,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             keepalive_timeout_seconds=int(env.get("CIVIC_KEEPALIVE_TIMEOUT", "5")),
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
+            snapshot_every=int(env.get("CIVIC_SNAPSHOT_EVERY", "100")),
             service_accept_minutes=int(env.get("CIVIC_SERVICE_ACCEPT_MINUTES", str(24 * 60))),
             points_per_rating=env.get("CIVIC_POINTS_PER_RATING", "5:10"),
             crypto_profile=env.get("CIVIC_CRYPTO_PROFILE", "standard").strip().lower(),

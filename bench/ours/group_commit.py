@@ -68,7 +68,7 @@ CREATE OR REPLACE FUNCTION civic_group_append(
     p_event_id uuid[], p_type text[], p_schema_version smallint[], p_data jsonb[],
     p_occurred_at timestamptz[], p_recorded_at timestamptz[], p_actor text[],
     p_idempotency_key text[], p_digest bytea[], p_key_principal text[], p_request_hash bytea[],
-    p_status smallint[], p_response bytea[], p_placeholder bigint[]
+    p_status smallint[], p_response bytea[], p_placeholder bigint[], p_canonical bytea[]
 ) RETURNS TABLE (item integer, event_position bigint, event_version integer, event_seq bigint,
                  error_state text, error_message text)
 LANGUAGE plpgsql AS $$
@@ -136,11 +136,11 @@ BEGIN
                     INSERT INTO events (
                         position, root_id, node_id, node_seq, prev_hash, hash, stream_id,
                         stream_type, version, event_id, type, schema_version, data,
-                        occurred_at, recorded_at, actor, idempotency_key)
+                        occurred_at, recorded_at, actor, idempotency_key, canonical)
                     VALUES (event_position, p_root[i], p_node[i], event_seq, v_prev, v_hash,
                             p_stream[i], p_stream_type[i], event_version, p_event_id[i],
                             p_type[i], p_schema_version[i], p_data[i], p_occurred_at[i],
-                            p_recorded_at[i], p_actor[i], p_idempotency_key[i])
+                            p_recorded_at[i], p_actor[i], p_idempotency_key[i], p_canonical[i])
                 ), head AS (
                     UPDATE chain_heads SET seq = event_seq, hash = v_hash
                     WHERE node_id = p_node[i]
@@ -173,7 +173,7 @@ END $$;
 GROUP_APPEND = """
 SELECT item, event_position, event_version, event_seq, error_state, error_message
 FROM civic_group_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                        $17, $18, $19, $20, $21, $22, $23)
+                        $17, $18, $19, $20, $21, $22, $23, $24)
 """
 
 
@@ -262,8 +262,8 @@ class GroupWriter:
 def group_arguments(store: EventStore, items: list[Item]) -> list[object]:
     """``civic_group_append``'s arguments for ``items``, in order."""
     recorded_at = datetime.now(UTC)
-    digests = [
-        store._digests(
+    encoded = [
+        store._canonical(
             it.root_id,
             it.node_id,
             it.stream_id,
@@ -272,9 +272,11 @@ def group_arguments(store: EventStore, items: list[Item]) -> list[object]:
             [it.event],
             recorded_at,
             it.context,
-        )[0]
+        )
         for it in items
     ]
+    canonicals = [canonical[0] for canonical, _ in encoded]
+    digests = [digest[0] for _, digest in encoded]
     return [
         [it.scope.root_id for it in items],
         [it.scope.path for it in items],
@@ -299,6 +301,7 @@ def group_arguments(store: EventStore, items: list[Item]) -> list[object]:
         [it.status for it in items],
         [it.response for it in items],
         [it.placeholder for it in items],
+        canonicals,
     ]
 
 

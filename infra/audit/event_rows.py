@@ -29,11 +29,23 @@ CANONICAL_COLUMNS = (
 # no Python datetime stores as one, so such a row can only be a tampered one, and its digest
 # then fails to match.
 _INSTANT = "to_char(e.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
-CANONICAL_TEXT_COLUMNS = (
-    "e.actor, e.causation_id::text, e.correlation_id::text, e.data, e.event_id::text,"
-    f" e.idempotency_key, {_INSTANT.format('occurred_at')}, {_INSTANT.format('recorded_at')},"
-    " e.root_id::text, e.schema_version, e.stream_id::text, e.stream_type, e.type, e.version"
+CANONICAL_TEXT_EXPRESSIONS = (
+    "e.actor",
+    "e.causation_id::text",
+    "e.correlation_id::text",
+    "e.data",
+    "e.event_id::text",
+    "e.idempotency_key",
+    _INSTANT.format("occurred_at"),
+    _INSTANT.format("recorded_at"),
+    "e.root_id::text",
+    "e.schema_version",
+    "e.stream_id::text",
+    "e.stream_type",
+    "e.type",
+    "e.version",
 )
+CANONICAL_TEXT_COLUMNS = ", ".join(CANONICAL_TEXT_EXPRESSIONS)
 
 
 def canonical_of_row(node_id: UUID, r: asyncpg.Record, offset: int) -> bytes:

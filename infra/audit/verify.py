@@ -2,10 +2,16 @@
 
 Verification streams every chain of the subtree, node by node in path order and each in
 ``node_seq`` order, through one server-side cursor (memory stays bounded by the prefetch),
-recomputes each event's digest from the stored columns and its link from the previous hash,
+hashes each event's canonical bytes into its digest and its link from the previous hash,
 and compares both with what is stored and with the node's chain head. The heads are read by
 the same statement as the events (one snapshot), so a concurrent append is never mistaken
 for an inserted or missing event.
+
+The canonical bytes are those stored with the event at append (migration 0038) when the
+database vouches that they are what the event's columns say (``canonical_ok``, see
+``infra.audit.guard``); a row whose columns no longer match them is altered. Otherwise (an
+event appended before that migration, the guard gone, or ``recompute=True``) they are
+re-encoded from the columns, as ``canonical_event`` encodes them.
 """
 
 from __future__ import annotations
@@ -17,7 +23,13 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-from infra.audit.event_rows import CANONICAL_TEXT_COLUMNS, PREFETCH, batches
+from infra.audit.event_rows import (
+    CANONICAL_TEXT_COLUMNS,
+    CANONICAL_TEXT_EXPRESSIONS,
+    PREFETCH,
+    batches,
+)
+from infra.audit.guard import canonical_guard
 from infra.chain import GENESIS, CanonicalText, ChainHasher, encode_canonical
 from infra.directory import DirectoryNode, subtree_nodes
 
@@ -32,14 +44,28 @@ Reason = Literal["altered", "missing", "inserted", "broken_link"]
 # snapshot for all chains, and row-level security's scope subplans are built once, not once
 # per node (which cost as much as verifying ~300 events). The plan is a nested loop over the
 # nodes with an index scan per node and an incremental sort on node_seq within each node.
-SUBTREE_CHAINS = f"""
-SELECT n.ord, h.seq, h.hash, e.node_seq, e.position, e.prev_hash, e.hash,
-       {CANONICAL_TEXT_COLUMNS}
+#
+# {stored} is the stored bytes and their flag, {columns} the columns to re-encode from.
+_SUBTREE_CHAINS = """
+SELECT n.ord, h.seq, h.hash, e.node_seq, e.position, e.prev_hash, e.hash, {stored}, {columns}
 FROM unnest($1::uuid[]) WITH ORDINALITY AS n(id, ord)
 LEFT JOIN chain_heads h ON h.node_id = n.id
 LEFT JOIN LATERAL (SELECT * FROM events WHERE events.node_id = n.id) e ON true
 ORDER BY n.ord, e.node_seq
 """
+
+# The stored bytes where the database vouches for them, the columns (rendered in SQL, which
+# costs more than sending the bytes) only for the events without them.
+SUBTREE_CHAINS = _SUBTREE_CHAINS.format(
+    stored="e.canonical, e.canonical_ok",
+    columns=", ".join(
+        f"CASE WHEN e.canonical_ok IS NULL THEN {c} END" for c in CANONICAL_TEXT_EXPRESSIONS
+    ),
+)
+# Every event from its columns.
+SUBTREE_CHAINS_RECOMPUTED = _SUBTREE_CHAINS.format(
+    stored="NULL::bytea, NULL::boolean", columns=CANONICAL_TEXT_COLUMNS
+)
 
 
 class Failure(msgspec.Struct):
@@ -60,11 +86,22 @@ class VerifyReport(msgspec.Struct):
 
 
 async def verify_subtree(
-    conn: asyncpg.Connection, node: DirectoryNode, hasher: ChainHasher, *, prefetch: int = PREFETCH
+    conn: asyncpg.Connection,
+    node: DirectoryNode,
+    hasher: ChainHasher,
+    *,
+    prefetch: int = PREFETCH,
+    recompute: bool = False,
 ) -> VerifyReport:
-    """Recompute every chain of ``node``'s subtree; report the first failure of each chain."""
+    """Recompute every chain of ``node``'s subtree; report the first failure of each chain.
+
+    ``recompute``: re-encode every event from its columns, even where the database vouches
+    for its stored canonical bytes (for an auditor who does not trust the catalog).
+    """
     started = time.perf_counter()
     nodes = await subtree_nodes(conn, node)
+    trusted = not recompute and await canonical_guard(conn)
+    query = SUBTREE_CHAINS if trusted else SUBTREE_CHAINS_RECOMPUTED
     failures: list[Failure] = []
     events = 0
     digest, link, decode = hasher.digest, hasher.link, _decoder.decode
@@ -82,7 +119,7 @@ async def verify_subtree(
     failure: Failure | None = None
 
     ids = [n["id"] for n in nodes]
-    async with contextlib.aclosing(batches(conn, SUBTREE_CHAINS, ids, prefetch=prefetch)) as it:
+    async with contextlib.aclosing(batches(conn, query, ids, prefetch=prefetch)) as it:
         async for rows in it:
             for (
                 ord_,
@@ -92,6 +129,8 @@ async def verify_subtree(
                 position,
                 prev_hash,
                 stored,
+                canonical,
+                canonical_ok,
                 actor,
                 causation_id,
                 correlation_id,
@@ -150,41 +189,42 @@ async def verify_subtree(
                             "prev_hash is not the hash of the event before it",
                         )
                     )
-                elif (
-                    link(
-                        prev_hash,
-                        seq,
-                        position,
-                        digest(
-                            encode_canonical(
-                                CanonicalText(
-                                    actor,
-                                    causation_id,
-                                    correlation_id,
-                                    decode(data),
-                                    event_id,
-                                    idempotency_key,
-                                    node_text,
-                                    occurred_at,
-                                    recorded_at,
-                                    root_id,
-                                    schema_version,
-                                    stream_id,
-                                    stream_type,
-                                    type_,
-                                    version,
-                                )
-                            )
-                        ),
-                    )
-                    != stored
-                ):
-                    failure = Failure(
-                        code, seq, "altered", "the content no longer matches the stored hash"
-                    )
                 else:
-                    before_prev, prev = prev, stored
-                    expected += 1
+                    if canonical_ok is None:
+                        canonical = encode_canonical(
+                            CanonicalText(
+                                actor,
+                                causation_id,
+                                correlation_id,
+                                decode(data),
+                                event_id,
+                                idempotency_key,
+                                node_text,
+                                occurred_at,
+                                recorded_at,
+                                root_id,
+                                schema_version,
+                                stream_id,
+                                stream_type,
+                                type_,
+                                version,
+                            )
+                        )
+                    elif not canonical_ok:
+                        failure = Failure(
+                            code,
+                            seq,
+                            "altered",
+                            "the columns no longer match the stored canonical bytes",
+                        )
+                        continue
+                    if link(prev_hash, seq, position, digest(canonical)) != stored:
+                        failure = Failure(
+                            code, seq, "altered", "the content no longer matches the stored hash"
+                        )
+                    else:
+                        before_prev, prev = prev, stored
+                        expected += 1
     if current:
         events += checked
         _close_chain(failures, failure, code, expected, prev, head)

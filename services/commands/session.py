@@ -42,7 +42,7 @@ import msgspec
 
 from domain.base import CivicAggregate
 from domain.node import Node
-from infra import directory
+from infra import directory, snapshots
 from infra.database import (
     DatabaseUnavailable,
     Scope,
@@ -184,6 +184,8 @@ class CommandSession:
         self._saved: list[tuple[UUID, CivicAggregate, UUID]] = []
         #: streams whose events may hold personal data
         self._personal: set[UUID] = set()
+        #: streams loaded whole from a snapshot far behind (or none): their node ids
+        self._snapshot_due: dict[UUID, frozenset[UUID]] = {}
         self.append_context = AppendContext(
             actor=f"{principal.subject}@{principal.scope}",
             correlation_id=request.correlation_id,
@@ -216,30 +218,19 @@ class CommandSession:
                 raise NeedsTransaction("the aggregate is not cached")
             self._cacheable[stream_id] = (root, self.ctx.aggregates.paths(stream_id) or frozenset())
             return cached
-        stored, paths = await self.ctx.store.load_with_paths(self._conn, root, stream_id)
-        if not stored or stored[0].stream_type != cls.STREAM_TYPE:
+        loaded = await snapshots.load_stream(
+            self._conn, self.ctx.store, self.ctx.codec, self.keyring, cls, root, stream_id
+        )
+        if loaded is None:
             return None
-        personal = any(self.ctx.codec.has_personal_data(e.type) for e in stored)
-        if personal:
-            # one key fetch per stream; none (erased) → personal fields decode as None
-            await self.keyring.load(self._conn, root, stream_id)
-        aggregate: Any = None
-        for e in stored:
-            event = self.ctx.codec.decode(
-                stream_type=e.stream_type,
-                stream_id=e.stream_id,
-                version=e.version,
-                type_name=e.type,
-                schema_version=e.schema_version,
-                data=e.data,
-                occurred_at=e.occurred_at,
-                cipher=self.keyring,
-            )
-            aggregate = event.mutate(aggregate)
+        aggregate = loaded.aggregate
+        every = self.ctx.settings.snapshot_every
+        if loaded.whole and every > 0 and loaded.read >= every:
+            self._snapshot_due[stream_id] = loaded.node_ids  # written by its save
         # Cached only when it is the whole stream (no version hidden from this principal) and
         # holds no personal data (its decrypted state must go with the person's key).
-        whole = all(e.version == i for i, e in enumerate(stored, start=1))
-        if whole and not personal and None not in paths and self.scope is not None:
+        paths = loaded.paths
+        if loaded.whole and not loaded.personal and None not in paths and self.scope is not None:
             known = frozenset(p for p in paths if p is not None)
             self._cacheable[stream_id] = (root, known)
             self.ctx.aggregates.put(root, copy.deepcopy(aggregate), known)
@@ -326,8 +317,10 @@ class CommandSession:
             )
 
     async def shred_personal_data(self, stream_id: UUID) -> None:
-        """Crypto-shredding: delete the stream's data key in this transaction."""
+        """Crypto-shredding: delete the stream's data key (and its snapshot) in this
+        transaction."""
         await self.keyring.shred(self.conn, self.root_id, stream_id)
+        await snapshots.delete(self.conn, self.root_id, stream_id)
         self.ctx.aggregates.drop(stream_id)
         self._cacheable.pop(stream_id, None)
 
@@ -394,7 +387,31 @@ class CommandSession:
         )
         self.count(events)
         self._saved.append((root, aggregate, chain_node))
+        due = self._snapshot_due.pop(aggregate.id, None)
+        if due is not None:
+            self._snapshot(aggregate, root, due | {chain_node}, result)
         return result
+
+    def _snapshot(
+        self, aggregate: CivicAggregate, root: UUID, node_ids: frozenset[UUID], at: AppendResult
+    ) -> None:
+        """Write the aggregate's snapshot with the COMMIT that stores its events (so never
+        one of a version that did not commit), sealing its personal data."""
+        state = snapshots.encode_state(aggregate, self.keyring)
+        if state is None or not at.event_ids:
+            return
+        defer_until_commit(
+            snapshots.put_statement(
+                root_id=root,
+                stream_id=aggregate.id,
+                stream_type=type(aggregate).STREAM_TYPE,
+                version=at.version,
+                event_id=at.event_ids[-1],
+                state_version=type(aggregate).STATE_VERSION,
+                state=state,
+                node_ids=node_ids,
+            )
+        )
 
     def _defer(
         self,

@@ -294,32 +294,34 @@ async def rewrite_from(pool: asyncpg.Pool, code: str, seq: int, name: str) -> No
             data = decode_json(r["data"])
             if r["node_seq"] == seq:
                 data["name"] = name
-            digest = hasher.digest(
-                canonical_event(
-                    root_id=r["root_id"],
-                    node_id=r["node_id"],
-                    stream_id=r["stream_id"],
-                    stream_type=r["stream_type"],
-                    version=r["version"],
-                    event_id=r["event_id"],
-                    type=r["type"],
-                    schema_version=r["schema_version"],
-                    data=data,
-                    occurred_at=r["occurred_at"],
-                    recorded_at=r["recorded_at"],
-                    actor=r["actor"],
-                    correlation_id=r["correlation_id"],
-                    causation_id=r["causation_id"],
-                    idempotency_key=r["idempotency_key"],
-                )
+            canonical = canonical_event(
+                root_id=r["root_id"],
+                node_id=r["node_id"],
+                stream_id=r["stream_id"],
+                stream_type=r["stream_type"],
+                version=r["version"],
+                event_id=r["event_id"],
+                type=r["type"],
+                schema_version=r["schema_version"],
+                data=data,
+                occurred_at=r["occurred_at"],
+                recorded_at=r["recorded_at"],
+                actor=r["actor"],
+                correlation_id=r["correlation_id"],
+                causation_id=r["causation_id"],
+                idempotency_key=r["idempotency_key"],
             )
-            new_hash = hasher.link(prev, r["node_seq"], r["position"], digest)
+            new_hash = hasher.link(prev, r["node_seq"], r["position"], hasher.digest(canonical))
+            # the stored canonical bytes too (the row's flag then says they match)
             await conn.execute(
-                "UPDATE events SET data = $2::jsonb, prev_hash = $3, hash = $4 WHERE position = $1",
+                "UPDATE events SET data = $2::jsonb, prev_hash = $3, hash = $4,"
+                " canonical = CASE WHEN canonical IS NOT NULL THEN $5::bytea END"
+                " WHERE position = $1",
                 r["position"],
                 msgspec.json.encode(data).decode(),
                 prev,
                 new_hash,
+                canonical,
             )
             prev = new_hash
         await conn.execute("UPDATE chain_heads SET hash = $2 WHERE node_id = $1", nid, prev)

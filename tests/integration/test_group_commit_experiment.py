@@ -95,7 +95,7 @@ async def test_each_item_fails_alone_and_runs_in_its_own_scope(client, jwt, pool
     async with pool.acquire() as c:
         stored = await c.fetch(
             "SELECT e.position, e.root_id, e.node_id, e.event_id, e.node_seq, k.key IS NOT NULL"
-            " AS keyed FROM events e LEFT JOIN idempotency_keys k"
+            " AS keyed, e.canonical_ok FROM events e LEFT JOIN idempotency_keys k"
             "   ON k.principal = 'group-test' AND k.key = e.idempotency_key"
             " WHERE e.event_id = ANY($1::uuid[]) ORDER BY e.position",
             [it.event.event_id for it in items],
@@ -107,7 +107,7 @@ async def test_each_item_fails_alone_and_runs_in_its_own_scope(client, jwt, pool
         )
     assert [r["position"] for r in stored] == positions
     assert [r["event_id"] for r in stored] == [items[i].event.event_id for i in (0, 2, 4, 6)]
-    assert all(r["keyed"] for r in stored)
+    assert all(r["keyed"] and r["canonical_ok"] for r in stored)
     assert stored[1]["root_id"] == other_tenant.root_id
     assert answer == f'{{"position":{positions[0]}}}'
     # items 1 and 5 share A's chain: consecutive links in one transaction
