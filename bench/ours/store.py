@@ -10,6 +10,11 @@ node's hash-chain link, idempotency on the event id) and stores the request's
 Idempotency-Key with its response. Eight writers on distinct streams spread over 300
 community nodes of one county. (A scope not yet cached is entered once by a scoped
 transaction, as the API's first request in a scope does.)
+
+``store.append_single_32w``: the same with 32 writers. ``store.append_unit_party_8w``: the
+principal is a unit of the county, each stream chained at its community (outside the unit's
+subtree) and the unit a party of it, as for an assigned issue; the unit takes part in 20,000
+other streams too, so the events insert policy's party branch is what is measured.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ GROUP = "store"
 WRITERS = 8
 STREETS, COMMUNITIES_PER_STREET = 20, 15
 STREAMS_PER_WRITER = 50
+#: streams the unit of ``store.append_unit_party_8w`` takes part in besides its writers' own
+UNIT_PARTY_STREAMS = 20_000
 
 
 async def _tree(conn: asyncpg.Connection) -> list[str]:
@@ -71,11 +78,48 @@ async def _schema(ctx: Context) -> AsyncIterator[None]:
     yield
 
 
-async def _appends(ctx: Context, batch: int) -> float:
+async def _party_unit(ctx: Context) -> tuple[str, dict[str, uuid.UUID]]:
+    """A unit under the county that takes part in UNIT_PARTY_STREAMS streams (made once),
+    and the community nodes' ids by code."""
+    if "unit" not in ctx.state:
+        conn = await ctx.connect()
+        try:
+            county = await conn.fetchrow("SELECT id, code FROM nodes WHERE kind = 'county'")
+            unit_id, code = uuid.uuid4(), "U" + county["code"][:6] + "001"
+            await conn.execute(
+                "INSERT INTO nodes (id, root_id, code, name, kind, parent_id, path, depth,"
+                " version) VALUES ($1, $2, $3, '县第1局', 'unit', $2, $4, 2, 1)",
+                unit_id,
+                county["id"],
+                code,
+                f"/{county['id']}/{unit_id}/",
+            )
+            await conn.execute(
+                "INSERT INTO stream_parties (root_id, node_id, stream_id, role)"
+                " SELECT $1, $2, gen_random_uuid(), 'assignee' FROM generate_series(1, $3)",
+                county["id"],
+                unit_id,
+                UNIT_PARTY_STREAMS,
+            )
+            await conn.execute("ANALYZE nodes, stream_parties")
+            ids = {r["code"]: r["id"] for r in await conn.fetch("SELECT code, id FROM nodes")}
+        finally:
+            await conn.close()
+        ctx.state["unit"] = (code, ids)
+    unit: tuple[str, dict[str, uuid.UUID]] = ctx.state["unit"]
+    return unit
+
+
+async def _appends(
+    ctx: Context, batch: int, writers: int = WRITERS, *, as_unit: bool = False
+) -> float:
+    """Appends of ``batch`` events per command by ``writers`` writers (one connection each);
+    ``as_unit``: by the unit of ``_party_unit`` to streams it takes part in."""
     store = EventStore()
     communities: list[str] = ctx.state["communities"]
+    unit, node_ids = await _party_unit(ctx) if as_unit else (None, {})
     pool = await create_pool(
-        ctx.database_url, min_size=WRITERS, max_size=WRITERS, session_state=False
+        ctx.database_url, min_size=writers, max_size=writers, session_state=False
     )
     scopes = ScopeCache()  # as the API's: 2 s
     try:
@@ -85,8 +129,15 @@ async def _appends(ctx: Context, batch: int) -> float:
                 (uuid.uuid4(), communities[(w * STREAMS_PER_WRITER + k) % len(communities)])
                 for k in range(STREAMS_PER_WRITER)
             ]
-            for w in range(WRITERS)
+            for w in range(writers)
         ]
+        if unit is not None:
+            async with pool.acquire() as conn:
+                await conn.executemany(
+                    "INSERT INTO stream_parties (root_id, node_id, stream_id, role)"
+                    " SELECT root_id, id, $2, 'assignee' FROM nodes WHERE code = $1",
+                    [(unit, stream) for per_writer in streams for stream, _ in per_writer],
+                )
         versions: dict[uuid.UUID, int] = {}
         payload = event_json(7).encode()
 
@@ -98,13 +149,16 @@ async def _appends(ctx: Context, batch: int) -> float:
                 for _ in range(batch)
             ]
             key = f"bench-{uuid.uuid4()}"
-            scope = scopes.get(code)
+            principal = code if unit is None else unit
+            scope = scopes.get(principal)
             if scope is None:
                 async with (
                     pool.acquire() as conn,
-                    scoped_transaction(conn, code, cache=scopes) as (_, scope),
+                    scoped_transaction(conn, principal, cache=scopes) as (_, scope),
                 ):
                     pass
+            # a unit's write joins the chain of the stream's community
+            chain = scope.node_id if unit is None else node_ids[code]
             placeholder = provisional_base()
             async with pool.acquire() as conn:
                 # as run_command does: scope, closed-subtree check, append and the key's
@@ -113,7 +167,7 @@ async def _appends(ctx: Context, batch: int) -> float:
                     conn,
                     scope,
                     root_id=scope.root_id,
-                    node_id=scope.node_id,
+                    node_id=chain,
                     stream_id=stream,
                     stream_type="issue",
                     expected_version=expected,
@@ -127,7 +181,7 @@ async def _appends(ctx: Context, batch: int) -> float:
             versions[stream] = result.version
             return batch
 
-        rate = await async_rate(WRITERS, op, duration=ctx.duration, warmup=ctx.warmup)
+        rate = await async_rate(writers, op, duration=ctx.duration, warmup=ctx.warmup)
         return rate.per_second
     finally:
         await pool.close()
@@ -145,6 +199,17 @@ async def append_single(ctx: Context) -> float:
 
 
 @benchmark(
+    "store.append_single_32w",
+    GROUP,
+    "events/s",
+    description="our one-statement append as store.append_single_8w, 32 writers",
+    compare=("store.append_single_8w",),
+)
+async def append_single_32(ctx: Context) -> float:
+    return await _appends(ctx, 1, writers=32)
+
+
+@benchmark(
     "store.append_batch100_8w",
     GROUP,
     "events/s",
@@ -153,3 +218,17 @@ async def append_single(ctx: Context) -> float:
 )
 async def append_batch(ctx: Context) -> float:
     return await _appends(ctx, 100)
+
+
+@benchmark(
+    "store.append_unit_party_8w",
+    GROUP,
+    "events/s",
+    description=(
+        "our append by a unit principal to streams it takes part in (chained at their"
+        " communities), 20,000 party streams, 8 writers"
+    ),
+    compare=("store.append_single_8w",),
+)
+async def append_unit_party(ctx: Context) -> float:
+    return await _appends(ctx, 1, as_unit=True)
