@@ -263,7 +263,7 @@ class Runner:
             args.warmup if args.warmup is not None else (0.3 if self.quick else 1.0)
         )
         self.runs: int = args.runs
-        self.budget: float = args.budget or (180.0 if self.quick else 900.0)
+        self.budget: float = args.budget or (360.0 if self.quick else 900.0)
         self.started = time.monotonic()
         self.figures: dict[str, Figure] = {}
         self.skipped_for_budget = 0
@@ -534,7 +534,7 @@ def package_versions() -> dict[str, str | None]:
 # --------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="short runs (whole suite < 3 min)")
+    p.add_argument("--quick", action="store_true", help="short runs (whole suite < 6 min)")
     p.add_argument(
         "--only",
         metavar="NAME,...",
