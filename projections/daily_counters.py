@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
+from operator import add
 from typing import Any, TypeVar
 
 import asyncpg
@@ -167,13 +168,13 @@ CROSS JOIN LATERAL (
             root, node = key
             if last_day is None or entries[0][0] > last_day:
                 for day, vec in entries:
-                    running = [a + b for a, b in zip(running, vec, strict=True)]
+                    running = list(map(add, running, vec))
                     records.append((root, node, day, *running))
                 latest[key] = (entries[-1][0], running)
                 continue
             for day, vec in entries:
                 others[root, node, day] = vec
-                running = [a + b for a, b in zip(running, vec, strict=True)]
+                running = list(map(add, running, vec))
             latest[key] = (max(last_day, entries[-1][0]), running)
         if records:
             await conn.copy_records_to_table(

@@ -142,6 +142,21 @@ async def _create_copy(
         " INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS"
         " INCLUDING COMPRESSION)"
     )
+    # LIKE leaves out the columns' statistics targets; without them the ANALYZE before the
+    # swap would gather what the live table was told not to (migration 0050).
+    targets = await conn.fetch(
+        "SELECT attname, attstattarget FROM pg_attribute WHERE attrelid = $1::regclass"
+        " AND attnum > 0 AND NOT attisdropped AND attstattarget >= 0 ORDER BY attnum",
+        live,
+    )
+    if targets:
+        await conn.execute(
+            f"ALTER TABLE {copy} "
+            + ", ".join(
+                f"ALTER COLUMN {_quote(t['attname'])} SET STATISTICS {int(t['attstattarget'])}"
+                for t in targets
+            )
+        )
     constraints = await conn.fetch(
         "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
         " WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x', 'c')"
@@ -396,11 +411,19 @@ async def rebuild(
     started = time.perf_counter()
     name = projection.name
     target = replica(projection)
+    # Unlogged copies spare the WAL of rows rewritten batch after batch, at the price of
+    # writing every row once more when they are made logged; a replica that writes each row
+    # about once (``writes_once``) fills copies with the live tables' persistence instead.
+    unlogged = getattr(target, "writes_once", False) is not True
     async with pool.acquire() as conn, pool.acquire() as reader:
-        schema = await prepare_scratch(conn, projection, unlogged=True)
+        # (counted on the reader while the scratch tables are made)
+        counting = asyncio.create_task(reader.fetchval(COUNT_EVENTS, 0, list(projection.handles)))
         swapped = False
         try:
-            total: int = await conn.fetchval(COUNT_EVENTS, 0, list(projection.handles))
+            try:
+                schema = await prepare_scratch(conn, projection, unlogged=unlogged)
+            finally:
+                total: int = await counting
             done = 0
 
             def advance(n: int) -> None:

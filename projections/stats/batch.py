@@ -79,6 +79,10 @@ class StatsBatch(StatsRules):
         self.deltas: dict[DayKey, list[int]] = {}
         #: exclusive replay: each node's latest stored daily row (see ``DailyTable.write_alone``).
         self.latest: dict[NodeKey, Latest] | None = None
+        #: exclusive replay: registrations' tree rows not sent yet (``send_tree``), as
+        #: (INSERT_NODE, SET_PARENT) arguments; None: each is written as it comes.
+        self.new_nodes: list[tuple[Any, ...]] | None = None
+        self.new_parents: list[tuple[Any, ...]] | None = None
 
     # -- loading ---------------------------------------------------------------------------
     async def load(self, decoded: Sequence[Decoded]) -> None:
@@ -185,10 +189,15 @@ class StatsBatch(StatsRules):
                 if parent_path is None:
                     raise UnknownAggregate(f"parent {parent} of node {node} unknown")
                 path = f"{parent_path}{node}/"
-            await conn.execute(
-                INSERT_NODE, root, node, parent, path, data.code, data.name, data.kind, e.version
-            )
-            await conn.execute(SET_PARENT, root, node, day, parent)
+            row = (root, node, parent, path, data.code, data.name, data.kind, e.version)
+            if self.new_nodes is not None and self.new_parents is not None:
+                # Later events of the batch read the tree from ``paths``, not the table: a
+                # replay sends the batch's registrations together (``send_tree``).
+                self.new_nodes.append(row)
+                self.new_parents.append((root, node, day, parent))
+            else:
+                await conn.execute(INSERT_NODE, *row)
+                await conn.execute(SET_PARENT, root, node, day, parent)
             self.paths[key] = path
             self.node_versions[key] = e.version
             return
@@ -197,10 +206,20 @@ class StatsBatch(StatsRules):
         if e.version <= self.node_versions[key]:
             return  # already applied
         self.node_versions[key] = e.version
+        await self.send_tree()  # the statements below update the rows of earlier registrations
         if event is Node.Renamed:
             await conn.execute(RENAME_NODE, root, node, data.name, e.version)
             return
         await self._move(e, root, node, day, data)
+
+    async def send_tree(self) -> None:
+        """Write the registrations held back (one pipelined statement per table)."""
+        if self.new_nodes:
+            await self.conn.executemany(INSERT_NODE, self.new_nodes)
+            self.new_nodes.clear()
+        if self.new_parents:
+            await self.conn.executemany(SET_PARENT, self.new_parents)
+            self.new_parents.clear()
 
     async def _move(self, e: LightEvent, root: str, node: str, day: date, data: Any) -> None:
         conn = self.conn

@@ -40,6 +40,9 @@ class StatsProjection:
         self, *, exclusive: bool = False, cache_limit: int = 1_000_000, write_every: int = 100_000
     ) -> None:
         self.exclusive = exclusive
+        #: read by a rebuild: an exclusive replay gathers its writes, so most rows are written
+        #: once (see ``projections.rebuild.rebuild``).
+        self.writes_once = exclusive
         self.cache_limit = cache_limit
         self.write_every = write_every
         self._aggregates: dict[tuple[UUID, UUID], Aggregate] = {}
@@ -71,6 +74,8 @@ class StatsProjection:
             batch.created = self._created
             batch.latest = self._latest
             batch.deltas = self._deltas
+            batch.new_nodes = []
+            batch.new_parents = []
         return batch
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[LightEvent]) -> None:
@@ -84,6 +89,7 @@ class StatsProjection:
             if not self.exclusive:
                 await batch.flush()
                 return
+            await batch.send_tree()
             batch.propagate()
             self._unwritten += len(decoded)
             if self._unwritten >= self.write_every or len(self._aggregates) > self.cache_limit:

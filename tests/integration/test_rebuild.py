@@ -73,7 +73,8 @@ async def rows_of(pool: Any, root_id: UUID) -> dict[str, list[tuple[Any, ...]]]:
 
 
 async def catalogue(pool: Any, tables: Sequence[str]) -> dict[str, Any]:
-    """Indexes (names and definitions), policies, grants, RLS and persistence of tables."""
+    """Indexes (names and definitions), policies, grants, RLS, persistence and column
+    statistics targets of tables."""
     async with pool.acquire() as conn:
         out: dict[str, Any] = {}
         for t in tables:
@@ -110,6 +111,15 @@ async def catalogue(pool: Any, tables: Sequence[str]) -> dict[str, Any]:
                         t,
                     )
                 ),
+                "statistics": [
+                    tuple(r)
+                    for r in await conn.fetch(
+                        "SELECT attname, attstattarget FROM pg_attribute"
+                        " WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped"
+                        " ORDER BY attnum",
+                        f"public.{t}",
+                    )
+                ],
                 "rel": tuple(
                     await conn.fetchrow(
                         "SELECT relrowsecurity, relforcerowsecurity, relpersistence::text,"
@@ -158,6 +168,7 @@ async def test_rebuild_beside_the_live_projection_and_swap(client, jwt, pool, ap
     assert gen.root is not None
     before_rows = await rows_of(pool, gen.root.id)
     before_catalogue = await catalogue(pool, StatsProjection.tables)
+    assert ("points", 0) in before_catalogue["rm_stats_daily"]["statistics"]  # migration 0050
     seen: list[tuple[int, int]] = []
 
     result = await rebuild(
