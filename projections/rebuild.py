@@ -3,8 +3,9 @@
 For every projection of ``projections/registry.py`` (each declares its ``tables``):
 
 1. A scratch schema ``civic_rebuild_<name>`` gets an empty copy of each table: columns,
-   defaults, identity, constraints and indexes under their live names (copied from the
-   catalogue, so a later migration can still name them).
+   defaults, identity, statistics targets, constraints and indexes under their live names
+   (copied from the catalogue, so a later migration can still name them); unlogged while
+   it fills, unless the replica says it writes each row once (``writes_once``).
 2. Every settled event the projection handles is replayed into the copies on a connection
    whose ``search_path`` puts the scratch schema first (projection SQL uses unqualified
    names), in short transactions: a long write transaction would hold back every reader's
