@@ -69,6 +69,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: a command that loaded this many events past a stream's snapshot (or past none)
     #: writes a new one with its COMMIT (infra/snapshots.py); 0: no snapshots are written.
     snapshot_every: int = 100
+    #: a command on an aggregate (or node) this process has not cached reads it in one
+    #: autocommit statement and appends in another (services/commands/session.py); off: it
+    #: runs in a scoped transaction, as a command that needs more does (kept to measure and
+    #: to rule the path out).
+    cold_reads: bool = True
     #: 五单: minutes a dispatched service order may wait for 接单 before ServiceOverdue.
     service_accept_minutes: int = 24 * 60
     #: 五单 评单: points a member earns per rating, ``rating:points`` pairs (see domain.service).
@@ -157,6 +162,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             clock_interval_seconds=float(env.get("CIVIC_CLOCK_INTERVAL", "5")),
             checkpoint_interval_seconds=float(env.get("CIVIC_CHECKPOINT_INTERVAL", "3600")),
             snapshot_every=int(env.get("CIVIC_SNAPSHOT_EVERY", "100")),
+            cold_reads=flag("CIVIC_COLD_READS", True),
             service_accept_minutes=int(env.get("CIVIC_SERVICE_ACCEPT_MINUTES", str(24 * 60))),
             points_per_rating=env.get("CIVIC_POINTS_PER_RATING", "5:10"),
             crypto_profile=env.get("CIVIC_CRYPTO_PROFILE", "standard").strip().lower(),

@@ -284,6 +284,11 @@ class LoadedStream:
     read: int
 
 
+class NeedsMoreReads(Exception):
+    """The rows of one ``LOAD`` do not rebuild the aggregate without more reads: a personal
+    data key to fetch, or every event to read again (a snapshot not usable)."""
+
+
 async def load_stream(
     conn: asyncpg.Connection,
     store: EventStore,
@@ -297,18 +302,41 @@ async def load_stream(
     events when there is no snapshot it may use (row-level security applies to both); None
     when it sees no event of the stream, or the stream is of another type."""
     rows = await conn.fetch(LOAD, root_id, stream_id, cls.STREAM_TYPE, cls.STATE_VERSION)
+    return await rebuild(rows, codec, keyring, cls, root_id, stream_id, conn=conn, store=store)
+
+
+async def rebuild(
+    rows: list[asyncpg.Record],
+    codec: EventCodec,
+    keyring: PersonKeyring,
+    cls: type[CivicAggregate],
+    root_id: UUID,
+    stream_id: UUID,
+    *,
+    conn: asyncpg.Connection | None = None,
+    store: EventStore | None = None,
+) -> LoadedStream | None:
+    """``load_stream`` on the rows of ``LOAD`` (or rows of its shape). Without ``conn`` and
+    ``store`` (rows read in a statement of their own, ``civic_command_read``) it reads
+    nothing more: where it would, it raises ``NeedsMoreReads``."""
     if rows and rows[0][_EVENT + 2] is not None:
         loaded = await _through_snapshot(conn, codec, keyring, cls, root_id, stream_id, rows)
         if loaded is not None:
             return loaded
+        if conn is None or store is None:
+            raise NeedsMoreReads("every event, read again")
         rows = []
     elif rows and rows[0]["version"] != 1:
         # The rows start past version 1 with no snapshot on the first: the snapshot's event
         # is not stored (of another history), or is hidden from this principal.
         log.warning("snapshot of stream %s ignored: its last event is not stored", stream_id)
+        if conn is None or store is None:
+            raise NeedsMoreReads("every event, read again")
         rows = []
     if rows:
         stored, paths = [StoredEvent(*r[:_EVENT]) for r in rows], [r[_EVENT] for r in rows]
+    elif conn is None or store is None:
+        return None  # the one statement saw no event: there is none to read again
     else:  # none came, or not from version 1: every event, afresh
         stored, paths = await store.load_with_paths(conn, root_id, stream_id)
     if not stored or stored[0].stream_type != cls.STREAM_TYPE:
@@ -316,7 +344,7 @@ async def load_stream(
     personal = _personal(codec, stored)
     if personal:
         # one key fetch per stream; none (erased) → personal fields decode as None
-        await keyring.load(conn, root_id, stream_id)
+        await keyring.load(_reading(conn), root_id, stream_id)
     return LoadedStream(
         aggregate=replay(codec, keyring, stored, None),
         whole=_contiguous(stored, 1),
@@ -327,8 +355,14 @@ async def load_stream(
     )
 
 
+def _reading(conn: asyncpg.Connection | None) -> asyncpg.Connection:
+    if conn is None:
+        raise NeedsMoreReads("a personal data key")
+    return conn
+
+
 async def _through_snapshot(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | None,
     codec: EventCodec,
     keyring: PersonKeyring,
     cls: type[CivicAggregate],
@@ -339,7 +373,7 @@ async def _through_snapshot(
     """The aggregate from the snapshot on the first row and the events of the others; None
     when the snapshot is not usable (it ends with another event, or does not decode)."""
     first = StoredEvent(*rows[0][:_EVENT])
-    event_id, state, node_ids, node_paths = rows[0][_EVENT + 1 :]
+    event_id, state, node_ids, node_paths = rows[0][_EVENT + 1 : _EVENT + 5]
     known = [p for p in node_paths if p is not None]
     if first.event_id != event_id or first.stream_type != cls.STREAM_TYPE:
         log.warning("snapshot of stream %s ignored: it ends with another event", stream_id)
@@ -349,7 +383,7 @@ async def _through_snapshot(
     tail = [StoredEvent(*r[:_EVENT]) for r in rows[1:]]
     personal = holds_personal(cls) or _personal(codec, tail)
     if personal:
-        await keyring.load(conn, root_id, stream_id)
+        await keyring.load(_reading(conn), root_id, stream_id)
     try:
         base = decode_state(cls, stream_id, state, keyring)
         if base.version != first.version:

@@ -4,13 +4,17 @@ A command first runs in **one statement**: it decides on what the process has ca
 aggregates it loads, ``AggregateCache``; the nodes it names, ``NodeCache``) and its one
 stream's append, with the scope, the closed-subtree check, the party writes it made
 (``add_party``, ``set_party``) and the Idempotency-Key record, is a single autocommit call
-(``EventStore.append_statement``, migrations 0036 and 0047). A command that needs more (a
-load or look-up not cached, ``session.conn``, a second stream, personal-data keys, two party
-writes of one stream and role) raises ``NeedsTransaction`` on the way and runs again, from
-the start, in a **scoped transaction**, which reads everything fresh; so does one whose
-decision on cached state was a refusal, so that a refusal is never answered from a stale
-cache. A stale cached aggregate that decides to append is refused by the database as a
-version conflict and retried.
+(``EventStore.append_statement``, migrations 0036 and 0047). A load or look-up the process
+has not cached (``NotCached``) is read in one autocommit statement of its own, in the
+principal's scope as the runtime role (``infra.command_read``, migration 0053), and the
+command decides again on it: a **cold** command costs two round trips. A command that needs
+more (``session.conn``, a second stream, personal-data keys, two party writes of one stream
+and role, a stream that may not be cached, a snapshot to write, more than
+``MAX_COLD_READS`` reads) raises ``NeedsTransaction`` on the way and runs again, from the
+start, in a **scoped transaction**, which reads everything fresh; so does one whose
+decision on cached or cold-read state was a refusal, so that a refusal is always decided in
+a transaction. A stale cached aggregate, or one a concurrent command appended to after the
+cold read, is refused by the database as a version conflict and retried.
 
 ``run_command`` owns the cross-cutting rules every POST follows:
 * the principal's scope is entered, so row-level security guards every statement;
@@ -34,7 +38,7 @@ import copy
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -44,7 +48,7 @@ import msgspec
 
 from domain.base import CivicAggregate
 from domain.node import Node
-from infra import directory, snapshots
+from infra import command_read, directory, snapshots
 from infra.database import (
     DatabaseUnavailable,
     Scope,
@@ -67,12 +71,17 @@ from infra.event_store import (
 from infra.pii_crypto import PersonKeyring, cipher_for_profile
 from infra.pii_keys import master_key
 from services.auth import Principal
+from services.commands.aggregate_cache import AggregateCache
+from services.commands.node_cache import NodeCache
 from services.context import AppContext
 from services.problems import ProblemError, not_found
 
 A = TypeVar("A", bound=CivicAggregate)
 
 MAX_ATTEMPTS = 5
+#: cold reads one command may make before it goes on in a transaction (each one costs a round
+#: trip; a scoped transaction costs at least four)
+MAX_COLD_READS = 2
 
 FIND_KEY = (
     "SELECT request_hash, status, response FROM idempotency_keys WHERE principal = $1 AND key = $2"
@@ -103,6 +112,41 @@ class CommandRequest:
 
 class NeedsTransaction(Exception):
     """A one-statement attempt met what only a transaction gives (see the module's doc)."""
+
+
+class NotCached(NeedsTransaction):
+    """A one-statement attempt needs a stream or a node the process has not cached: one read
+    statement (``civic_command_read``) may fetch it, and the command decides again."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        stream: tuple[type[CivicAggregate], UUID, UUID] | None = None,
+        code: str | None = None,
+        node_id: UUID | None = None,
+    ) -> None:
+        super().__init__(what)
+        #: (aggregate class, root, stream id)
+        self.stream = stream
+        self.code = code
+        self.node_id = node_id
+
+    @property
+    def key(self) -> object:
+        """What was missing (a command that misses it again after reading it goes on in a
+        transaction)."""
+        return self.stream[2] if self.stream is not None else (self.code, self.node_id)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What the cold reads of one command fetched, kept apart from the process's caches
+    (which other commands may evict meanwhile) so that its next attempt surely decides on it;
+    with the same rules of who may be served what."""
+
+    aggregates: AggregateCache = field(default_factory=AggregateCache)
+    nodes: NodeCache = field(default_factory=NodeCache)
 
 
 @dataclass(frozen=True)
@@ -163,11 +207,14 @@ class CommandSession:
         now: datetime,
         *,
         one_statement: bool = False,
+        read: _Read | None = None,
     ) -> None:
         self.ctx = ctx
         self._conn = conn
         #: decide on cached state; the write goes out as one statement (``_PendingWrite``)
         self.one_statement = one_statement
+        #: what this command's cold reads fetched (a one-statement attempt looks there first)
+        self._read = read or _Read()
         self.pending: _PendingWrite | None = None
         #: the party writes of a one-statement attempt, sent with its append
         self.parties: list[PartyWrite] = []
@@ -217,28 +264,24 @@ class CommandSession:
         root = root_id or self.root_id
         if self.one_statement:
             assert self.scope is not None
-            cached = self.ctx.aggregates.get(cls, root, stream_id, self.scope.path)
-            if cached is None or self.request.if_match not in (None, cached.version):
-                raise NeedsTransaction("the aggregate is not cached")
-            self._cacheable[stream_id] = (root, self.ctx.aggregates.paths(stream_id) or frozenset())
-            return cached
+            for cache in (self._read.aggregates, self.ctx.aggregates):
+                cached = cache.get(cls, root, stream_id, self.scope.path)
+                if cached is not None and self.request.if_match in (None, cached.version):
+                    self._cacheable[stream_id] = (root, cache.paths(stream_id) or frozenset())
+                    return cached
+            raise NotCached("the aggregate is not cached", stream=(cls, root, stream_id))
         loaded = await snapshots.load_stream(
             self._conn, self.ctx.store, self.ctx.codec, self.keyring, cls, root, stream_id
         )
         if loaded is None:
             return None
-        aggregate = loaded.aggregate
-        every = self.ctx.settings.snapshot_every
-        if loaded.whole and every > 0 and loaded.read >= every:
+        if _snapshot_due(self.ctx, loaded):
             self._snapshot_due[stream_id] = loaded.node_ids  # written by its save
-        # Cached only when it is the whole stream (no version hidden from this principal) and
-        # holds no personal data (its decrypted state must go with the person's key).
-        paths = loaded.paths
-        if loaded.whole and not loaded.personal and None not in paths and self.scope is not None:
-            known = frozenset(p for p in paths if p is not None)
-            self._cacheable[stream_id] = (root, known)
-            self.ctx.aggregates.put(root, copy.deepcopy(aggregate), known)
-        return aggregate
+        if self.scope is not None:
+            known = _keep(self.ctx.aggregates, root, loaded)
+            if known is not None:
+                self._cacheable[stream_id] = (root, known)
+        return loaded.aggregate
 
     async def update(
         self,
@@ -278,7 +321,11 @@ class CommandSession:
         tenant); a one-statement attempt takes it from the cache."""
         if self.one_statement:
             assert self.scope is not None
-            return _cached(self.ctx.nodes.by_code(self.scope.root_id, code))
+            root = self.scope.root_id
+            node = self._read.nodes.by_code(root, code) or self.ctx.nodes.by_code(root, code)
+            if node is None:
+                raise NotCached("the node is not cached", code=code)
+            return node
         return self._kept(await directory.find_by_code(self._conn, code), code)
 
     async def node(self, node_id: UUID | None) -> DirectoryNode | None:
@@ -288,7 +335,11 @@ class CommandSession:
             return None
         if self.one_statement:
             assert self.scope is not None
-            return _cached(self.ctx.nodes.by_id(self.scope.root_id, node_id))
+            root = self.scope.root_id
+            node = self._read.nodes.by_id(root, node_id) or self.ctx.nodes.by_id(root, node_id)
+            if node is None:
+                raise NotCached("the node is not cached", node_id=node_id)
+            return node
         return self._kept(await directory.find_by_id(self._conn, node_id))
 
     def _kept(self, node: DirectoryNode | None, code: str | None = None) -> DirectoryNode | None:
@@ -500,10 +551,24 @@ class CommandSession:
         return None if node is None else node.path
 
 
-def _cached(node: DirectoryNode | None) -> DirectoryNode:
-    if node is None:
-        raise NeedsTransaction("the node is not cached")
-    return node
+def _snapshot_due(ctx: AppContext, loaded: snapshots.LoadedStream) -> bool:
+    """The load read so many events past the stream's snapshot (or past none) that its save
+    writes a new one."""
+    every = ctx.settings.snapshot_every
+    return loaded.whole and every > 0 and loaded.read >= every
+
+
+def _keep(
+    cache: AggregateCache, root: UUID, loaded: snapshots.LoadedStream
+) -> frozenset[str] | None:
+    """Cache a loaded aggregate when it may be: the whole stream (no version hidden from this
+    principal), every event's node known, no personal data (its decrypted state must go with
+    the person's key). Its events' node paths, or None when it is not cached."""
+    if not loaded.whole or loaded.personal or None in loaded.paths:
+        return None
+    known = frozenset(p for p in loaded.paths if p is not None)
+    cache.put(root, copy.deepcopy(loaded.aggregate), known)
+    return known
 
 
 Decide = Callable[[CommandSession], Awaitable[tuple[int, msgspec.Struct]]]
@@ -630,12 +695,32 @@ async def _one_statement(
     decide: Decide,
 ) -> CommandOutcome | None:
     """The command decided on cached state and written in one statement; None when it needs
-    a transaction (or was refused: the refusal is decided again on fresh reads)."""
-    session = CommandSession(ctx, conn, scope, principal, request, ctx.clock(), one_statement=True)
-    try:
-        status, body = await decide(session)
-    except Exception:
-        return None
+    a transaction (or was refused: the refusal is decided again on fresh reads).
+
+    What it needs and the process has not cached (``NotCached``), it reads in one statement
+    (``_cold_read``, at most ``MAX_COLD_READS`` times) and decides again on it, so a command
+    on a stream this process has not seen costs two round trips."""
+    read = _Read()
+    reads: set[object] = set()
+    while True:
+        session = CommandSession(
+            ctx, conn, scope, principal, request, ctx.clock(), one_statement=True, read=read
+        )
+        try:
+            status, body = await decide(session)
+        except NotCached as miss:
+            if (
+                not ctx.settings.cold_reads
+                or len(reads) >= MAX_COLD_READS
+                or miss.key in reads
+                or not await _cold_read(ctx, conn, scope, session.keyring, read, miss)
+            ):
+                return None
+            reads.add(miss.key)
+            continue
+        except Exception:
+            return None
+        break
     write = session.pending
     if write is None:
         return None
@@ -667,6 +752,49 @@ async def _one_statement(
     session.committed()
     session.count(write.events)
     return CommandOutcome(status, write.resolve(encoded, result), position=result.position)
+
+
+async def _cold_read(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    scope: Scope,
+    keyring: PersonKeyring,
+    read: _Read,
+    miss: NotCached,
+) -> bool:
+    """Read what ``miss`` names in one statement, as ``scope`` may see it, into ``read`` and
+    the process's caches; False when the command had better run in a transaction: the stream
+    is not one to cache (hidden in part, personal data, not seen at all: a refusal is decided
+    in the transaction), or its load is due to write a snapshot, which only a transaction does.
+    The nodes of the stream's events and parties and the principal's scope node come with it,
+    as the command will look them up next."""
+    node_ids = [scope.node_id] if miss.node_id is None else [scope.node_id, miss.node_id]
+    stream = None
+    if miss.stream is not None:
+        cls, root, stream_id = miss.stream
+        stream = (stream_id, cls.STREAM_TYPE, cls.STATE_VERSION)
+    found = await command_read.read(
+        conn,
+        scope,
+        root_id=scope.root_id if miss.stream is None else miss.stream[1],
+        stream=stream,
+        codes=() if miss.code is None else (miss.code,),
+        node_ids=node_ids,
+    )
+    for node, code in found.nodes:
+        read.nodes.put(node, code)
+        ctx.nodes.put(node, code)
+    if miss.stream is None:
+        return True
+    cls, root, stream_id = miss.stream
+    try:
+        loaded = await snapshots.rebuild(found.rows, ctx.codec, keyring, cls, root, stream_id)
+    except snapshots.NeedsMoreReads:
+        return False
+    if loaded is None or _snapshot_due(ctx, loaded) or _keep(read.aggregates, root, loaded) is None:
+        return False
+    _keep(ctx.aggregates, root, loaded)
+    return True
 
 
 async def _decide_and_record(

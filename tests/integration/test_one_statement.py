@@ -20,6 +20,7 @@ import msgspec
 import pytest
 
 from domain.issue import Issue
+from domain.member import Member
 from infra.database import ScopeCache, create_pool, scoped_transaction
 from services.auth import Principal
 from services.commands import issues, service_orders
@@ -28,7 +29,8 @@ from services.commands.node_cache import NodeCache
 from services.commands.session import CommandRequest, CommandSession, run_command
 from services.problems import ProblemError
 from services.roles import Role
-from tests.support import Tree, auth, build_tree
+from tests.reliability import workflow_bodies
+from tests.support import Tree, auth, build_tree, post_ok
 
 
 class Noted(msgspec.Struct):
@@ -391,3 +393,210 @@ async def node_id(pool: Any, code: str) -> uuid.UUID:
     async with pool.acquire() as conn:
         value: uuid.UUID = await conn.fetchval("SELECT id FROM nodes WHERE code = $1", code)
         return value
+
+
+# -- cold commands: one read statement, then the append (migration 0053) -----------------------
+
+
+def cold(ctx: Any, pool: Any, principal: Principal, *, reads: bool = True) -> Any:
+    """Another process that knows the principal's scope (as after any command of it) but
+    has no aggregate or node cached; ``reads``: its cold reads on (the default) or off."""
+    proc = other_process(ctx, pool, steady=True)
+    proc.settings = msgspec.structs.replace(ctx.settings, cold_reads=reads)
+    return proc
+
+
+async def enter_scope(proc: Any, code: str) -> None:
+    """Fill ``proc``'s scope cache the way a first command does, and nothing else."""
+    async with proc.pool.acquire() as conn, scoped_transaction(conn, code, cache=proc.scopes):
+        pass
+
+
+async def noted(
+    ctx: Any,
+    principal: Principal,
+    issue_id: uuid.UUID,
+    text: str,
+    modes: list[bool],
+    key: str | None = None,
+    meanwhile: Any = None,
+) -> Any:
+    """IssueProgressNoted through its handler (which looks up the issue's node and assignee
+    after the load); ``meanwhile`` runs once, between the cold read and the append."""
+    command = issues.IssueProgress(note=text)
+
+    async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
+        nonlocal meanwhile
+        modes.append(s.one_statement)
+        answer = await issues.note_progress(s, issue_id, command)
+        if meanwhile is not None and s.one_statement:
+            await meanwhile()
+            meanwhile = None
+        return answer
+
+    body = msgspec.json.encode(command)  # what the Idempotency-Key's fingerprint covers
+    sent = CommandRequest("POST", f"/test/{issue_id}/progress", body, idempotency_key=key)
+    return await run_command(ctx, principal, sent, decide)
+
+
+async def test_a_cold_command_is_a_read_and_an_append(
+    ctx: Any, database_url: str, pool: Any, tree: Tree
+):
+    community = tree.communities[tree.streets[0]][0]
+    principal = operator(community)
+    writer = other_process(ctx, pool)
+    issue_id = await warm(writer, principal, community, tree.units[0])
+    async with logged(database_url) as (p, statements):
+        # the connection's first cold command prepares its statements (asyncpg's type
+        # look-ups), on an issue of its own
+        first = cold(ctx, p, principal)
+        await enter_scope(first, community)
+        spare = await warm(writer, principal, community, tree.units[0])
+        await noted(first, principal, spare, "预备", [])
+        proc = cold(ctx, p, principal)
+        await enter_scope(proc, community)
+        statements.clear()
+        modes: list[bool] = []
+        outcome = await noted(proc, principal, issue_id, "已到现场", modes)
+        # the issue, its node and its assignee unit read in one statement, then the append
+        assert len(statements) == 2, statements
+        assert "civic_command_read" in statements[0]
+        assert "civic_command_append" in statements[1]
+        assert modes == [True, True]  # missed, read, decided on what was read
+        events = await stream(pool, issue_id)
+        assert [e["type"] for e in events][-1] == "IssueProgressNoted"
+        assert msgspec.json.decode(outcome.body)["version"] == len(events)
+        assert outcome.position == events[-1]["position"]
+        # it is cached now: the next command is the one statement
+        statements.clear()
+        await noted(proc, principal, issue_id, "继续办理", modes)
+        assert len(statements) == 1 and "civic_command_append" in statements[0]
+        # with the cold reads off, the same command runs in a transaction, as before
+        off = cold(ctx, p, principal, reads=False)
+        await enter_scope(off, community)
+        statements.clear()
+        await noted(off, principal, issue_id, "关闭冷读", [])
+        assert len(statements) >= 4 and not any("civic_command_read" in s for s in statements)
+    assert len(await stream(pool, issue_id)) == len(events) + 2
+
+
+async def test_a_cold_command_outside_the_principals_scope_is_refused_as_before(
+    ctx: Any, database_url: str, pool: Any, tree: Tree
+):
+    street_a, street_b = tree.streets
+    community_a = tree.communities[street_a][0]
+    issue_id = await warm(
+        other_process(ctx, pool), operator(community_a), community_a, tree.units[0]
+    )
+    before = await stream(pool, issue_id)
+    outsider = operator(street_b)
+    refusals = []
+    async with logged(database_url) as (p, statements):
+        for reads in (True, False):
+            proc = cold(ctx, p, outsider, reads=reads)
+            await enter_scope(proc, street_b)
+            statements.clear()
+            with pytest.raises(ProblemError) as refused:
+                await noted(proc, outsider, issue_id, "越权", [])
+            refusals.append(refused.value)
+            # row-level security showed the read nothing: nothing cached, nothing appended
+            assert proc.aggregates.paths(issue_id) is None
+            assert any("civic_command_read" in s for s in statements) == reads
+    cold_refusal, as_before = refusals
+    assert cold_refusal.status == as_before.status == 404
+    assert (cold_refusal.title, cold_refusal.detail) == (as_before.title, as_before.detail)
+    assert await stream(pool, issue_id) == before
+
+
+async def test_a_write_between_the_cold_read_and_the_append_is_retried(
+    ctx: Any, database_url: str, pool: Any, tree: Tree
+):
+    community = tree.communities[tree.streets[0]][0]
+    principal = operator(community)
+    other = other_process(ctx, pool)
+    issue_id = await warm(other, principal, community, tree.units[0])
+    async with logged(database_url) as (p, statements):
+        proc = cold(ctx, p, principal)
+        await enter_scope(proc, community)
+        modes: list[bool] = []
+
+        async def meanwhile() -> None:  # another process notes progress on the same issue
+            await noted(other, principal, issue_id, "插队", [])
+
+        statements.clear()
+        outcome = await noted(proc, principal, issue_id, "本次", modes, meanwhile=meanwhile)
+    # read, decided, the append refused as a version conflict; decided again in a transaction
+    assert modes == [True, True, False]
+    calls = [s for s in statements if "civic_command_" in s]  # not asyncpg's type look-ups
+    assert "civic_command_read" in calls[0] and "civic_command_append" in calls[1]
+    events = await stream(pool, issue_id)
+    assert [e["version"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["type"] for e in events][-2:] == ["IssueProgressNoted", "IssueProgressNoted"]
+    body = msgspec.json.decode(outcome.body)
+    assert body["version"] == len(events) and body["position"] == events[-1]["position"]
+
+
+async def test_a_retry_of_a_cold_command_replays_its_first_answer(
+    ctx: Any, database_url: str, pool: Any, tree: Tree
+):
+    community = tree.communities[tree.streets[0]][0]
+    principal = operator(community)
+    issue_id = await warm(other_process(ctx, pool), principal, community, tree.units[0])
+    key = uuid.uuid4().hex
+    async with logged(database_url) as (p, statements):
+        first = cold(ctx, p, principal)
+        await enter_scope(first, community)
+        statements.clear()
+        modes: list[bool] = []
+        outcome = await noted(first, principal, issue_id, "已到现场", modes, key)
+        assert modes == [True, True]
+        calls = [s for s in statements if "civic_command_" in s]  # not asyncpg's type look-ups
+        assert len(calls) == 2 and "civic_command_read" in calls[0]
+        events = await stream(pool, issue_id)
+        # the retry reaches a process that has not seen the issue either
+        again = cold(ctx, p, principal)
+        await enter_scope(again, community)
+        replay = await noted(again, principal, issue_id, "已到现场", [], key)
+        assert replay.replayed and replay.status == outcome.status
+        assert replay.body == outcome.body
+        # and the process that answered it first, the issue cached there
+        replay = await noted(first, principal, issue_id, "已到现场", [], key)
+        assert replay.replayed and replay.body == outcome.body
+        # the key with another body is refused
+        with pytest.raises(ProblemError) as reused:
+            await noted(again, principal, issue_id, "另一条", [], key)
+        assert reused.value.status == 422
+    assert await stream(pool, issue_id) == events
+
+
+async def test_a_stream_with_personal_data_stays_on_the_transaction_path(
+    ctx: Any, client: Any, jwt: Any, database_url: str, pool: Any, tree: Tree
+):
+    """A member's stream is read cold like any other, but it holds personal data: its state
+    is never kept in a process (it must go with the person's key), and decrypting and
+    sealing need the key, so the command runs in a transaction."""
+    community = tree.communities[tree.streets[0]][0]
+    admin = auth(jwt, tree.county, "admin")
+    body = workflow_bodies(community, tree.units[0], 0)["/v1/members"]
+    member_id = uuid.UUID((await post_ok(client, "/v1/members", body, admin))["id"])
+    principal = operator(community)
+    modes: list[bool] = []
+
+    async def decide(s: CommandSession) -> tuple[int, msgspec.Struct]:
+        modes.append(s.one_statement)
+        member = await s.load(Member, member_id)
+        assert member is not None and member.person is not None
+        member.record_service(served_on=s.now.date(), hours=1.5, kind="志愿服务", at=s.now)
+        result = await s.save(member)
+        return 200, Noted(result.version, result.position)
+
+    async with logged(database_url) as (p, statements):
+        proc = cold(ctx, p, principal)
+        await enter_scope(proc, community)
+        statements.clear()
+        await run_command(proc, principal, request(), decide)
+        assert modes == [True, False]  # read cold, then decided in a transaction
+        calls = [s for s in statements if "civic_command_" in s]  # not asyncpg's type look-ups
+        assert len(calls) == 1 and "civic_command_read" in calls[0]
+        assert proc.aggregates.paths(member_id) is None
+    assert [e["type"] for e in await stream(pool, member_id)][-1] == "ServiceRecorded"
