@@ -452,3 +452,57 @@ async def test_appends_store_the_bytes_their_digest_covers(own_pool: asyncpg.Poo
         digest = chain.digest(r["canonical"])
         assert chain.link(r["prev_hash"], r["node_seq"], r["position"], digest) == r["hash"]
     assert report.ok and report.events_checked == 2
+
+
+class _Sha256InPython(Sha256Chain):
+    """SHA-256 under another name, so verification hashes and links in Python."""
+
+    name = "sha256-python"
+
+
+async def test_links_checked_in_sql_report_what_python_reports(own_pool: asyncpg.Pool):
+    """For the SHA-256 profile PostgreSQL hashes the stored bytes and links them
+    (``SUBTREE_CHAINS_LINKED_IN_SQL``); on chains tampered every way it must find the
+    failures hashing in Python finds, node by node, with the same detail."""
+    async with own_pool.acquire() as conn:
+        codes, expected = [], []
+        for sql, seq, reason in [
+            # the bytes and the data changed together: the flag holds, the link does not
+            (
+                f"UPDATE events SET canonical = {RENAMED}, data = jsonb_set(data, '{{title}}',"
+                " '\"井盖完好\"') WHERE node_id = $1 AND node_seq = 2",
+                2,
+                "altered",
+            ),
+            (
+                "UPDATE events SET hash = sha256(hash) WHERE node_id = $1 AND node_seq = 3",
+                3,
+                "altered",
+            ),
+            (
+                f"UPDATE events SET canonical = {RENAMED} WHERE node_id = $1 AND node_seq = 1",
+                1,
+                "altered",
+            ),
+            ("UPDATE events SET node_seq = 9 WHERE node_id = $1 AND node_seq = 2", 2, "missing"),
+            ("SELECT $1::uuid", 0, ""),  # untouched
+        ]:
+            code = fresh_county_code()
+            root = await write_county(conn, code, [PLAIN] * 4, stored=True)
+            await tamper(conn, sql, root)
+            codes.append(code)
+            expected.append((seq, reason))
+        for code, (seq, reason) in zip(codes, expected, strict=True):
+            in_sql = await verify_county(conn, code)
+            async with scoped_transaction(conn, code) as (_, scope):
+                node = await find_by_code(conn, scope.code)
+                assert node is not None
+                in_python = await verify_subtree(conn, node, _Sha256InPython())
+            assert (in_sql.failures, in_sql.events_checked) == (
+                in_python.failures,
+                in_python.events_checked,
+            )
+            if reason:
+                assert first(in_sql)[:2] == (seq, reason)
+            else:
+                assert in_sql.ok and in_sql.events_checked == 4
