@@ -11,10 +11,7 @@ The canonical bytes are those stored with the event at append (migration 0038) w
 database vouches that they are what the event's columns say (``canonical_ok``, see
 ``infra.audit.guard``); a row whose columns no longer match them is altered. Otherwise (an
 event appended before that migration, the guard gone, or ``recompute=True``) they are
-re-encoded from the columns, as ``canonical_event`` encodes them. For the SHA-256 profile
-PostgreSQL hashes the stored bytes and links them itself and sends one boolean instead of the
-bytes (``SUBTREE_CHAINS_LINKED_IN_SQL``); the order, the links between events and the heads
-are still checked here, row by row.
+re-encoded from the columns, as ``canonical_event`` encodes them.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from infra.audit.event_rows import (
     batches,
 )
 from infra.audit.guard import canonical_guard
-from infra.chain import GENESIS, CanonicalText, ChainHasher, Sha256Chain, encode_canonical
+from infra.chain import GENESIS, CanonicalText, ChainHasher, encode_canonical
 from infra.directory import DirectoryNode, subtree_nodes
 
 MAX_LISTED_FAILURES = 100
@@ -57,28 +54,17 @@ LEFT JOIN LATERAL (SELECT * FROM events WHERE events.node_id = n.id) e ON true
 ORDER BY n.ord, e.node_seq
 """
 
-# The columns (rendered in SQL, which costs more than sending the bytes) only for the events
-# without stored bytes the database vouches for.
-_MISSING_BYTES_COLUMNS = ", ".join(
-    f"CASE WHEN e.canonical_ok IS NULL THEN {c} END" for c in CANONICAL_TEXT_EXPRESSIONS
-)
-# The stored bytes where the database vouches for them, hashed in Python (any profile).
+# The stored bytes where the database vouches for them, the columns (rendered in SQL, which
+# costs more than sending the bytes) only for the events without them.
 SUBTREE_CHAINS = _SUBTREE_CHAINS.format(
-    stored="e.canonical, e.canonical_ok, NULL::boolean", columns=_MISSING_BYTES_COLUMNS
-)
-# The SHA-256 profile: PostgreSQL hashes the stored bytes and the link itself (its own
-# sha256(), as civic_append links them: prev || int8 seq || int8 position || digest) and
-# sends whether the stored hash is that link, instead of the bytes. Schema-qualified, so a
-# function of the same name elsewhere on the search_path cannot answer for them.
-SUBTREE_CHAINS_LINKED_IN_SQL = _SUBTREE_CHAINS.format(
-    stored="NULL::bytea, e.canonical_ok, CASE WHEN e.canonical_ok THEN e.hash ="
-    " pg_catalog.sha256(e.prev_hash || pg_catalog.int8send(e.node_seq)"
-    " || pg_catalog.int8send(e.position) || pg_catalog.sha256(e.canonical)) END",
-    columns=_MISSING_BYTES_COLUMNS,
+    stored="e.canonical, e.canonical_ok",
+    columns=", ".join(
+        f"CASE WHEN e.canonical_ok IS NULL THEN {c} END" for c in CANONICAL_TEXT_EXPRESSIONS
+    ),
 )
 # Every event from its columns.
 SUBTREE_CHAINS_RECOMPUTED = _SUBTREE_CHAINS.format(
-    stored="NULL::bytea, NULL::boolean, NULL::boolean", columns=CANONICAL_TEXT_COLUMNS
+    stored="NULL::bytea, NULL::boolean", columns=CANONICAL_TEXT_COLUMNS
 )
 
 
@@ -115,12 +101,7 @@ async def verify_subtree(
     started = time.perf_counter()
     nodes = await subtree_nodes(conn, node)
     trusted = not recompute and await canonical_guard(conn)
-    if not trusted:
-        query = SUBTREE_CHAINS_RECOMPUTED
-    elif hasher.name == Sha256Chain.name:
-        query = SUBTREE_CHAINS_LINKED_IN_SQL
-    else:
-        query = SUBTREE_CHAINS
+    query = SUBTREE_CHAINS if trusted else SUBTREE_CHAINS_RECOMPUTED
     failures: list[Failure] = []
     events = 0
     digest, link, decode = hasher.digest, hasher.link, _decoder.decode
@@ -150,7 +131,6 @@ async def verify_subtree(
                 stored,
                 canonical,
                 canonical_ok,
-                linked,
                 actor,
                 causation_id,
                 correlation_id,
@@ -238,11 +218,7 @@ async def verify_subtree(
                             "the columns no longer match the stored canonical bytes",
                         )
                         continue
-                    if not (
-                        linked
-                        if linked is not None
-                        else link(prev_hash, seq, position, digest(canonical)) == stored
-                    ):
+                    if link(prev_hash, seq, position, digest(canonical)) != stored:
                         failure = Failure(
                             code, seq, "altered", "the content no longer matches the stored hash"
                         )
