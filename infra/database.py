@@ -106,6 +106,7 @@ async def create_pool(
     max_size: int = 10,
     session_state: bool = True,
     statement_timeout_ms: int | None = None,
+    idle_seconds: float = 300.0,
 ) -> asyncpg.Pool:
     """An asyncpg pool whose connections decode jsonb as text.
 
@@ -118,6 +119,9 @@ async def create_pool(
     ``statement_timeout_ms``: every statement of the pool's sessions is cancelled after that
     long (sent with the connection's start-up, so it costs no round trip), the autocommit
     ones too, which no transaction's ``SET LOCAL`` bounds (a one-statement command).
+
+    ``idle_seconds``: a released connection unused for that long is closed (and opened again
+    when next needed), so a burst's connections go back to the server's ``max_connections``.
     """
     settings = (
         {} if statement_timeout_ms is None else {"statement_timeout": str(statement_timeout_ms)}
@@ -129,7 +133,7 @@ async def create_pool(
         init=_init_connection,
         reset=None if session_state else _end_open_transaction,
         command_timeout=60,
-        max_inactive_connection_lifetime=300,
+        max_inactive_connection_lifetime=idle_seconds,
         server_settings=settings,
     )
     assert pool is not None

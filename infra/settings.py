@@ -28,6 +28,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pii_index_key: str | None = None
     pool_min: int = 2
     pool_max: int = 10
+    #: seconds a released pooled connection may sit unused before the pool closes it
+    pool_idle_seconds: float = 300.0
     run_projector: bool = True
     migrate_on_start: bool = True
     log_level: str = "INFO"
@@ -131,6 +133,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             pii_index_key=env.get("CIVIC_PII_INDEX_KEY") or None,
             pool_min=int(env.get("CIVIC_DB_POOL_MIN", "2")),
             pool_max=int(env.get("CIVIC_DB_POOL_MAX", "10")),
+            pool_idle_seconds=float(env.get("CIVIC_DB_POOL_IDLE_SECONDS", "300")),
             run_projector=flag("CIVIC_RUN_PROJECTOR", True),
             migrate_on_start=flag("CIVIC_MIGRATE_ON_START", True),
             log_level=env.get("CIVIC_LOG_LEVEL", "INFO"),

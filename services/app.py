@@ -146,6 +146,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
             max_size=settings.pool_max,
             session_state=False,
             statement_timeout_ms=settings.statement_timeout_ms,
+            idle_seconds=settings.pool_idle_seconds,
         )
         ctx.pool = pool
         runner: ProjectionRunner | None = None
@@ -169,6 +170,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, api: bool = Tr
                     database_url,
                     min_size=1,
                     max_size=len(projections) + WORKER_CONNECTIONS,
+                    idle_seconds=settings.pool_idle_seconds,
                 )
                 runner = ProjectionRunner(workers, projections, metrics=ctx.metrics)
                 await runner.start()

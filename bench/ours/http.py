@@ -73,6 +73,10 @@ async def api_with_county(ctx: Context, county: str) -> AsyncIterator[None]:
         "CIVIC_RATE_LIMIT": "0",
         "CIVIC_LOG_LEVEL": "WARNING",
         "CIVIC_DB_POOL_MAX": "20",
+        # The http, lag and export groups each keep a server up for the whole run, and a
+        # loaded one holds ~33 connections: each must give its burst back before the next
+        # figure loads another, or together they pass max_connections (100 by default).
+        "CIVIC_DB_POOL_IDLE_SECONDS": "1",
     }
     async with uvicorn_server("services.app:app_from_env", factory=True, env=env) as server:
         token = _token(county)
