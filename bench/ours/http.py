@@ -1,5 +1,6 @@
 """Our HTTP commands end to end: ``POST /v1/issues`` with a JWT, 32 concurrent clients (and
-``http.assign_32c``: a command that changes who is party to the stream, below).
+``http.assign_32c``: a command that changes who is party to the stream, below; and
+``http.assign_cold_32c``, the same on streams the API process has not cached).
 
 The API runs exactly like the Litestar anchor (uvicorn subprocess, one worker, access log off)
 with its projector, on the group's scratch database. Each request reports an issue in one of
@@ -13,9 +14,11 @@ database's PostgreSQL backends).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +26,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import run_load
+from bench.load import LoadResult, run_load
 from bench.registry import Context, benchmark, group_fixture
 from bench.server import uvicorn_server
 from services.auth import JwtConfig, issue_token
+from services.commands.aggregate_cache import AggregateCache
 
 GROUP = "http"
 CLIENTS = 32
@@ -224,17 +228,96 @@ async def assign(ctx: Context) -> float:
     is ready for, its response frees it (a refused command leaves the issue's state as it
     was). Its aggregate stays warm in the API's cache, as for an issue being worked on.
     """
-    server = ctx.state["server"]
     units, issues = await _assignable(ctx)
-    run = uuid.uuid4().hex[:8]
-    auth = f"Bearer {ctx.state['token']}"
     # the state each issue is left in by the previous run's last answered command
     assigned: dict[str, bool] = ctx.state.setdefault("assigned", dict.fromkeys(issues, False))
-    free: deque[str] = deque(issues)
+    res, _ = await _assign_and_return(ctx, units, deque(issues), assigned, None)
+    return res.rps
+
+
+COLD_AFTER = AggregateCache().ttl + 1.0  # an issue untouched this long is no longer cached
+
+
+@benchmark("http.assign_cold_32c", GROUP, "req/s", compare=("http.assign_32c",))
+async def assign_cold(ctx: Context) -> float:
+    """As ``http.assign_32c``, but every command is on an issue the API has not cached: the
+    issues are taken oldest answer first from a pool large enough that each was last touched
+    more than the aggregate cache's lifetime ago (``.warm_hits``, which must be 0, counts
+    those that were not). Each command then reads its stream and nodes before it decides:
+    with cold reads (the default) one ``civic_command_read`` call before the append; with
+    ``CIVIC_COLD_READS=0`` in the environment of ``bench.run`` the whole scoped transaction.
+    """
+    units, _ = await _assignable(ctx)
+    pool: deque[str] = ctx.state.setdefault("cold_pool", deque())
+    assigned: dict[str, bool] = ctx.state.setdefault("cold_assigned", {})
+    touched: dict[str, float] = ctx.state.setdefault("cold_touched", {})
+    # enough cold issues for this run at 1.5x the fastest rate seen (at least 1,000 req/s)
+    rate = max(ctx.state.get("cold_rate", 1_000.0), 1_000.0)
+    needed = int(rate * 1.5 * (ctx.warmup + ctx.duration)) + CLIENTS
+    now = time.monotonic()
+    cold = sum(1 for i in pool if now - touched.get(i, 0.0) > COLD_AFTER)
+    if cold < needed:
+        made = await _report_issues(ctx, needed - cold)
+        pool.extend(made)
+        assigned.update(dict.fromkeys(made, False))
+        touched.update(dict.fromkeys(made, time.monotonic()))
+        await asyncio.sleep(COLD_AFTER)  # their creation cached them
+    res, warm_hits = await _assign_and_return(ctx, units, pool, assigned, touched)
+    ctx.state["cold_rate"] = max(rate, res.rps)
+    ctx.report("warm_hits", warm_hits, "count")
+    if warm_hits:
+        raise RuntimeError("some commands found their issue cached: the pool was too small")
+    return res.rps
+
+
+async def _report_issues(ctx: Context, count: int) -> list[str]:
+    """``count`` issues reported through the API, 32 at a time."""
+    communities = ctx.state["communities"]
+    h = {"Authorization": f"Bearer {ctx.state['token']}"}
+    gate = asyncio.Semaphore(CLIENTS)
+    limits = httpx.Limits(max_connections=CLIENTS)
+    async with httpx.AsyncClient(
+        base_url=ctx.state["server"].url, headers=h, timeout=30, limits=limits
+    ) as c:
+
+        async def report(i: int) -> str:
+            async with gate:
+                r = await c.post(
+                    "/v1/issues",
+                    json={
+                        "node_code": communities[i % len(communities)],
+                        "title": "北门路灯不亮",
+                        "category": "public-safety",
+                        "source": "grid",
+                    },
+                )
+                r.raise_for_status()
+                return str(r.json()["id"])
+
+        return list(await asyncio.gather(*(report(i) for i in range(count))))
+
+
+async def _assign_and_return(
+    ctx: Context,
+    units: list[str],
+    free: deque[str],
+    assigned: dict[str, bool],
+    touched: dict[str, float] | None,
+) -> tuple[LoadResult, int]:
+    """派单 or 退单, whichever each issue is ready for, on issues taken from ``free`` and put
+    back at its end when answered. With ``touched`` (issue → when last answered, kept up to
+    date), also how many were taken within ``COLD_AFTER`` of their last answer."""
+    server = ctx.state["server"]
+    run = uuid.uuid4().hex[:8]
+    auth = f"Bearer {ctx.state['token']}"
     taken: dict[int, str] = {}
+    warm_hits = 0
 
     def path(n: int) -> str:
+        nonlocal warm_hits
         issue = taken[n] = free.popleft()
+        if touched is not None and time.monotonic() - touched.get(issue, 0.0) <= COLD_AFTER:
+            warm_hits += 1
         return f"/v1/issues/{issue}/{'return' if assigned[issue] else 'assign'}"
 
     def headers(n: int) -> dict[str, str]:
@@ -253,6 +336,8 @@ async def assign(ctx: Context) -> float:
         issue = taken.pop(n)
         if status == 200:
             assigned[issue] = not assigned[issue]
+        if touched is not None:
+            touched[issue] = time.monotonic()
         free.append(issue)
 
     res = await run_load(
@@ -271,4 +356,4 @@ async def assign(ctx: Context) -> float:
     ctx.report("errors", res.errors, "count")
     if res.errors:
         raise RuntimeError(f"{res.errors} errors, e.g. {res.error_samples[:2]}")
-    return res.rps
+    return res, warm_hits
