@@ -440,6 +440,8 @@ async def test_county_admin_sees_the_countys_figures_and_drills_into_a_street(
     )
     assert crumbs == ["西湖区", "北山街道"]
     await p.click("#crumbs a")
+    # the street's overview stays marked ready until the hash change reaches the console
+    await p.wait_for_function(f"() => location.hash.endsWith('{world.county}')")
     await page.ready("overview")
     assert await p.text_content("h1") == "西湖区"
 
