@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpu import process_cpu_seconds
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,11 +32,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far (Linux only)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def log_tail(self, chars: int = 4000) -> str:
         try:

@@ -14,6 +14,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class Window(Protocol):
+    """Something measured over exactly the timed window (``bench.cpu.CpuWindow``)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -34,11 +43,12 @@ async def async_rate(
     duration: float,
     warmup: float = 0.0,
     max_errors: int = 0,
+    window: Window | None = None,
 ) -> Rate:
     """Run ``op(worker, iteration) -> events done`` in ``workers`` tasks for warmup + duration.
 
     An operation that raises counts as an error; more than ``max_errors`` errors stop the run
-    and re-raise the first one.
+    and re-raise the first one. ``window`` is started and stopped with the timed window.
     """
     counts = [0] * workers
     errors: list[BaseException] = []
@@ -59,9 +69,13 @@ async def async_rate(
     tasks = [asyncio.create_task(worker(w)) for w in range(workers)]
     try:
         await _sleep_unless(stop, warmup)
+        if window is not None:
+            window.start()
         c0, t0 = sum(counts), time.perf_counter()
         await _sleep_unless(stop, duration)
         c1, t1 = sum(counts), time.perf_counter()
+        if window is not None:
+            window.stop()
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=max(30.0, duration * 4))
     finally:

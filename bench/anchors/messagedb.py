@@ -31,6 +31,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.cpu import CpuWindow
 from bench.deps import npm_pack
 from bench.payload import EVENT_TYPE, PAYLOAD_JSON
 from bench.registry import Context, benchmark, group_fixture, with_database
@@ -143,7 +144,11 @@ async def _write(ctx: Context, categories: int) -> float:
             )
             return 1
 
-        rate = await async_rate(CONNECTIONS, op, duration=ctx.duration, warmup=ctx.warmup)
+        window = CpuWindow({c.get_server_pid() for c in conns})
+        rate = await async_rate(
+            CONNECTIONS, op, duration=ctx.duration, warmup=ctx.warmup, window=window
+        )
+        window.report(ctx, rate.events)
         return rate.per_second
     finally:
         for c in conns:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from bench.cpu import CpuWindow
 from bench.payload import EVENT_TYPE, PAYLOAD_JSON
 from bench.registry import Context, benchmark, group_fixture
 from bench.timing import async_rate
@@ -69,7 +70,11 @@ async def _one_row_per_tx(ctx: Context, connections: int) -> float:
             )
             return 1
 
-        rate = await async_rate(connections, op, duration=ctx.duration, warmup=ctx.warmup)
+        window = CpuWindow({c.get_server_pid() for c in conns})
+        rate = await async_rate(
+            connections, op, duration=ctx.duration, warmup=ctx.warmup, window=window
+        )
+        window.report(ctx, rate.events)
         return rate.per_second
     finally:
         for c in conns:
@@ -104,7 +109,11 @@ async def _unnest(ctx: Context, connections: int, batch: int = 100) -> float:
             )
             return batch
 
-        rate = await async_rate(connections, op, duration=ctx.duration, warmup=ctx.warmup)
+        window = CpuWindow({c.get_server_pid() for c in conns})
+        rate = await async_rate(
+            connections, op, duration=ctx.duration, warmup=ctx.warmup, window=window
+        )
+        window.report(ctx, rate.events)
         return rate.per_second
     finally:
         for c in conns:

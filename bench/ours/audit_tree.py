@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.cpu import process_cpu_seconds
 from bench.ours.store import _appends, _tree
 from bench.payload import EVENT_TYPE, event_json
 from bench.registry import Context, benchmark, group_fixture
@@ -92,20 +92,20 @@ async def append_with_tree_ratio(ctx: Context) -> float:
     lags: list[float] = []
     cpu: list[float] = []
     for _ in range(ctx.scaled(3, 2)):
-        plain.append(await _appends(ctx, 1))
+        plain.append(await _appends(ctx, 1, cpu=False))
         builder = await _start_builder(ctx)
         try:
             async with await ctx.pool(1) as pool:
                 await _caught_up(pool)  # the plain window's events first: measure following
                 async with pool.acquire() as conn:
-                    before = await _tree_size(conn), _cpu_seconds(builder.pid)
-                with_tree.append(await _appends(ctx, 1))
+                    before = await _tree_size(conn), process_cpu_seconds(builder.pid)
+                with_tree.append(await _appends(ctx, 1, cpu=False))
                 async with pool.acquire() as conn:
                     lags.append(float(await _tree_lag(conn)))
                 await _caught_up(pool)
                 async with pool.acquire() as conn:
                     built = await _tree_size(conn) - before[0]
-                cpu.append((_cpu_seconds(builder.pid) - before[1]) / max(1, built))
+                cpu.append((process_cpu_seconds(builder.pid) - before[1]) / max(1, built))
         finally:
             await _stop_builder(builder)
     ctx.report("plain", sorted(plain)[len(plain) // 2], "events/s")
@@ -113,12 +113,6 @@ async def append_with_tree_ratio(ctx: Context) -> float:
     ctx.report("tree_lag_events", max(lags), "count")
     ctx.report("builder_cpu_per_event", 1e6 * sorted(cpu)[len(cpu) // 2], "us")
     return sorted(w / p for w, p in zip(with_tree, plain, strict=True))[len(plain) // 2]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _tree_size(conn: asyncpg.Connection) -> int:

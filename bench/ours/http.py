@@ -17,15 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import httpx
 
+from bench.cpu import backend_pids, total_cpu_seconds
 from bench.load import LoadResult, run_load
 from bench.registry import Context, benchmark, group_fixture
 from bench.server import uvicorn_server
@@ -97,30 +96,6 @@ async def _server(ctx: Context) -> AsyncIterator[None]:
         yield
 
 
-def _cpu_seconds(pids: set[int]) -> float:
-    """User + system CPU seconds of these processes (Linux /proc; gone ones count 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-async def _backends(ctx: Context) -> set[int]:
-    conn = await ctx.connect()
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await conn.close()
-    return {r["pid"] for r in rows}
-
-
 def issue_requests(
     communities: list[str], token: str, run: str
 ) -> tuple[Callable[[int], dict[str, str]], Callable[[int], bytes]]:
@@ -156,8 +131,8 @@ async def commands(ctx: Context) -> float:
     headers, body = issue_requests(
         ctx.state["communities"], ctx.state["token"], uuid.uuid4().hex[:8]
     )
-    backends = await _backends(ctx)
-    cpu0, db0 = server.cpu_seconds(), _cpu_seconds(backends)
+    backends = await backend_pids(ctx)
+    cpu0, db0 = server.cpu_seconds(), total_cpu_seconds(backends)
     res = await run_load(
         f"{server.url}/v1/issues",
         method="POST",
@@ -170,8 +145,9 @@ async def commands(ctx: Context) -> float:
     ctx.report("p50_ms", res.p50_ms, "ms")
     ctx.report("p99_ms", res.p99_ms, "ms")
     ctx.report("errors", res.errors, "count")
-    new = (await _backends(ctx)) - backends  # the pool may have grown under load
-    cpu, db = server.cpu_seconds() - cpu0, _cpu_seconds(backends) - db0 + _cpu_seconds(new)
+    new = (await backend_pids(ctx)) - backends  # the pool may have grown under load
+    cpu = server.cpu_seconds() - cpu0
+    db = total_cpu_seconds(backends) - db0 + total_cpu_seconds(new)
     total = sum(res.statuses.values())
     if total:
         ctx.report("server_cpu_ms_per_req", cpu * 1000 / total, "ms")

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from bench.cpu import CpuWindow, backend_pids
 from bench.payload import EVENT_TYPE, event_json
 from bench.registry import Context, benchmark, group_fixture
 from bench.timing import async_rate
@@ -111,10 +112,16 @@ async def _party_unit(ctx: Context) -> tuple[str, dict[str, uuid.UUID]]:
 
 
 async def _appends(
-    ctx: Context, batch: int, writers: int = WRITERS, *, as_unit: bool = False
+    ctx: Context,
+    batch: int,
+    writers: int = WRITERS,
+    *,
+    as_unit: bool = False,
+    cpu: bool = True,
 ) -> float:
     """Appends of ``batch`` events per command by ``writers`` writers (one connection each);
-    ``as_unit``: by the unit of ``_party_unit`` to streams it takes part in."""
+    ``as_unit``: by the unit of ``_party_unit`` to streams it takes part in. ``cpu``: report
+    the client's and the backends' CPU per event (``bench.cpu.CpuWindow``)."""
     store = EventStore()
     communities: list[str] = ctx.state["communities"]
     unit, node_ids = await _party_unit(ctx) if as_unit else (None, {})
@@ -181,7 +188,13 @@ async def _appends(
             versions[stream] = result.version
             return batch
 
-        rate = await async_rate(writers, op, duration=ctx.duration, warmup=ctx.warmup)
+        # the pool's backends: min_size is max_size, so they are all open now
+        window = CpuWindow(await backend_pids(ctx)) if cpu else None
+        rate = await async_rate(
+            writers, op, duration=ctx.duration, warmup=ctx.warmup, window=window
+        )
+        if window is not None:
+            window.report(ctx, rate.events)
         return rate.per_second
     finally:
         await pool.close()
