@@ -86,6 +86,9 @@ class WorldGenerator:
         self.pairings: list[Pairing] = []
         self.active_pairs: set[tuple[UUID, UUID]] = set()
         self.members: list[Member] = []
+        #: every member registered, by id: a completed order credits its member, and a scan
+        #: of ``members`` per order made a year's world quadratic (1M events: 420 s)
+        self.member_by_id: dict[UUID, Member] = {}
         self.issues: list[Issue] = []
         self.findings: list[Finding] = []
         self.orders: list[ServiceOrder] = []
@@ -283,6 +286,7 @@ class WorldGenerator:
             at=self._tick(),
         )
         self.members.append(member)
+        self.member_by_id[member.id] = member
         return [self._write(member)]
 
     def _active_member(self) -> Member | None:
@@ -481,10 +485,8 @@ class WorldGenerator:
         return [self._write(o)]
 
     def _order_member(self, o: ServiceOrder) -> Member | None:
-        for m in self.members:
-            if m.id == o.member_id and m.status == "active":
-                return m
-        return None
+        m = self.member_by_id.get(o.member_id) if o.member_id is not None else None
+        return m if m is not None and m.status == "active" else None
 
     def _complete_service(self) -> list[Write]:
         o = self._order("accepted")
