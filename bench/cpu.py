@@ -2,7 +2,8 @@
 
 On 2 cores most of our figures are CPU-bound, so CPU per operation, client and server apart,
 says more than a rate: a ratio against an anchor is roughly the ratio of their total CPU per
-operation. Linux only (``/proc/<pid>/stat``); elsewhere the figures are NaN.
+operation. Linux only (``/proc/<pid>/stat``): a process that cannot be read is NaN alone and
+counts 0 in a sum.
 """
 
 from __future__ import annotations
@@ -65,9 +66,8 @@ class CpuWindow:
         self.client_seconds = time.process_time() - self._client0
         self.backend_seconds = total_cpu_seconds(self.backends) - self._backend0
 
-    def report(self, ctx: Context, operations: int, per: str = "event") -> None:
-        """``.client_us_per_<per>`` and ``.db_us_per_<per>`` of ``operations`` done in the
-        window."""
-        if operations > 0:
-            ctx.report(f"client_us_per_{per}", self.client_seconds * 1e6 / operations, "us")
-            ctx.report(f"db_us_per_{per}", self.backend_seconds * 1e6 / operations, "us")
+    def report(self, ctx: Context, events: int) -> None:
+        """``.client_us_per_event`` and ``.db_us_per_event`` of ``events`` done in the window."""
+        if events > 0:
+            ctx.report("client_us_per_event", self.client_seconds * 1e6 / events, "us")
+            ctx.report("db_us_per_event", self.backend_seconds * 1e6 / events, "us")

@@ -96,6 +96,16 @@ async def _server(ctx: Context) -> AsyncIterator[None]:
         yield
 
 
+def report_body(community: str) -> dict[str, str]:
+    """The body of every ``POST /v1/issues`` of this module: a report in ``community``."""
+    return {
+        "node_code": community,
+        "title": "北门路灯不亮",
+        "category": "public-safety",
+        "source": "grid",
+    }
+
+
 def issue_requests(
     communities: list[str], token: str, run: str
 ) -> tuple[Callable[[int], dict[str, str]], Callable[[int], bytes]]:
@@ -112,12 +122,7 @@ def issue_requests(
 
     def body(i: int) -> bytes:
         return json.dumps(
-            {
-                "node_code": communities[i % len(communities)],
-                "title": "北门路灯不亮",
-                "category": "public-safety",
-                "source": "grid",
-            },
+            report_body(communities[i % len(communities)]),
             ensure_ascii=False,
         ).encode()
 
@@ -168,7 +173,6 @@ async def _assignable(ctx: Context) -> tuple[list[str], list[str]]:
         county = ctx.state["county"]
         h = {"Authorization": f"Bearer {ctx.state['token']}"}
         units = [f"U{county[:6]}{u:03d}" for u in range(1, ASSIGN_UNITS + 1)]
-        issues: list[str] = []
         async with httpx.AsyncClient(base_url=ctx.state["server"].url, headers=h, timeout=30) as c:
             for code in units:
                 r = await c.post(
@@ -176,20 +180,7 @@ async def _assignable(ctx: Context) -> tuple[list[str], list[str]]:
                     json={"code": code, "name": f"局{code}", "kind": "unit", "parent_code": county},
                 )
                 r.raise_for_status()
-            communities = ctx.state["communities"]
-            for i in range(ASSIGN_ISSUES):
-                r = await c.post(
-                    "/v1/issues",
-                    json={
-                        "node_code": communities[i % len(communities)],
-                        "title": "北门路灯不亮",
-                        "category": "public-safety",
-                        "source": "grid",
-                    },
-                )
-                r.raise_for_status()
-                issues.append(r.json()["id"])
-        ctx.state["assignable"] = (units, issues)
+        ctx.state["assignable"] = (units, await _report_issues(ctx, ASSIGN_ISSUES))
     units, issues = ctx.state["assignable"]
     return units, issues
 
@@ -258,15 +249,7 @@ async def _report_issues(ctx: Context, count: int) -> list[str]:
 
         async def report(i: int) -> str:
             async with gate:
-                r = await c.post(
-                    "/v1/issues",
-                    json={
-                        "node_code": communities[i % len(communities)],
-                        "title": "北门路灯不亮",
-                        "category": "public-safety",
-                        "source": "grid",
-                    },
-                )
+                r = await c.post("/v1/issues", json=report_body(communities[i % len(communities)]))
                 r.raise_for_status()
                 return str(r.json()["id"])
 
