@@ -263,7 +263,7 @@ class Runner:
             args.warmup if args.warmup is not None else (0.3 if self.quick else 1.0)
         )
         self.runs: int = args.runs
-        self.budget: float = args.budget or (360.0 if self.quick else 900.0)
+        self.budget: float = args.budget or (360.0 if self.quick else 1200.0)
         self.started = time.monotonic()
         self.figures: dict[str, Figure] = {}
         self.skipped_for_budget = 0

@@ -238,18 +238,29 @@ async def assign_cold(ctx: Context) -> float:
 
 
 async def _report_issues(ctx: Context, count: int) -> list[str]:
-    """``count`` issues reported through the API, 32 at a time."""
+    """``count`` issues reported through the API, 32 at a time. A request whose connection
+    fails is sent again with the same Idempotency-Key (the server may have closed a kept-alive
+    connection as it was reused; one full run lost a set-up to a ``ReadError`` so)."""
     communities = ctx.state["communities"]
     h = {"Authorization": f"Bearer {ctx.state['token']}"}
     gate = asyncio.Semaphore(CLIENTS)
     limits = httpx.Limits(max_connections=CLIENTS)
+    batch = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(
         base_url=ctx.state["server"].url, headers=h, timeout=30, limits=limits
     ) as c:
 
         async def report(i: int) -> str:
+            body = report_body(communities[i % len(communities)])
+            key = {"Idempotency-Key": f"report-{batch}-{i}"}
             async with gate:
-                r = await c.post("/v1/issues", json=report_body(communities[i % len(communities)]))
+                for attempt in range(3):
+                    try:
+                        r = await c.post("/v1/issues", json=body, headers=key)
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
                 r.raise_for_status()
                 return str(r.json()["id"])
 
