@@ -32,14 +32,16 @@ every other backend's snapshots then consult pg_subtrans, hence ``MAX_ITEMS`` = 
 item's chain head stays locked until the whole batch commits; a failure of the batch itself
 (commit, statement timeout, lost connection) fails all its items.
 
-Why the product does not use it (measured on a loaded 2-core machine, ``--quick``, four
-runs): at 8 writers the batches hold ~2 items and the rate is 0.91-0.97x the one-statement
-path's; at 32 writers (batches of ~4) it is 1.8-3.6x the one-statement path at 32 writers
-and 1.7-2.6x at 8. Each item still runs the same statements inside the function, plus a
-subtransaction: what a batch saves is the commits (the WAL flushes) and the round trips,
-which matter only when many writers wait on flushes. A win at high concurrency only, with
-latency and failure coupled across tenants' requests, is not the clear win that would justify
-a second write path beside the one-statement one.
+Why the product does not use it yet. On a loaded 2-core machine (``--quick``, four runs): at
+8 writers the batches held ~2 items and the rate was 0.91-0.97x the one-statement path's; at
+32 writers (batches of ~4) 1.8-3.6x. On a quiet one (2026-12-06, ``--quick``, median of 3):
+4,728 against 3,727 ev/s at 8 writers (batches of ~7, 1.27x) and 6,200 against 2,544 at 32
+(2.4x). Each item still runs the same statements inside the function, plus a subtransaction:
+what a batch saves is the commits (the WAL flushes) and the round trips, so it cannot bring
+an append near a raw insert (README, "Issue #20 at its close"). A second write path beside
+the one-statement one, with latency and failure coupled across tenants' requests, for 1.3x
+at the concurrency a 2-core API reaches, was not built; it is the next step if those costs
+are accepted.
 """
 
 from __future__ import annotations
