@@ -89,21 +89,15 @@ async def _application(ctx: Context) -> AsyncIterator[None]:
         "POSTGRES_MAX_OVERFLOW": "0",
         "POSTGRES_CONNECT_TIMEOUT": "10",
     }
+    ctx.state.update(issue_cls=issue_cls, plain=(app_cls, env))
     # same library, opt-in DB functions, its own table (the table is named after the app)
     dbfn_cls = type("IssueAppDbFn", (app_cls,), {})
-    ctx.state.update(
-        issue_cls=issue_cls,
-        plain=(app_cls, env),
-        dbfn=(dbfn_cls, {**env, "POSTGRES_ENABLE_DB_FUNCTIONS": "yes"}),
-    )
-    app = await asyncio.to_thread(app_cls, env)  # creates its table
-    await asyncio.to_thread(app.close)
     # The db-function application keeps its pool for the whole suite, as it always did:
     # opened afresh for each figure it measured 20-25 % slower (4,746 / 4,643 against
     # 5,606 / 6,168 ev/s), which would flatter our ratio against it. The plain one is opened
     # per figure (its rate did not drop), so the two pools' 16 connections are not both held
     # next to the API servers' (that took a run past max_connections).
-    app_dbfn = await asyncio.to_thread(*ctx.state["dbfn"])
+    app_dbfn = await asyncio.to_thread(dbfn_cls, {**env, "POSTGRES_ENABLE_DB_FUNCTIONS": "yes"})
     ctx.state["app_dbfn"] = app_dbfn
     ctx.state["info"] = {
         "eventsourcing": importlib.metadata.version("eventsourcing"),
@@ -118,7 +112,8 @@ async def _application(ctx: Context) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def _opened(ctx: Context) -> AsyncIterator[Any]:
-    """The plain application for one run: its pool is open only while its own figure runs."""
+    """The plain application for one run (creating its table the first time): its pool is
+    open only while its own figure runs."""
     cls, env = ctx.state["plain"]
     app = await asyncio.to_thread(cls, env)
     try:

@@ -221,7 +221,7 @@ async def assign_cold(ctx: Context) -> float:
     assigned: dict[str, bool] = ctx.state.setdefault("cold_assigned", {})
     touched: dict[str, float] = ctx.state.setdefault("cold_touched", {})
     # enough cold issues for this run at 1.5x the fastest rate seen (at least 1,000 req/s)
-    rate = max(ctx.state.get("cold_rate", 1_000.0), 1_000.0)
+    rate = ctx.state.get("cold_rate", 1_000.0)
     needed = int(rate * 1.5 * (ctx.warmup + ctx.duration)) + CLIENTS
     now = time.monotonic()
     cold = sum(1 for i in pool if now - touched.get(i, 0.0) > COLD_AFTER)
